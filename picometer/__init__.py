@@ -1,0 +1,3 @@
+"""picometer: meter, price and guard every LLM call on a small machine."""
+
+__version__ = "0.1.0"

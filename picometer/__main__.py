@@ -1,0 +1,3 @@
+from picometer.cli import main
+
+main()

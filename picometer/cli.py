@@ -1,0 +1,221 @@
+"""The `picometer` command: thin click wrappers that parse, call, and print."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from picometer import __version__
+from picometer.config import Config, ConfigError, find_config_path, is_reference, load_config, secret_refs
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(f: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Config file (default: $PICOMETER_CONFIG, /etc/picometer/config.toml, ./config.toml).",
+    )(f)
+
+
+def load(config_path: str | None, *, resolve: bool = True) -> Config:
+    """The config, or exit 2 with the key and the fix."""
+    ctx = click.get_current_context()
+    explicit = config_path or (ctx.obj or {}).get("config_path")
+    path = find_config_path(explicit, os.environ)
+    try:
+        return load_config(path, resolve=resolve)
+    except ConfigError as e:
+        click.echo(f"picometer: config error in {path or 'built-in defaults'}: {e}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="picometer")
+@config_option
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Meter, price and guard every LLM call your automations make."""
+    ctx.obj = {"config_path": config_path}
+
+
+@main.command()
+@config_option
+def run(config_path: str | None) -> None:
+    """Run the daemon in the foreground (systemd runs this)."""
+    from picometer import daemon
+
+    daemon.run(load(config_path))
+
+
+@main.command()
+@config_option
+def check(config_path: str | None) -> None:
+    """Validate the config, resolve secrets, print the effective config with secrets masked."""
+    import tomli_w
+
+    from picometer.config import to_dict
+
+    config = load(config_path)
+    click.echo(f"# picometer {__version__}: config {config.source or '(built-in defaults)'} is valid")
+    for key, ref in secret_refs(config).items():
+        secret = config.secrets[key]
+        if is_reference(ref):
+            click.echo(f"# {key}: {ref} -> resolved ({len(secret.value)} characters, not shown)")
+        else:
+            click.echo(f"# {key}: WARNING a literal secret in the config file; prefer env:, file: or credential:")
+    click.echo(tomli_w.dumps(to_dict(config)))
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False), default="config.toml", show_default=True)
+@click.option("--listen", default="127.0.0.1:8787", show_default=True)
+@click.option(
+    "--provider",
+    "providers",
+    type=click.Choice(["openai", "anthropic", "openrouter", "ollama"]),
+    multiple=True,
+    default=("openai", "anthropic"),
+    show_default=True,
+    help="Providers to configure (repeat the option).",
+)
+@click.option("--daily-usd", type=float, default=0.0, help="Global daily cap in dollars (0 = none).")
+@click.option("--monthly-usd", type=float, default=0.0, help="Global monthly cap in dollars (0 = none).")
+@click.option("--data-dir", default="/var/lib/picometer", show_default=True)
+@click.option("--log-dir", default="/var/log/picometer", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(
+    out: str,
+    listen: str,
+    providers: tuple[str, ...],
+    daily_usd: float,
+    monthly_usd: float,
+    data_dir: str,
+    log_dir: str,
+    force: bool,
+) -> None:
+    """Write a starter config."""
+    import tomli_w
+
+    from picometer.config import config_from_dict
+
+    presets = {
+        "openai": {
+            "kind": "openai",
+            "base_url": "https://api.openai.com/v1",
+            "api_key": "env:OPENAI_API_KEY",
+        },
+        "anthropic": {
+            "kind": "anthropic",
+            "base_url": "https://api.anthropic.com",
+            "api_key": "env:ANTHROPIC_API_KEY",
+        },
+        "openrouter": {
+            "kind": "openai",
+            "base_url": "https://openrouter.ai/api/v1",
+            "api_key": "env:OPENROUTER_API_KEY",
+        },
+        "ollama": {"kind": "openai", "base_url": "http://127.0.0.1:11434/v1", "api_key": "", "free": True},
+    }
+    data: dict[str, Any] = {
+        "server": {"listen": listen, "default_provider": providers[0]},
+        "storage": {"data_dir": data_dir, "log_dir": log_dir},
+        "providers": {name: presets[name] for name in providers},
+        "budgets": {"daily_usd": daily_usd, "monthly_usd": monthly_usd},
+    }
+    try:
+        config_from_dict(data)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    path = Path(out)
+    if path.exists() and not force:
+        raise click.UsageError(f"{path} exists; pass --force to overwrite it")
+    path.write_text(
+        "# picometer config; every key not written here has its default (see config.example.toml).\n"
+        + tomli_w.dumps(data),
+        encoding="utf-8",
+    )
+    click.echo(f"wrote {path}; check it with: picometer check --config {path}")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def status(config_path: str | None, as_json: bool) -> None:
+    """Ask the running daemon how it is doing (exit 1 when it is down)."""
+    import httpx
+
+    config = load(config_path)
+    host, port = config.server.host, config.server.port
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/-/status"
+    try:
+        data = httpx.get(url, timeout=5, trust_env=False).json()
+    except (httpx.HTTPError, ValueError) as e:
+        click.echo(f"picometer is down: no answer from {url} ({type(e).__name__})", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"picometer {data['version']} up {data['uptime_s']:.0f}s on {data['listen']}")
+    by = data["requests_by_status"]
+    click.echo(
+        f"requests {data['requests']} (ok {by.get('ok', 0)}, error {by.get('error', 0)}, "
+        f"blocked {by.get('blocked', 0)}), in flight {data['in_flight']}, "
+        f"spent ${data['cost_usd_since_start']:.4f} since start"
+    )
+
+
+@main.command()
+@config_option
+@click.argument("model")
+@click.option("--provider", default=None, help="A configured provider name (default: [server].default_provider).")
+def prices(config_path: str | None, model: str, provider: str | None) -> None:
+    """The price per 1M tokens picometer charges for MODEL, and where it comes from."""
+    from picometer.clock import SystemClock
+    from picometer.metering.pricing import Pricer, genai_prices_version
+
+    config = load(config_path, resolve=False)
+    name = provider or config.server.default_provider
+    if name not in config.providers:
+        raise click.UsageError(f"no provider {name!r}; configured: {', '.join(sorted(config.providers))}")
+    rates = Pricer(config.prices).rates(config.providers[name], model, SystemClock().now())
+    if rates is None:
+        click.echo(
+            f"{model} on {name}: no known price. Add to the config:\n"
+            f'  [prices."{model}"]\n  input = 0.0   # dollars per 1M input tokens\n  output = 0.0',
+            err=True,
+        )
+        sys.exit(1)
+    source = rates.source
+    if source.startswith("genai-prices:"):
+        source += f" (bundled data, genai-prices {genai_prices_version()})"
+    click.echo(f"{model} on {name}, dollars per 1M tokens:")
+    for label, value in (
+        ("input", rates.input),
+        ("cached input", rates.cached_input),
+        ("cache write", rates.cache_write),
+        ("output", rates.output),
+    ):
+        click.echo(f"  {label:<13} ${value:,.4f}")
+    if rates.tiered:
+        click.echo("  (base tier shown; long prompts cost more and are charged by the tiered price)")
+    click.echo(f"source: {source}")
+
+
+@main.command()
+@click.option("--seconds", type=float, default=20.0, show_default=True, help="How long to send traffic.")
+@click.option("--dir", "workdir", type=click.Path(file_okay=False), default="demo-data", show_default=True)
+def demo(seconds: float, workdir: str) -> None:
+    """Run the daemon against the built-in simulated provider with synthetic traffic, and report."""
+    from picometer.demo import run_demo
+
+    run_demo(Path(workdir), seconds)

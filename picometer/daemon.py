@@ -1,0 +1,100 @@
+"""Composition root: build the parts from the config, serve, and close cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+
+from picometer.clock import Clock, SystemClock
+from picometer.config import Config
+from picometer.gateway.app import Gateway
+from picometer.metering.pricing import Pricer
+from picometer.record import Recorder
+from picometer.store.usagelog import UsageLog
+
+log = structlog.get_logger("picometer.daemon")
+
+
+def configure_logging(level: str = "info") -> None:
+    """The daemon's own log: logfmt lines on stderr, which journald stores and timestamps."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
+            structlog.processors.LogfmtRenderer(key_order=["level", "event"], drop_missing=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -> uvicorn.Server:
+    # h11 and asyncio: pure Python, so the same install works on every Pi.
+    config = uvicorn.Config(
+        app,
+        http="h11",
+        loop="asyncio",
+        lifespan="on",
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=graceful_s,
+    )
+    return uvicorn.Server(config)
+
+
+class Daemon:
+    """The gateway and everything it writes to, built from one config."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.usage_log = UsageLog(Path(config.storage.log_dir), self.clock)
+        self.pricer = Pricer(config.prices)
+        self.gateway = Gateway(config, clock=self.clock, pricer=self.pricer, recorder=Recorder([self.usage_log]))
+        self.server = uvicorn_server(self.gateway)
+
+    def warm_up(self) -> None:
+        """Load the price data now, so the first real call does not wait for it."""
+        provider = next(iter(self.config.providers.values()), None)
+        if provider is not None:
+            self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
+
+    async def serve(self, sock: socket.socket | None = None) -> None:
+        cfg = self.config.server
+        sock = sock or bind_socket(cfg.host, cfg.port)
+        self.warm_up()
+        log.info("picometer listening", listen=cfg.listen, usage_log=str(self.usage_log.path))
+        try:
+            await self.server.serve(sockets=[sock])
+        finally:
+            self.usage_log.close()
+            log.info("picometer stopped", requests=self.gateway.stats.requests)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+def run(config: Config) -> None:
+    configure_logging()
+    asyncio.run(Daemon(config).serve())

@@ -1,0 +1,618 @@
+"""The HTTP edge: routes, refusals, forwarding with relay, and one record per request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import structlog
+
+from picometer import __version__
+from picometer.clock import Clock
+from picometer.config import Config, ProviderConfig, Secret
+from picometer.gateway import forward
+from picometer.gateway.errors import error_body, kind_for_refusal
+from picometer.gateway.tags import Keyring, Tags, presented_key, resolve_tags
+from picometer.metering.pricing import Pricer
+from picometer.metering.sse import SSEParser
+from picometer.metering.usage import (
+    UNMETERED_JSON_ENDPOINTS,
+    StreamMeter,
+    Usage,
+    endpoint_of,
+    estimate_tokens,
+    from_response,
+    is_metered,
+    request_text_chars,
+)
+from picometer.record import Record, Recorder, prompt_hash, redacted_prompt, rfc3339_ms
+
+log = structlog.get_logger("picometer.gateway")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = (b"content-type", b"application/json")
+_UNPRICED_WARNED_LIMIT = 1000
+
+
+class ClientGone(Exception):
+    """The client hung up before we could answer."""
+
+
+class Refusal(Exception):
+    """A request picometer answers itself and never forwards."""
+
+    def __init__(self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or []
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: str
+    rest: str  # path below the provider's base URL, still percent-encoded
+    workflow: str | None
+
+
+def parse_route(path: str, raw_path: bytes, default_provider: str, default_base_url: str) -> Route | None:
+    """/{provider}/{rest}, /w/{workflow}/{provider}/{rest}, /v1/{rest} (default provider)."""
+    parts = path.split("/")[1:]
+    raw_parts = raw_path.decode("latin-1").split("/")[1:]
+    if len(raw_parts) != len(parts):  # an encoded "/" inside a segment: route on the raw form
+        parts = [unquote(p) for p in raw_parts]
+    if not parts or not parts[0]:
+        return None
+    if parts[0] == "w":
+        if len(parts) < 3 or not parts[1] or not parts[2]:
+            return None
+        return Route(parts[2], "/".join(raw_parts[3:]), parts[1])
+    if parts[0] == "v1":
+        # Bare /v1/...: a base URL that already ends in /v1 must not get a second one.
+        rest = "/".join(raw_parts[1:]) if default_base_url.rstrip("/").endswith("/v1") else "/".join(raw_parts)
+        return Route(default_provider, rest, None)
+    return Route(parts[0], "/".join(raw_parts[1:]), None)
+
+
+def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        out[name.decode("latin-1").lower()] = text
+    return out
+
+
+def error_type_for_status(status: int) -> str:
+    if status == 429:
+        return "rate_limited"
+    if status == 529:
+        return "overloaded"
+    if status in (408, 504):
+        return "timeout"
+    if status >= 500:
+        return "server_error"
+    if status in (401, 403):
+        return "auth_error"
+    return "client_error"
+
+
+def format_cost(cost: float | None) -> str:
+    return "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+@dataclass
+class Exchange:
+    """Everything known about one request while it is in flight."""
+
+    record: Record
+    t0: float
+    kind: str = "openai"
+    provider: ProviderConfig | None = None
+    body: dict[str, Any] | None = None
+    metered: bool = False
+    upstream_reached: bool = False
+    usage: Usage | None = None
+    text_chars: int = 0
+    tags: Tags | None = None
+    route: Route | None = None
+    provider_key: Secret | None = None
+    raw_body: bytes = b""
+    hide_usage_chunk: bool = False  # we asked for stream usage: the client must not see that chunk
+    done: bool = False  # the client received the whole response
+    settled: bool = False
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    cost_usd: float = 0.0
+    by_status: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0, "blocked": 0})
+
+
+class Gateway:
+    """The ASGI application: one instance per daemon."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock,
+        pricer: Pricer,
+        recorder: Recorder,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.pricer = pricer
+        self.recorder = recorder
+        self.keyring = Keyring(config)
+        self._client = client
+        self._owns_client = client is None
+        self.stats = Stats()
+        self.started_at = clock.now()
+        self.ready = False
+        self._unpriced_warned: set[tuple[str, str]] = set()
+        self.in_flight = 0
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = forward.new_client()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+
+    # ------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/-/"):
+                await self._admin(scope, send)
+            else:
+                self.in_flight += 1
+                try:
+                    await self._proxy(scope, receive, send)
+                finally:
+                    self.in_flight -= 1
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ------------------------------------------------------------ admin
+
+    async def _admin(self, scope: Scope, send: Send) -> None:
+        path = scope["path"]
+        if path == "/-/health":
+            status = 200 if self.ready else 503
+            await _respond(send, status, json.dumps({"status": "ok" if self.ready else "starting"}).encode())
+        elif path == "/-/status":
+            await _respond(send, 200, json.dumps(self.status(), ensure_ascii=False).encode())
+        else:
+            await _respond(send, 404, error_body("openai", "not_found", f"no admin route {path}"))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started_at": rfc3339_ms(self.started_at),
+            "uptime_s": round((self.clock.now() - self.started_at).total_seconds(), 1),
+            "listen": self.config.server.listen,
+            "providers": {name: {"kind": p.kind, "base_url": p.base_url} for name, p in self.config.providers.items()},
+            "requests": self.stats.requests,
+            "requests_by_status": dict(self.stats.by_status),
+            "in_flight": self.in_flight,
+            "cost_usd_since_start": round(self.stats.cost_usd, 6),
+        }
+
+    # ------------------------------------------------------------ proxy
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        now = self.clock.now()
+        request_id = os.urandom(8).hex()
+        ex = Exchange(Record(ts=rfc3339_ms(now), request_id=request_id), t0=self.clock.monotonic())
+        headers = header_map(scope["headers"])
+        ex.record.correlation_id = headers.get("x-request-id")
+        sent_any = [False]
+
+        async def tracked_send(message: Message) -> None:
+            sent_any[0] = True
+            await send(message)
+
+        try:
+            await self._prepare(ex, scope, receive, headers)
+            await self._forward_guarded(ex, scope, receive, tracked_send)
+        except Refusal as r:
+            # Refused before forwarding: blocked. Failed after forwarding (timeout, garbage): an error.
+            ex.record.status = "error" if ex.record.attempts else "blocked"
+            ex.record.http_status = r.status
+            ex.record.error_type = ex.record.error_type or r.code
+            kind = kind_for_refusal(ex.provider.kind if ex.provider else None, headers, scope["path"])
+            if not sent_any[0]:
+                await _respond(send, r.status, error_body(kind, r.code, r.message), request_id, r.headers)
+        except ClientGone:
+            ex.record.error_type = "client_disconnected"
+        finally:
+            self._finish(ex)
+
+    async def _prepare(self, ex: Exchange, scope: Scope, receive: Receive, headers: dict[str, str]) -> None:
+        """Route, read, authenticate, tag and check the request; raise Refusal to answer it ourselves."""
+        cfg = self.config
+        default = cfg.providers.get(cfg.server.default_provider)
+        route = parse_route(
+            scope["path"],
+            scope.get("raw_path") or scope["path"].encode(),
+            cfg.server.default_provider,
+            default.base_url if default else "",
+        )
+        if route is None:
+            ex.tags = resolve_tags(headers, None, None, cfg)
+            raise Refusal(
+                404,
+                "not_found",
+                "no such route: use /{provider}/..., /w/{workflow}/{provider}/... or /v1/...",
+            )
+        ex.record.provider = route.provider
+        provider = cfg.providers.get(route.provider)
+        if provider is None:
+            ex.tags = resolve_tags(headers, route.workflow, None, cfg)
+            known = ", ".join(sorted(cfg.providers))
+            raise Refusal(404, "unknown_provider", f"no provider named {route.provider!r}; configured: {known}")
+        ex.provider, ex.kind = provider, provider.kind
+        ex.route = route
+
+        key = self.keyring.match(presented_key(headers))
+        ex.tags = resolve_tags(headers, route.workflow, key, cfg)
+        if self.keyring.required and key is None:
+            raise Refusal(401, "invalid_api_key", "a picometer client key is required: send it as the API key")
+        provider_key = cfg.provider_key(route.provider)
+        if key is not None and provider_key is None:
+            raise Refusal(
+                401,
+                "invalid_api_key",
+                f"a picometer key was sent, but provider {route.provider!r} has no api_key to use instead; "
+                f"set [providers.{route.provider}].api_key",
+            )
+        ex.provider_key = provider_key
+
+        body = await _read_body(receive, cfg.server.max_body_bytes, headers)
+        if body is None:
+            raise Refusal(
+                413,
+                "invalid_request_error",
+                f"request body is larger than {cfg.server.max_body_bytes} bytes ([server].max_body_bytes)",
+            )
+        ex.raw_body = body
+        endpoint = endpoint_of(provider.kind, route.rest.split("?")[0])
+        ex.record.endpoint = endpoint
+        method = scope["method"]
+        ex.metered = method == "POST" and is_metered(provider.kind, endpoint)
+        if ex.metered or (method == "POST" and endpoint in UNMETERED_JSON_ENDPOINTS):
+            ex.body = _parse_json_object(body)
+            model = ex.body.get("model")
+            if model is not None and not isinstance(model, str):
+                raise Refusal(400, "invalid_request_error", "'model' must be a string")
+            ex.record.model = model
+            ex.record.stream = ex.body.get("stream") is True
+        if ex.metered:
+            assert ex.body is not None
+            self._check_metered(ex, provider, route.provider)
+
+    def _check_metered(self, ex: Exchange, provider: ProviderConfig, provider_name: str) -> None:
+        body = ex.body
+        assert body is not None and ex.tags is not None
+        model = ex.record.model
+        if not model and not provider.free:
+            raise Refusal(400, "invalid_request_error", "the request has no 'model': say which model to call")
+        if model and not self.pricer.is_priced(provider, model, self.clock.now()):
+            workflow = self.config.workflows.get(ex.tags.workflow)
+            policy = (workflow.unpriced if workflow else None) or self.config.budgets.unpriced
+            if policy == "block":
+                raise Refusal(
+                    400,
+                    "unpriced_model",
+                    f"picometer has no price for model {model!r} on provider {provider_name!r}, so it cannot keep "
+                    f'your budget. Add [prices."{model}"] with input = and output = (dollars per 1M tokens) to the '
+                    'config, or set [budgets].unpriced = "allow"',
+                )
+            self._warn_unpriced(provider_name, model)
+        store = self.config.storage.store_prompts
+        if store != "none":
+            ex.record.prompt_hash = prompt_hash(body)
+        if store == "redacted":
+            ex.record.prompt = redacted_prompt(body)
+        # OpenAI-kind streams report usage only when asked: ask, and hide the extra chunk from the client.
+        if provider.kind == "openai" and ex.record.stream and ex.record.endpoint in ("chat/completions", "completions"):
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                body["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+                ex.raw_body = json.dumps(body, ensure_ascii=False).encode()
+                ex.hide_usage_chunk = True
+
+    def _warn_unpriced(self, provider: str, model: str) -> None:
+        if (provider, model) not in self._unpriced_warned and len(self._unpriced_warned) < _UNPRICED_WARNED_LIMIT:
+            self._unpriced_warned.add((provider, model))
+            log.warning("unpriced model allowed; its cost is recorded as null", provider=provider, model=model)
+
+    async def _forward_guarded(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward while watching the client: if it hangs up, the upstream call is cancelled too."""
+        relay = asyncio.ensure_future(self._forward(ex, scope, send))
+        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not relay.done():
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
+                watch.cancel()
+                raise ClientGone
+            watch.cancel()
+        relay.result()
+
+    async def _forward(self, ex: Exchange, scope: Scope, send: Send) -> None:
+        provider = ex.provider
+        assert provider is not None
+        route = ex.route
+        assert route is not None
+        url = forward.upstream_url(provider.base_url, route.rest, scope.get("query_string", b""))
+        request = self.client.build_request(
+            scope["method"],
+            url,
+            headers=forward.upstream_headers(scope["headers"], provider, ex.provider_key),
+            content=ex.raw_body,
+            timeout=forward.timeout_for(provider),
+        )
+        ex.record.attempts = 1
+        ex.upstream_reached = True
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as e:
+            ex.upstream_reached = not isinstance(e, httpx.ConnectTimeout)
+            ex.record.error_type = "timeout"
+            raise Refusal(
+                504,
+                "upstream_timeout",
+                f"provider {route.provider!r} did not answer in time ({type(e).__name__})",
+            ) from None
+        except httpx.HTTPError as e:
+            ex.upstream_reached = False
+            ex.record.error_type = "connect_error"
+            raise Refusal(
+                502,
+                "upstream_unavailable",
+                f"provider {route.provider!r} is unreachable: {type(e).__name__}: {e}",
+            ) from None
+        try:
+            ex.record.http_status = response.status_code
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" in content_type:
+                await self._relay_stream(ex, response, send)
+            elif ex.metered:
+                await self._relay_json(ex, response, send, route.provider)
+            else:
+                await self._relay_raw(ex, response, send)
+        finally:
+            await response.aclose()
+
+    def _start(self, ex: Exchange, response: httpx.Response, extra: list[tuple[bytes, bytes]]) -> Message:
+        headers = forward.response_headers(response.headers)
+        headers.append((b"x-picometer-request-id", ex.record.request_id.encode()))
+        headers.extend(extra)
+        return {"type": "http.response.start", "status": response.status_code, "headers": headers}
+
+    async def _relay_json(self, ex: Exchange, response: httpx.Response, send: Send, provider_name: str) -> None:
+        try:
+            content = await response.aread()
+        except httpx.HTTPError as e:
+            ex.record.error_type = "bad_response"
+            raise Refusal(
+                502,
+                "upstream_bad_response",
+                f"provider {provider_name!r} broke off its answer: {type(e).__name__}",
+            ) from None
+        ex.record.ttft_ms = self._elapsed_ms(ex)
+        if response.is_success:
+            try:
+                parsed = json.loads(content)
+            except ValueError:
+                ex.record.error_type = "bad_response"
+                ctype = response.headers.get("content-type", "?")
+                raise Refusal(
+                    502,
+                    "upstream_bad_response",
+                    f"provider {provider_name!r} answered {response.status_code} with a body that is not JSON "
+                    f"({ctype}, {len(content)} bytes); check its base_url",
+                ) from None
+            ex.usage, ex.record.response_model = from_response(ex.kind, ex.record.endpoint, parsed)
+        ex.done = True  # the whole answer is in hand and goes out in one piece; the cost header needs it settled
+        cost = self._settle(ex)
+        extra = [
+            (b"content-length", str(len(content)).encode()),
+            (b"x-picometer-cost-usd", format_cost(cost).encode()),
+        ]
+        await send(self._start(ex, response, extra))
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+
+    async def _relay_raw(self, ex: Exchange, response: httpx.Response, send: Send) -> None:
+        await send(self._start(ex, response, []))
+        async for chunk in response.aiter_bytes():
+            if ex.record.ttft_ms is None:
+                ex.record.ttft_ms = self._elapsed_ms(ex)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        ex.done = True
+
+    async def _relay_stream(self, ex: Exchange, response: httpx.Response, send: Send) -> None:
+        """Relay each chunk as it arrives, reading usage from the events on the way."""
+        parser = SSEParser()
+        meter = StreamMeter(ex.kind, ex.record.endpoint)
+        hide = ex.hide_usage_chunk and response.is_success
+        await send(self._start(ex, response, []))
+        try:
+            async for chunk in response.aiter_bytes():
+                if ex.record.ttft_ms is None:
+                    ex.record.ttft_ms = self._elapsed_ms(ex)
+                events = parser.feed(chunk)
+                if hide:
+                    out = b"".join(ev.raw for ev in events if not meter.observe(ev))
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                else:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    for ev in events:
+                        meter.observe(ev)
+            tail = b""
+            for ev in parser.close():
+                if not meter.observe(ev) and hide:
+                    tail += ev.raw
+            if tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
+        except httpx.HTTPError as e:
+            # The provider cut the stream: leave the client's unfinished too, so it sees a broken stream.
+            ex.record.error_type = "timeout" if isinstance(e, httpx.TimeoutException) else "stream_interrupted"
+            return
+        finally:
+            ex.usage, ex.text_chars = meter.usage, meter.text_chars
+            if ex.record.response_model is None:
+                ex.record.response_model = meter.model
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        ex.done = True
+
+    # ------------------------------------------------------------ settle and record
+
+    def _elapsed_ms(self, ex: Exchange) -> float:
+        return round((self.clock.monotonic() - ex.t0) * 1000, 1)
+
+    def _settle(self, ex: Exchange) -> float | None:
+        """Decide status, usage and cost, once per request; returns the cost."""
+        if ex.settled:
+            return ex.record.cost_usd
+        ex.settled = True
+        rec, provider = ex.record, ex.provider
+        upstream_failed = bool(rec.http_status) and not 200 <= rec.http_status < 300
+        if rec.status != "blocked":
+            if upstream_failed:
+                rec.error_type = rec.error_type or error_type_for_status(rec.http_status)
+            elif not ex.done and not rec.error_type:
+                rec.error_type = "client_disconnected"
+            rec.status = "error" if rec.error_type else "ok"
+        usage = ex.usage
+        if usage is not None:
+            rec.usage_source = "provider"
+        elif ex.metered and ex.upstream_reached and not upstream_failed:
+            # The provider did (some) work but reported nothing: estimate, never assume zero.
+            usage = Usage(
+                input_tokens=estimate_tokens(request_text_chars(ex.body or {})),
+                output_tokens=estimate_tokens(ex.text_chars),
+            )
+            rec.usage_source = "estimated"
+        if usage is None or provider is None:
+            rec.cost_usd = 0.0
+            return 0.0
+        rec.input_tokens = usage.input_tokens
+        rec.cached_input_tokens = usage.cached_input_tokens
+        rec.cache_write_tokens = usage.cache_write_tokens
+        rec.output_tokens = usage.output_tokens
+        rec.reasoning_tokens = usage.reasoning_tokens
+        quote = self.pricer.cost(provider, (rec.response_model, rec.model), usage, self.clock.now())
+        rec.cost_usd, rec.price_source = quote.cost_usd, quote.source
+        return quote.cost_usd
+
+    def _finish(self, ex: Exchange) -> None:
+        rec = ex.record
+        if ex.tags is not None:
+            rec.workflow, rec.env = ex.tags.workflow, ex.tags.env
+            rec.tenant, rec.prompt_version = ex.tags.tenant, ex.tags.prompt_version
+            rec.correlation_id = ex.tags.correlation_id
+        self._settle(ex)
+        rec.latency_ms = self._elapsed_ms(ex)
+        self.stats.requests += 1
+        self.stats.by_status[rec.status] = self.stats.by_status.get(rec.status, 0) + 1
+        self.stats.cost_usd += rec.cost_usd or 0.0
+        self.recorder(rec)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    request_id: str | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [JSON, (b"content-length", str(len(body)).encode())]
+    if request_id:
+        headers.append((b"x-picometer-request-id", request_id.encode()))
+    headers.extend(extra or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _read_body(receive: Receive, limit: int, headers: dict[str, str]) -> bytes | None:
+    """The whole request body, or None once it passes `limit` (checked before reading when declared)."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise Refusal(400, "invalid_request_error", "the request body is empty; this endpoint needs a JSON object")
+    try:
+        parsed = json.loads(body)
+    except UnicodeDecodeError:
+        raise Refusal(
+            400, "invalid_request_error", "the request body is not UTF-8 text; send JSON encoded as UTF-8"
+        ) from None
+    except ValueError as e:
+        raise Refusal(400, "invalid_request_error", f"the request body is not valid JSON ({e})") from None
+    if not isinstance(parsed, dict):
+        raise Refusal(400, "invalid_request_error", "the request body must be a JSON object")
+    return parsed
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

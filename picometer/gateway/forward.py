@@ -1,0 +1,80 @@
+"""What goes upstream and what comes back: URLs, headers, and the shared connection pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httpx
+
+from picometer.config import ProviderConfig, Secret
+
+# Never forwarded in either direction: they describe one hop, not the message.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Recomputed by our HTTP client or server for the bytes they actually send.
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect", b"x-request-id"}
+_RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", b"server"}
+_AUTH = frozenset({b"authorization", b"x-api-key"})
+
+
+def new_client(max_connections: int = 256) -> httpx.AsyncClient:
+    """One pooled client for all providers: keep-alive saves a TLS handshake per call on a Pi."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32, keepalive_expiry=60),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def upstream_url(base_url: str, rest: str, query: bytes) -> str:
+    url = base_url.rstrip("/") + "/" + rest.lstrip("/")
+    return url + "?" + query.decode("latin-1") if query else url
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """Headers named in Connection: are hop-by-hop too (RFC 9110 §7.6.1)."""
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(t.strip().lower() for t in value.split(b","))
+    return named
+
+
+def upstream_headers(
+    client_headers: Iterable[tuple[bytes, bytes]], provider: ProviderConfig, key: Secret | None
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers minus ours and hop-by-hop ones; the provider key in place of the client's."""
+    client_headers = list(client_headers)
+    drop = _REQUEST_DROP | _connection_tokens(client_headers)
+    if key is not None:
+        drop = drop | _AUTH
+    out = [(n, v) for n, v in client_headers if (low := n.lower()) not in drop and not low.startswith(b"x-picometer-")]
+    if key is not None:
+        secret = key.value.encode()
+        if provider.kind == "anthropic":
+            out.append((b"x-api-key", secret))
+        else:
+            out.append((b"authorization", b"Bearer " + secret))
+    return out
+
+
+def response_headers(upstream: httpx.Headers) -> list[tuple[bytes, bytes]]:
+    raw = upstream.raw
+    drop = _RESPONSE_DROP | _connection_tokens(raw)
+    return [(n, v) for n, v in raw if n.lower() not in drop]
+
+
+def timeout_for(provider: ProviderConfig) -> httpx.Timeout:
+    # The read timeout is the longest silence allowed between bytes: slow reasoning models need it long.
+    return httpx.Timeout(provider.timeout_s, connect=min(10.0, provider.timeout_s))

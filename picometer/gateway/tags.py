@@ -1,0 +1,89 @@
+"""Who made a call: workflow, env, tenant, prompt version. Virtual key > path > header > untagged."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from picometer.config import Config
+
+UNTAGGED = "untagged"
+MAX_TAG_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Tags:
+    workflow: str
+    env: str
+    tenant: str | None
+    prompt_version: str | None
+    correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMatch:
+    workflow: str | None  # None: a [server].client_keys key, not tied to a workflow
+
+
+class Keyring:
+    """Client keys by sha256 digest, so the config may hold either the key or only its digest."""
+
+    def __init__(self, config: Config) -> None:
+        self._by_digest: dict[str, KeyMatch] = {}
+        for key in config.server.client_keys:
+            self._by_digest[_digest(key)] = KeyMatch(None)
+        for name, workflow in config.workflows.items():
+            for key in workflow.keys:
+                self._by_digest[_digest(key)] = KeyMatch(name)
+        self.required = bool(config.server.client_keys) or not _loopback(config)
+
+    def match(self, presented: str | None) -> KeyMatch | None:
+        if not presented or not self._by_digest:
+            return None
+        return self._by_digest.get(hashlib.sha256(presented.encode("utf-8", "surrogateescape")).hexdigest())
+
+
+def _loopback(config: Config) -> bool:
+    from picometer.config import is_loopback
+
+    return is_loopback(config.server.host)
+
+
+def _digest(key: str) -> str:
+    return key[7:] if key.startswith("sha256:") else hashlib.sha256(key.encode()).hexdigest()
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key the client sent, the way either SDK sends it."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return headers.get("x-api-key") or None
+
+
+def clean_tag(raw: str | None) -> str | None:
+    """Printable text, no control characters, bounded length; emoji and non-ASCII kept."""
+    if raw is None:
+        return None
+    text = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C").strip()
+    return text[:MAX_TAG_CHARS] or None
+
+
+def resolve_tags(headers: Mapping[str, str], path_workflow: str | None, key: KeyMatch | None, config: Config) -> Tags:
+    workflow = (
+        (key.workflow if key else None)
+        or clean_tag(path_workflow)
+        or clean_tag(headers.get("x-picometer-workflow"))
+        or UNTAGGED
+    )
+    configured = config.workflows.get(workflow)
+    env = clean_tag(headers.get("x-picometer-env")) or (configured.env if configured else "prod")
+    return Tags(
+        workflow=workflow,
+        env=env,
+        tenant=clean_tag(headers.get("x-picometer-tenant")),
+        prompt_version=clean_tag(headers.get("x-picometer-prompt-version")),
+        correlation_id=clean_tag(headers.get("x-request-id")),
+    )

@@ -1,0 +1,80 @@
+"""Incremental Server-Sent Events parser: bytes in any split, whole events out, raw bytes kept."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str  # "" when the stream gave no event: field
+    data: str
+    raw: bytes  # exactly the bytes that carried this event, blank line included
+
+
+class SSEParser:
+    """Feed it chunks as they arrive; it returns each event once its closing blank line is in."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._raw = bytearray()
+        self._event = ""
+        self._data: list[str] = []
+        self._pending = False
+
+    def feed(self, chunk: bytes, *, final: bool = False) -> list[SSEEvent]:
+        self._buf += chunk
+        events: list[SSEEvent] = []
+        pos = 0
+        buf = self._buf
+        while True:
+            m = _EOL.search(buf, pos)
+            if m is None:
+                break
+            # A lone CR at the end may be the first half of CRLF: wait for more bytes.
+            if m.group() == b"\r" and m.end() == len(buf) and not final:
+                break
+            line = bytes(buf[pos : m.start()])
+            self._raw += buf[pos : m.end()]
+            pos = m.end()
+            if line:
+                self._field(line)
+                self._pending = True
+            elif self._pending:
+                events.append(self._dispatch())
+            # Extra blank lines stay in _raw and travel with the next event, so no byte is lost.
+        del buf[:pos]
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: a trailing event without its blank line is still an event."""
+        events = self.feed(b"", final=True)
+        if self._buf:
+            self._field(bytes(self._buf))
+            self._raw += self._buf
+            self._buf.clear()
+            self._pending = True
+        if self._pending or self._raw:
+            events.append(self._dispatch())
+        return events
+
+    def _field(self, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace")
+        if text.startswith(":"):
+            return
+        name, _, value = text.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+
+    def _dispatch(self) -> SSEEvent:
+        event = SSEEvent(self._event, "\n".join(self._data), bytes(self._raw))
+        self._event, self._data, self._pending = "", [], False
+        self._raw.clear()
+        return event

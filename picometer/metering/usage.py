@@ -1,0 +1,194 @@
+"""Token usage from provider responses and SSE streams. Pure: plain data in, plain data out."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from picometer.metering.sse import SSEEvent
+
+# Metered endpoints per provider kind, as the path after the provider's base URL ("v1/" dropped).
+OPENAI_ENDPOINTS = frozenset({"chat/completions", "completions", "responses", "embeddings"})
+ANTHROPIC_ENDPOINTS = frozenset({"messages"})
+UNMETERED_JSON_ENDPOINTS = frozenset({"messages/count_tokens"})
+
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text; used only when a provider reports nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0  # includes cached reads and cache writes
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0  # includes reasoning
+    reasoning_tokens: int = 0
+    reported_cost_usd: float | None = None  # a provider's own price for the call (OpenRouter)
+
+
+def endpoint_of(kind: str, rest: str) -> str:
+    """The endpoint name for a path below the provider's base URL: "chat/completions", "messages", ..."""
+    path = rest.strip("/")
+    if path.startswith("v1/"):
+        path = path[3:]
+    return path
+
+
+def is_metered(kind: str, endpoint: str) -> bool:
+    return endpoint in (OPENAI_ENDPOINTS if kind == "openai" else ANTHROPIC_ENDPOINTS)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def openai_usage(u: Mapping[str, Any]) -> Usage:
+    """Chat/completions use prompt_/completion_tokens; responses/embeddings use input_/output_tokens."""
+    if "prompt_tokens" in u or "completion_tokens" in u:
+        input_tokens = _int(u.get("prompt_tokens"))
+        output_tokens = _int(u.get("completion_tokens"))
+        cached = _int(_get(u, "prompt_tokens_details", "cached_tokens"))
+        cache_write = _int(_get(u, "prompt_tokens_details", "cache_write_tokens"))
+        reasoning = _int(_get(u, "completion_tokens_details", "reasoning_tokens"))
+    else:
+        input_tokens = _int(u.get("input_tokens"))
+        output_tokens = _int(u.get("output_tokens"))
+        cached = _int(_get(u, "input_tokens_details", "cached_tokens"))
+        cache_write = 0
+        reasoning = _int(_get(u, "output_tokens_details", "reasoning_tokens"))
+    cost = u.get("cost")
+    reported = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0 else None
+    return Usage(input_tokens, min(cached, input_tokens), cache_write, output_tokens, reasoning, reported)
+
+
+def anthropic_usage(u: Mapping[str, Any]) -> Usage:
+    """Anthropic's input_tokens exclude cache reads and writes; ours include them."""
+    read = _int(u.get("cache_read_input_tokens"))
+    write = _int(u.get("cache_creation_input_tokens"))
+    return Usage(
+        input_tokens=_int(u.get("input_tokens")) + read + write,
+        cached_input_tokens=read,
+        cache_write_tokens=write,
+        output_tokens=_int(u.get("output_tokens")),
+    )
+
+
+def from_response(kind: str, endpoint: str, body: Any) -> tuple[Usage | None, str | None]:
+    """(usage, response model) from a whole JSON response body."""
+    if not isinstance(body, Mapping):
+        return None, None
+    model = body.get("model") if isinstance(body.get("model"), str) else None
+    u = body.get("usage")
+    if not isinstance(u, Mapping):
+        return None, model
+    return (anthropic_usage(u) if kind == "anthropic" else openai_usage(u)), model
+
+
+def estimate_tokens(chars: int) -> int:
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+def request_text_chars(body: Mapping[str, Any]) -> int:
+    """Characters of prompt text in a request: the basis of input estimates when usage is missing."""
+    total = 0
+    for key in ("messages", "input", "prompt", "system", "instructions", "tools"):
+        total += _text_chars(body.get(key))
+    return total
+
+
+def _text_chars(obj: Any) -> int:
+    if isinstance(obj, str):
+        return len(obj)
+    if isinstance(obj, Mapping):
+        return sum(_text_chars(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_text_chars(v) for v in obj)
+    return 0
+
+
+class StreamMeter:
+    """Watches SSE events of one response: the model, the usage, and how much text went by."""
+
+    def __init__(self, kind: str, endpoint: str) -> None:
+        self.kind = kind
+        self.endpoint = endpoint
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.text_chars = 0
+        self.events = 0
+        self._anthropic_usage: dict[str, Any] = {}
+
+    def observe(self, event: SSEEvent) -> bool:
+        """Fold one event in. True when it is a usage-only chunk (choices empty, usage set)."""
+        self.events += 1
+        if not event.data or event.data == "[DONE]":
+            return False
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            return False
+        if not isinstance(data, Mapping):
+            return False
+        if self.kind == "anthropic":
+            self._anthropic(data)
+            return False
+        if self.endpoint == "responses":
+            self._responses(data)
+            return False
+        return self._openai_chunk(data)
+
+    def _openai_chunk(self, data: Mapping[str, Any]) -> bool:
+        if isinstance(data.get("model"), str):
+            self.model = data["model"]
+        choices = data.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                self.text_chars += _text_chars(_get(choice, "delta")) + _text_chars(_get(choice, "text"))
+        u = data.get("usage")
+        if isinstance(u, Mapping):
+            self.usage = openai_usage(u)
+            return not choices
+        return False
+
+    def _responses(self, data: Mapping[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
+            self.text_chars += len(data["delta"])
+        elif kind in ("response.created", "response.completed", "response.incomplete", "response.failed"):
+            response = data.get("response")
+            model = _get(response, "model")
+            if isinstance(model, str):
+                self.model = model
+            u = _get(response, "usage")
+            if isinstance(u, Mapping):
+                self.usage = openai_usage(u)
+
+    def _anthropic(self, data: Mapping[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "message_start":
+            message = data.get("message")
+            model = _get(message, "model")
+            if isinstance(model, str):
+                self.model = model
+            u = _get(message, "usage")
+            if isinstance(u, Mapping):
+                self._anthropic_usage = dict(u)
+                self.usage = anthropic_usage(self._anthropic_usage)
+        elif kind == "message_delta":
+            # message_delta usage is cumulative: the last one wins, field by field, never summed.
+            u = data.get("usage")
+            if isinstance(u, Mapping):
+                self._anthropic_usage.update({k: v for k, v in u.items() if v is not None})
+                self.usage = anthropic_usage(self._anthropic_usage)
+        elif kind == "content_block_delta":
+            self.text_chars += _text_chars(data.get("delta")) - len(str(_get(data, "delta", "type") or ""))

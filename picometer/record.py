@@ -1,0 +1,116 @@
+"""One record per client request, and the single path every record takes to storage."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("picometer.record")
+
+PROMPT_KEYS = ("system", "instructions", "messages", "input", "prompt")
+
+
+@dataclass(slots=True)
+class Record:
+    """The fields of a usage-log line (CONTRACT §5), in that order."""
+
+    ts: str
+    request_id: str
+    correlation_id: str | None = None
+    workflow: str = "untagged"
+    env: str = "prod"
+    tenant: str | None = None
+    prompt_version: str | None = None
+    provider: str = ""
+    endpoint: str = ""
+    model: str | None = None
+    response_model: str | None = None
+    stream: bool = False
+    status: str = "ok"  # ok | error | blocked
+    http_status: int = 0
+    error_type: str | None = None
+    attempts: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_source: str = "none"  # provider | estimated | none
+    cost_usd: float | None = 0.0
+    price_source: str | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    prompt_hash: str | None = None
+    budget: str | None = None
+    canary: bool = False
+    prompt: str | None = None  # only with store_prompts = "redacted", and then redacted
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        if data["prompt"] is None:
+            del data["prompt"]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def rfc3339_ms(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def prompt_parts(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in PROMPT_KEYS if k in body}
+
+
+def prompt_hash(body: Mapping[str, Any]) -> str | None:
+    """A short, stable fingerprint of the prompt: same prompt, same hash (duplicate detection)."""
+    parts = prompt_parts(body)
+    if not parts:
+        return None
+    canonical = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+_REDACTIONS = (
+    (re.compile(r"\b(sk|pm|sk-ant|xox[abp])-[A-Za-z0-9_\-]{8,}"), "[key]"),
+    (re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]{8,}"), "Bearer [key]"),
+    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
+    (re.compile(r"\+?\d[\d\s().-]{7,}\d"), "[number]"),
+)
+
+
+def redact(text: str) -> str:
+    """Keys, e-mail addresses and long numbers (phones, cards, accounts) out of a prompt."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redacted_prompt(body: Mapping[str, Any], limit: int = 2000) -> str | None:
+    parts = prompt_parts(body)
+    if not parts:
+        return None
+    return redact(json.dumps(parts, ensure_ascii=False, separators=(",", ":")))[:limit]
+
+
+Sink = Callable[[Record], None]
+
+
+class Recorder:
+    """Hands each finished record to every sink in order; a failing sink never fails the request."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self._sinks = tuple(sinks)
+
+    def __call__(self, record: Record) -> None:
+        for sink in self._sinks:
+            try:
+                sink(record)
+            except Exception:
+                log.exception("record sink failed", sink=getattr(sink, "__qualname__", repr(sink)))

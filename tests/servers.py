@@ -1,0 +1,112 @@
+"""Real loopback servers for tests: each runs its own event loop in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from picometer.config import Config, config_from_dict, with_secrets
+from picometer.daemon import Daemon, bind_socket, uvicorn_server
+from picometer.simulator import SimSettings, Simulator
+
+
+class LoopThread:
+    """Runs one coroutine (a server) in a thread until told to stop."""
+
+    def __init__(self, main: Callable[[], Coroutine[Any, Any, None]], started: Callable[[], bool]) -> None:
+        self._main = main
+        self._started = started
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # surfaced by start()/stop()
+            self._error = e
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._started():
+            if self._error is not None:
+                raise RuntimeError("server failed to start") from self._error
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.01)
+
+    def join(self, timeout: float = 15.0) -> None:
+        self.thread.join(timeout)
+        if self._error is not None:
+            raise RuntimeError("server failed") from self._error
+
+
+class SimServer:
+    def __init__(self, settings: SimSettings | None = None) -> None:
+        self.sim = Simulator(settings or SimSettings())
+        self.sock = bind_socket("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: uvicorn.Server = uvicorn_server(self.sim, log_level="critical", graceful_s=1)
+        self._loop = LoopThread(lambda: self.server.serve(sockets=[self.sock]), lambda: self.server.started)
+
+    def __enter__(self) -> SimServer:
+        self._loop.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._loop.join()
+
+
+def gateway_config(sim_url: str, tmp: Path, **sections: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "server": {"listen": "127.0.0.1:0"},
+        "storage": {"data_dir": str(tmp / "data"), "log_dir": str(tmp / "logs")},
+        "providers": {
+            "openai": {"kind": "openai", "base_url": f"{sim_url}/v1"},
+            "anthropic": {"kind": "anthropic", "base_url": sim_url},
+        },
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(name), dict):
+            raw[name] = {**raw[name], **value}
+        else:
+            raw[name] = value
+    return raw
+
+
+class GatewayServer:
+    """The real daemon (gateway, pricing, usage log) on a loopback port."""
+
+    def __init__(self, raw: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        self.config: Config = with_secrets(config_from_dict(raw), env or {})
+        self.daemon = Daemon(self.config)
+        self.sock = bind_socket("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._loop = LoopThread(lambda: self.daemon.serve(self.sock), lambda: self.daemon.server.started)
+
+    def __enter__(self) -> GatewayServer:
+        self._loop.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.stop()
+        self._loop.join()
+
+    def records(self, wait_for: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The usage log's records; waits until at least `wait_for` are there (they land just after the reply)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.daemon.usage_log.path.read_text(encoding="utf-8")
+            records = [json.loads(line) for line in text.splitlines() if line]
+            if len(records) >= wait_for or time.monotonic() > deadline:
+                return records
+            time.sleep(0.01)

@@ -124,6 +124,7 @@ class Exchange:
     body: dict[str, Any] | None = None
     metered: bool = False
     upstream_reached: bool = False
+    upstream_status: int = 0  # what the provider answered; the record's http_status is what the client got
     usage: Usage | None = None
     text_chars: int = 0
     tags: Tags | None = None
@@ -413,7 +414,7 @@ class Gateway:
                 f"provider {route.provider!r} is unreachable: {type(e).__name__}: {e}",
             ) from None
         try:
-            ex.record.http_status = response.status_code
+            ex.record.http_status = ex.upstream_status = response.status_code
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" in content_type:
                 await self._relay_stream(ex, response, send)
@@ -519,10 +520,10 @@ class Gateway:
             return ex.record.cost_usd
         ex.settled = True
         rec, provider = ex.record, ex.provider
-        upstream_failed = bool(rec.http_status) and not 200 <= rec.http_status < 300
+        upstream_failed = bool(ex.upstream_status) and not 200 <= ex.upstream_status < 300
         if rec.status != "blocked":
             if upstream_failed:
-                rec.error_type = rec.error_type or error_type_for_status(rec.http_status)
+                rec.error_type = rec.error_type or error_type_for_status(ex.upstream_status)
             elif not ex.done and not rec.error_type:
                 rec.error_type = "client_disconnected"
             rec.status = "error" if rec.error_type else "ok"

@@ -1,0 +1,100 @@
+"""The real `picometer` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.servers import GatewayServer
+
+PICOMETER = [sys.executable, "-m", "picometer"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PICOMETER")}
+    full_env.update(env or {})
+    return subprocess.run([*PICOMETER, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def test_help_lists_the_commands() -> None:
+    out = run("--help").stdout
+    for command in ("run", "check", "init", "status", "prices", "demo"):
+        assert f"  {command} " in out
+
+
+def test_check_masks_secrets_and_shows_the_effective_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[providers.openai]\napi_key = "env:OPENAI_API_KEY"\n[providers.local]\napi_key = "sk-literal-9999"\n'
+    )
+    p = run("check", "--config", str(cfg), env={"OPENAI_API_KEY": "sk-very-secret-1234"})
+    assert p.returncode == 0, p.stderr
+    assert "sk-very-secret-1234" not in p.stdout + p.stderr and "sk-literal-9999" not in p.stdout + p.stderr
+    assert "env:OPENAI_API_KEY -> resolved (19 characters, not shown)" in p.stdout
+    assert "WARNING a literal secret" in p.stdout and "***masked***" in p.stdout
+    assert 'listen = "127.0.0.1:8787"' in p.stdout
+
+
+def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[budgets]\non_exceed = "explode"\n')
+    for command in ("check", "run"):
+        p = run(command, "--config", str(cfg))
+        assert p.returncode == 2
+        assert "[budgets].on_exceed" in p.stderr and '"block", "alert"' in p.stderr
+    p = run("check", env={"PICOMETER_CONFIG": str(tmp_path / "missing.toml")})
+    assert p.returncode == 2 and "does not exist" in p.stderr
+
+
+def test_missing_secret_exits_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[providers.openai]\napi_key = "env:NOT_SET_ANYWHERE"\n')
+    p = run("check", "--config", str(cfg))
+    assert p.returncode == 2 and "providers.openai.api_key" in p.stderr and "NOT_SET_ANYWHERE" in p.stderr
+
+
+def test_init_writes_a_config_that_checks(tmp_path: Path) -> None:
+    out = tmp_path / "new.toml"
+    p = run("init", "--out", str(out), "--provider", "openai", "--provider", "ollama", "--daily-usd", "2")
+    assert p.returncode == 0, p.stderr
+    checked = run("check", "--config", str(out), env={"OPENAI_API_KEY": "sk-x"})
+    assert checked.returncode == 0, checked.stderr
+    assert "daily_usd = 2.0" in checked.stdout and "free = true" in checked.stdout
+    again = run("init", "--out", str(out))
+    assert again.returncode != 0 and "--force" in again.stderr
+
+
+def test_prices_known_and_unknown() -> None:
+    p = run("prices", "gpt-4o-mini")
+    assert p.returncode == 0
+    assert "input         $0.1500" in p.stdout and "output        $0.6000" in p.stdout
+    assert "genai-prices:openai/gpt-4o-mini" in p.stdout
+    a = run("prices", "claude-haiku-4-5", "--provider", "anthropic")
+    assert a.returncode == 0 and "cache write" in a.stdout
+    u = run("prices", "my-own-model")
+    assert u.returncode == 1 and '[prices."my-own-model"]' in u.stderr
+
+
+def test_status_up_and_down(gateway: GatewayServer, tmp_path: Path) -> None:
+    port = gateway.url.rsplit(":", 1)[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n')
+    up = run("status", "--config", str(cfg))
+    assert up.returncode == 0 and "requests 0" in up.stdout
+    js = run("status", "--json", "--config", str(cfg))
+    assert '"requests": 0' in js.stdout
+    cfg.write_text('[server]\nlisten = "127.0.0.1:1"\n')
+    down = run("status", "--config", str(cfg))
+    assert down.returncode == 1 and "down" in down.stderr
+
+
+def test_demo_meters_synthetic_traffic(tmp_path: Path) -> None:
+    p = run("demo", "--seconds", "3", "--dir", str(tmp_path / "demo"), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "metered (from the usage log)" in p.stdout
+    for workflow in ("summarizer", "telegram-bot", "nightly-report", "untagged"):
+        assert workflow in p.stdout
+    logs = list((tmp_path / "demo" / "logs").glob("usage-*.jsonl"))
+    assert logs and logs[0].read_text().count("\n") > 5

@@ -54,10 +54,14 @@ class Record:
     prompt: str | None = None  # only with store_prompts = "redacted", and then redacted
 
     def to_json(self) -> str:
-        data = dataclasses.asdict(self)
+        # Flat fields only, so a dict comprehension does what asdict() does at a tenth of the cost.
+        data = {name: getattr(self, name) for name in RECORD_FIELDS}
         if data["prompt"] is None:
             del data["prompt"]
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
 
 
 def rfc3339_ms(at: datetime) -> str:

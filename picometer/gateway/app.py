@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -365,20 +364,30 @@ class Gateway:
             log.warning("unpriced model allowed; its cost is recorded as null", provider=provider, model=model)
 
     async def _forward_guarded(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
-        """Forward while watching the client: if it hangs up, the upstream call is cancelled too."""
-        relay = asyncio.ensure_future(self._forward(ex, scope, send))
-        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        """Forward while watching the client: if it hangs up first, the upstream call is cancelled too."""
+        task = asyncio.current_task()
+        assert task is not None
+        hung_up = False
+
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            nonlocal hung_up
+            # After a complete response the server reports a disconnect too: that one is no hang-up.
+            if not watcher.cancelled() and not ex.done:
+                hung_up = True
+                task.cancel()
+
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        watcher.add_done_callback(on_disconnect)
         try:
-            await asyncio.wait((relay, watch), return_when=asyncio.FIRST_COMPLETED)
+            await self._forward(ex, scope, send)
+        except asyncio.CancelledError:
+            if not hung_up:
+                raise
+            task.uncancel()
+            raise ClientGone from None
         finally:
-            if not relay.done():
-                relay.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await relay
-                watch.cancel()
-                raise ClientGone
-            watch.cancel()
-        relay.result()
+            watcher.remove_done_callback(on_disconnect)
+            watcher.cancel()
 
     async def _forward(self, ex: Exchange, scope: Scope, send: Send) -> None:
         provider = ex.provider
@@ -386,12 +395,13 @@ class Gateway:
         route = ex.route
         assert route is not None
         url = forward.upstream_url(provider.base_url, route.rest, scope.get("query_string", b""))
-        request = self.client.build_request(
+        # A bare Request skips the client's header/cookie/URL merging: we pass everything it needs.
+        request = httpx.Request(
             scope["method"],
             url,
             headers=forward.upstream_headers(scope["headers"], provider, ex.provider_key),
             content=ex.raw_body,
-            timeout=forward.timeout_for(provider),
+            extensions={"timeout": forward.timeout_for(provider).as_dict()},
         )
         ex.record.attempts = 1
         ex.upstream_reached = True

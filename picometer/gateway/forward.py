@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 
 import httpx
@@ -30,11 +31,10 @@ _AUTH = frozenset({b"authorization", b"x-api-key"})
 
 def new_client(max_connections: int = 256) -> httpx.AsyncClient:
     """One pooled client for all providers: keep-alive saves a TLS handshake per call on a Pi."""
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32, keepalive_expiry=60),
-        follow_redirects=False,
-        trust_env=False,
-    )
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32, keepalive_expiry=60)
+    # TCP_NODELAY: headers and body go out in two writes; without it Nagle and delayed ACK cost ~40 ms a call.
+    transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
 
 
 def upstream_url(base_url: str, rest: str, query: bytes) -> str:

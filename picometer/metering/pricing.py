@@ -129,9 +129,22 @@ def cost_from_rates(r: Rates, u: Usage) -> float:
 
 
 def _genai_cost(found: Any, u: Usage, at: datetime) -> float:
+    gprovider, info = found
+    price = info.get_prices(at)
+    parts = (price.input_mtok, price.output_mtok, price.cache_read_mtok, price.cache_write_mtok)
+    if all(p is None or isinstance(p, Decimal) for p in parts):
+        # Flat prices: the same arithmetic genai-prices does, without its generic unit machinery (~0.5 ms).
+        inp = float(price.input_mtok or 0)
+        rates = Rates(
+            inp,
+            float(price.output_mtok or 0),
+            inp if price.cache_read_mtok is None else float(price.cache_read_mtok),
+            inp if price.cache_write_mtok is None else float(price.cache_write_mtok),
+            "genai-prices",
+        )
+        return cost_from_rates(rates, u)
     from genai_prices import Usage as GenaiUsage
 
-    gprovider, info = found
     calc = info.calc_price(
         GenaiUsage(
             input_tokens=u.input_tokens,

@@ -1,0 +1,161 @@
+"""make bench: what picometer adds to a call, measured against a direct call in the same run.
+
+The simulated provider and the daemon each run in their own process; this process is the client.
+Direct and proxied calls alternate (and swap order every round), so both see the same machine state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1500"))
+WARMUP = 100
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_sim(port: int) -> None:
+    import asyncio
+
+    from picometer.daemon import bind_socket, uvicorn_server
+    from picometer.simulator import Simulator
+
+    server = uvicorn_server(Simulator(), log_level="error")
+    asyncio.run(server.serve(sockets=[bind_socket("127.0.0.1", port)]))
+
+
+def wait_healthy(url: str, timeout: float = 30) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        try:
+            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.005)
+    raise TimeoutError(url)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def timed(client: httpx.Client, url: str, stream: bool) -> float:
+    body = {**CHAT, "stream": True} if stream else CHAT
+    start = time.perf_counter()
+    if stream:
+        with client.stream("POST", url, json=body) as r:
+            for _ in r.iter_bytes():
+                pass
+    else:
+        r = client.post(url, json=body)
+    elapsed = time.perf_counter() - start
+    assert r.status_code == 200, r.status_code
+    return elapsed * 1000
+
+
+def measure(client: httpx.Client, direct: str, via: str, stream: bool) -> tuple[list[float], list[float]]:
+    d, v = [], []
+    for i in range(WARMUP + ROUNDS):
+        order = ((direct, d), (via, v)) if i % 2 == 0 else ((via, v), (direct, d))
+        for url, sink in order:
+            ms = timed(client, url, stream)
+            if i >= WARMUP:
+                sink.append(ms)
+    return d, v
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sim", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sim:
+        serve_sim(args.sim)
+        return
+
+    sim_port, pm_port = free_port(), free_port()
+    work = Path(tempfile.mkdtemp(prefix="picometer-bench-"))
+    config = work / "config.toml"
+    config.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:{pm_port}"
+[storage]
+data_dir = "{work / "data"}"
+log_dir = "{work / "logs"}"
+[providers.openai]
+kind = "openai"
+base_url = "http://127.0.0.1:{sim_port}/v1"
+"""
+    )
+    sim = subprocess.Popen([sys.executable, __file__, "--sim", str(sim_port)])
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "picometer", "run", "--config", str(config)], stderr=subprocess.DEVNULL
+    )
+    try:
+        to_healthy = wait_healthy(f"http://127.0.0.1:{pm_port}/-/health")
+        wait_healthy(f"http://127.0.0.1:{sim_port}/v1/models")
+        time.sleep(1.0)
+        idle_rss = rss_mb(daemon.pid)
+        direct = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
+        via = f"http://127.0.0.1:{pm_port}/openai/chat/completions"
+        rows = []
+        # The same socket options picometer uses upstream, so the baseline has no Nagle stall either.
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        with httpx.Client(timeout=30, trust_env=False, transport=transport) as client:
+            for stream in (False, True):
+                d, v = measure(client, direct, via, stream)
+                rows.append(("streaming" if stream else "non-streaming", d, v))
+        loaded_rss = rss_mb(daemon.pid)
+        log_bytes = sum(p.stat().st_size for p in (work / "logs").glob("usage-*"))
+        records = sum(1 for p in (work / "logs").glob("usage-*") for _ in p.open())
+    finally:
+        daemon.terminate()
+        sim.terminate()
+        daemon.wait(10)
+        sim.wait(10)
+
+    print(
+        f"picometer overhead, {ROUNDS} interleaved rounds per mode after {WARMUP} warm-up, "
+        f"{os.cpu_count()} cores (daemon pinned to its own), Python {sys.version.split()[0]}"
+    )
+    print()
+    print(f"{'mode':<15}{'':>8}{'direct ms':>11}{'via ms':>9}{'added ms':>10}")
+    for name, d, v in rows:
+        for label, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
+            print(f"{name:<15}{label:>8}{pct(d, q):>11.2f}{pct(v, q):>9.2f}{pct(v, q) - pct(d, q):>10.2f}")
+        print(
+            f"{'':<15}{'mean':>8}{statistics.fmean(d):>11.2f}{statistics.fmean(v):>9.2f}"
+            f"{statistics.fmean(v) - statistics.fmean(d):>10.2f}"
+        )
+    print()
+    print(f"time to healthy (process start to /-/health 200): {to_healthy * 1000:.0f} ms")
+    print(f"RSS idle after start: {idle_rss:.1f} MB; after {records} requests: {loaded_rss:.1f} MB")
+    print(f"usage log: {log_bytes / max(records, 1):.0f} bytes per request (raw JSON lines)")
+
+
+if __name__ == "__main__":
+    main()

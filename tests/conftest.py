@@ -5,8 +5,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.servers import GatewayServer, SimServer, gateway_config
+
+# No per-example deadline: a loaded CI machine must not turn a slow example into a failure.
+settings.register_profile("picometer", deadline=None)
+settings.load_profile("picometer")
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ LOCAL = ProviderConfig(kind="openai", base_url="http://127.0.0.1:9999/v1")
 
 @st.composite
 def usages(draw: st.DrawFn) -> Usage:
-    inp = draw(st.integers(0, 150_000))
+    inp = draw(st.integers(0, 400_000))  # past the 200k tier of long-context prices
     cached = draw(st.integers(0, inp))
     write = draw(st.integers(0, inp - cached))
     return Usage(inp, cached, write, draw(st.integers(0, 50_000)))

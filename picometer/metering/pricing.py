@@ -89,12 +89,7 @@ class Pricer:
         if found is None:
             return None
         gprovider, info = found
-        price = info.get_prices(at)
-        inp, t1 = _decimal(price.input_mtok)
-        out, t2 = _decimal(price.output_mtok)
-        cached, t3 = _decimal(price.cache_read_mtok) if price.cache_read_mtok is not None else (inp, False)
-        write, t4 = _decimal(price.cache_write_mtok) if price.cache_write_mtok is not None else (inp, False)
-        return Rates(inp, out, cached, write, f"genai-prices:{gprovider.id}/{info.id}", t1 or t2 or t3 or t4)
+        return _rates_of(info.get_prices(at), f"genai-prices:{gprovider.id}/{info.id}")
 
     def is_priced(self, provider: ProviderConfig, model: str, at: datetime) -> bool:
         return provider.free or self._override(model) is not None or self._genai(provider, model) is not None
@@ -128,20 +123,20 @@ def cost_from_rates(r: Rates, u: Usage) -> float:
     return round(dollars, 12)
 
 
+def _rates_of(price: Any, source: str) -> Rates:
+    """A genai-prices ModelPrice as flat rates; tiered prices give their base tier and tiered=True."""
+    inp, t1 = _decimal(price.input_mtok)
+    out, t2 = _decimal(price.output_mtok)
+    cached, t3 = _decimal(price.cache_read_mtok) if price.cache_read_mtok is not None else (inp, False)
+    write, t4 = _decimal(price.cache_write_mtok) if price.cache_write_mtok is not None else (inp, False)
+    return Rates(inp, out, cached, write, source, t1 or t2 or t3 or t4)
+
+
 def _genai_cost(found: Any, u: Usage, at: datetime) -> float:
     gprovider, info = found
-    price = info.get_prices(at)
-    parts = (price.input_mtok, price.output_mtok, price.cache_read_mtok, price.cache_write_mtok)
-    if all(p is None or isinstance(p, Decimal) for p in parts):
+    rates = _rates_of(info.get_prices(at), "genai-prices")
+    if not rates.tiered:
         # Flat prices: the same arithmetic genai-prices does, without its generic unit machinery (~0.5 ms).
-        inp = float(price.input_mtok or 0)
-        rates = Rates(
-            inp,
-            float(price.output_mtok or 0),
-            inp if price.cache_read_mtok is None else float(price.cache_read_mtok),
-            inp if price.cache_write_mtok is None else float(price.cache_write_mtok),
-            "genai-prices",
-        )
         return cost_from_rates(rates, u)
     from genai_prices import Usage as GenaiUsage
 

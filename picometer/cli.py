@@ -176,6 +176,34 @@ def status(config_path: str | None, as_json: bool) -> None:
 
 @main.command()
 @config_option
+@click.option(
+    "--period", type=click.Choice(["today", "week", "month", "7d", "30d"]), default="today", show_default=True
+)
+@click.option(
+    "--by", type=click.Choice(["workflow", "model", "provider", "env"]), default="workflow", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def report(config_path: str | None, period: str, by: str, as_json: bool) -> None:
+    """Spend, requests, errors, tokens and latency for a period, from the rollups."""
+    from picometer.clock import SystemClock, resolve_zone
+    from picometer.reports.report import build, render
+    from picometer.store.rollups import Rollups
+
+    config = load(config_path, resolve=False)
+    db = Path(config.storage.data_dir) / "rollups.db"
+    if not db.exists():
+        click.echo(f"no data yet: {db} does not exist (has the daemon run with this config?)", err=True)
+        sys.exit(1)
+    rollups = Rollups(db)
+    try:
+        data = build(rollups, period, by, SystemClock().now(), resolve_zone(config.budgets.timezone))
+    finally:
+        rollups.close()
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else render(data))
+
+
+@main.command()
+@config_option
 @click.argument("model")
 @click.option("--provider", default=None, help="A configured provider name (default: [server].default_provider).")
 def prices(config_path: str | None, model: str, provider: str | None) -> None:

@@ -13,11 +13,13 @@ from typing import Any
 import structlog
 import uvicorn
 
-from picometer.clock import Clock, SystemClock
+from picometer.clock import Clock, SystemClock, resolve_zone
 from picometer.config import Config
 from picometer.gateway.app import Gateway
 from picometer.metering.pricing import Pricer
 from picometer.record import Recorder
+from picometer.reports.periods import hour_range, period_bounds
+from picometer.store.rollups import Rollups
 from picometer.store.usagelog import UsageLog
 
 log = structlog.get_logger("picometer.daemon")
@@ -65,15 +67,28 @@ def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -
     return uvicorn.Server(config)
 
 
+FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
+PRUNE_INTERVAL_S = 3600.0
+
+
 class Daemon:
     """The gateway and everything it writes to, built from one config."""
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.usage_log = UsageLog(Path(config.storage.log_dir), self.clock)
+        self.zone = resolve_zone(config.budgets.timezone)
+        self.usage_log = UsageLog(config.storage, self.clock)
+        self.rollups = Rollups(Path(config.storage.data_dir) / "rollups.db")
+        self.rollups.replay(self.usage_log.dir)
         self.pricer = Pricer(config.prices)
-        self.gateway = Gateway(config, clock=self.clock, pricer=self.pricer, recorder=Recorder([self.usage_log]))
+        self.gateway = Gateway(
+            config,
+            clock=self.clock,
+            pricer=self.pricer,
+            recorder=Recorder(self.usage_log, self.rollups),
+            status_extra=self.status,
+        )
         self.server = uvicorn_server(self.gateway)
 
     def warm_up(self) -> None:
@@ -81,6 +96,39 @@ class Daemon:
         provider = next(iter(self.config.providers.values()), None)
         if provider is not None:
             self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
+
+    def spend(self, period: str) -> float:
+        start, end = period_bounds(period, self.clock.now(), self.zone)
+        return round(self.rollups.spend(*hour_range(start, end)), 6)
+
+    def status(self) -> dict[str, Any]:
+        log_ = self.usage_log
+        return {
+            "spend_usd": {"today": self.spend("today"), "month": self.spend("month")},
+            "usage_log": {
+                "path": str(log_.path),
+                "bytes": log_.total_bytes(),
+                "max_bytes": log_.max_bytes,
+                "records_written": log_.written,
+                "records_dropped": log_.dropped,
+                "disk_low": log_.disk_low,
+            },
+            "rollups": {"watermark": str(self.rollups.watermark), "flush_failures": self.rollups.flush_failures},
+        }
+
+    async def _tick(self) -> None:
+        """Flush rollups, fsync the log, prune old files: each on a worker thread, never on the loop."""
+        last_sync = last_prune = self.clock.monotonic()
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await asyncio.to_thread(self.rollups.flush)
+            now = self.clock.monotonic()
+            if now - last_sync >= self.config.storage.fsync_interval_s:
+                last_sync = now
+                await asyncio.to_thread(self.usage_log.sync)
+            if now - last_prune >= PRUNE_INTERVAL_S:
+                last_prune = now
+                await asyncio.to_thread(self.usage_log.prune)
 
     async def serve(self, sock: socket.socket | None = None) -> None:
         cfg = self.config.server
@@ -90,11 +138,18 @@ class Daemon:
         gc.collect()
         gc.freeze()
         log.info("picometer listening", listen=cfg.listen, usage_log=str(self.usage_log.path))
+        ticker = asyncio.create_task(self._tick())
         try:
+            # uvicorn stops accepting on SIGTERM and lets in-flight requests finish (bounded) first.
             await self.server.serve(sockets=[sock])
         finally:
-            self.usage_log.close()
+            ticker.cancel()
+            self.close()
             log.info("picometer stopped", requests=self.gateway.stats.requests)
+
+    def close(self) -> None:
+        self.usage_log.close()
+        self.rollups.close()
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import statistics
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,9 @@ import tomli_w
 
 from picometer.config import config_from_dict, with_secrets
 from picometer.daemon import Daemon, bind_socket, configure_logging, uvicorn_server
+from picometer.reports.report import build, render
 from picometer.simulator import SimSettings, Simulator
+from picometer.store.rollups import Rollups
 
 # (workflow, how it tags itself, provider, models, seconds between calls, stream share)
 WORKFLOWS: tuple[tuple[str, str, str, tuple[str, ...], float, float], ...] = (
@@ -88,7 +87,7 @@ async def _traffic(gateway: str, until: float, spec: tuple[str, str, str, tuple[
     return sent
 
 
-async def _main(workdir: Path, seconds: float) -> Path:
+async def _main(workdir: Path, seconds: float) -> Daemon:
     import os
 
     os.environ.setdefault("PICOMETER_DEMO_KEY", "sk-simulated-provider-key")
@@ -115,55 +114,20 @@ async def _main(workdir: Path, seconds: float) -> Path:
     sim_server.should_exit = True
     await asyncio.gather(daemon_task, sim_task)
     print(f"sent {sum(counts)} requests; the daemon counted {status['requests']}")
-    return daemon.usage_log.path
-
-
-def summarize(log_path: Path) -> str:
-    rows: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {
-            "n": 0,
-            "ok": 0,
-            "err": 0,
-            "blocked": 0,
-            "in": 0,
-            "cached": 0,
-            "out": 0,
-            "cost": 0.0,
-            "lat": [],
-        }
-    )
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        row = rows[(r["workflow"], r["model"] or "-")]
-        row["n"] += 1
-        row[{"ok": "ok", "error": "err", "blocked": "blocked"}[r["status"]]] += 1
-        row["in"] += r["input_tokens"]
-        row["cached"] += r["cached_input_tokens"]
-        row["out"] += r["output_tokens"]
-        row["cost"] += r["cost_usd"] or 0.0
-        row["lat"].append(r["latency_ms"])
-    head = f"{'workflow':<16}{'model':<20}{'calls':>6}{'ok':>5}{'err':>5}{'blk':>5}"
-    head += f"{'in tok':>9}{'cached':>8}{'out tok':>9}"
-    lines = [head + f"{'cost $':>11}{'p50 ms':>8}", "-" * (len(head) + 19)]
-    total = 0.0
-    for (workflow, model), row in sorted(rows.items(), key=lambda kv: -kv[1]["cost"]):
-        total += row["cost"]
-        lines.append(
-            f"{workflow:<16}{model:<20}{row['n']:>6}{row['ok']:>5}{row['err']:>5}{row['blocked']:>5}{row['in']:>9}{row['cached']:>8}"
-            f"{row['out']:>9}{row['cost']:>11.6f}{statistics.median(row['lat']):>8.0f}"
-        )
-    lines.append(f"{'total':<36}{sum(r['n'] for r in rows.values()):>6}{'':>50}{total:>11.6f}")
-    return "\n".join(lines)
+    return daemon
 
 
 def run_demo(workdir: Path, seconds: float) -> None:
     configure_logging("warning")
-    log_path = asyncio.run(_main(workdir, seconds))
+    daemon = asyncio.run(_main(workdir, seconds))
+    rollups = Rollups(daemon.rollups.path)
+    now = daemon.clock.now()
+    for by in ("workflow", "model"):
+        print()
+        print(render(build(rollups, "today", by, now, daemon.zone)))
+    rollups.close()
     print()
-    print("metered (from the usage log):")
-    print(summarize(log_path))
-    print()
-    print(f"usage log: {log_path}")
-    print(f"config used: {workdir / 'config.toml'}")
-    first = log_path.read_text(encoding="utf-8").splitlines()[0]
-    print("one record:", first)
+    print(f"usage log: {daemon.usage_log.path}")
+    print(f"rollups:   {daemon.rollups.path}")
+    print(f"config:    {workdir / 'config.toml'}  (try: picometer report --config {workdir / 'config.toml'} --by env)")
+    print("one record:", daemon.usage_log.path.read_text(encoding="utf-8").splitlines()[0])

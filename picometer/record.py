@@ -6,10 +6,10 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -103,18 +103,30 @@ def redacted_prompt(body: Mapping[str, Any], limit: int = 2000) -> str | None:
     return redact(json.dumps(parts, ensure_ascii=False, separators=(",", ":")))[:limit]
 
 
-Sink = Callable[[Record], None]
+class LogSink(Protocol):
+    def write(self, record: Record) -> Any:
+        """Persist the record; return its position in the log, or None if it was dropped."""
+
+
+class RollupSink(Protocol):
+    def add(self, record: Record, position: Any) -> None: ...
 
 
 class Recorder:
-    """Hands each finished record to every sink in order; a failing sink never fails the request."""
+    """The one path of every finished record: usage log first, then rollups with the log position."""
 
-    def __init__(self, sinks: Sequence[Sink]) -> None:
-        self._sinks = tuple(sinks)
+    def __init__(self, usage_log: LogSink, rollups: RollupSink | None = None) -> None:
+        self._log = usage_log
+        self._rollups = rollups
 
     def __call__(self, record: Record) -> None:
-        for sink in self._sinks:
+        position = None
+        try:
+            position = self._log.write(record)
+        except Exception:  # a failing log must never fail the request
+            log.exception("usage log write failed")
+        if self._rollups is not None:
             try:
-                sink(record)
+                self._rollups.add(record, position)
             except Exception:
-                log.exception("record sink failed", sink=getattr(sink, "__qualname__", repr(sink)))
+                log.exception("rollup fold failed")

@@ -93,8 +93,8 @@ def test_status_up_and_down(gateway: GatewayServer, tmp_path: Path) -> None:
 def test_demo_meters_synthetic_traffic(tmp_path: Path) -> None:
     p = run("demo", "--seconds", "3", "--dir", str(tmp_path / "demo"), timeout=120)
     assert p.returncode == 0, p.stderr
-    assert "metered (from the usage log)" in p.stdout
-    for workflow in ("summarizer", "telegram-bot", "nightly-report", "untagged"):
-        assert workflow in p.stdout
+    assert "today:" in p.stdout and "p95 ms" in p.stdout
+    for name in ("summarizer", "telegram-bot", "nightly-report", "untagged", "gpt-4o-mini", "claude-haiku-4-5"):
+        assert name in p.stdout
     logs = list((tmp_path / "demo" / "logs").glob("usage-*.jsonl"))
     assert logs and logs[0].read_text().count("\n") > 5

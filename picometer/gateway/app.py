@@ -133,6 +133,7 @@ class Exchange:
     hide_usage_chunk: bool = False  # we asked for stream usage: the client must not see that chunk
     done: bool = False  # the client received the whole response
     settled: bool = False
+    recorded: bool = False
 
 
 @dataclass
@@ -153,6 +154,7 @@ class Gateway:
         pricer: Pricer,
         recorder: Recorder,
         client: httpx.AsyncClient | None = None,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -162,6 +164,7 @@ class Gateway:
         self._client = client
         self._owns_client = client is None
         self.stats = Stats()
+        self._status_extra = status_extra
         self.started_at = clock.now()
         self.ready = False
         self._unpriced_warned: set[tuple[str, str]] = set()
@@ -229,6 +232,7 @@ class Gateway:
             "requests_by_status": dict(self.stats.by_status),
             "in_flight": self.in_flight,
             "cost_usd_since_start": round(self.stats.cost_usd, 6),
+            **(self._status_extra() if self._status_extra else {}),
         }
 
     # ------------------------------------------------------------ proxy
@@ -254,12 +258,13 @@ class Gateway:
             ex.record.http_status = r.status
             ex.record.error_type = ex.record.error_type or r.code
             kind = kind_for_refusal(ex.provider.kind if ex.provider else None, headers, scope["path"])
+            self._record(ex)
             if not sent_any[0]:
                 await _respond(send, r.status, error_body(kind, r.code, r.message), request_id, r.headers)
         except ClientGone:
             ex.record.error_type = "client_disconnected"
         finally:
-            self._finish(ex)
+            self._record(ex)
 
     async def _prepare(self, ex: Exchange, scope: Scope, receive: Receive, headers: dict[str, str]) -> None:
         """Route, read, authenticate, tag and check the request; raise Refusal to answer it ourselves."""
@@ -471,6 +476,7 @@ class Gateway:
             (b"content-length", str(len(content)).encode()),
             (b"x-picometer-cost-usd", format_cost(cost).encode()),
         ]
+        self._record(ex)  # on disk before the client has the answer: a crash can lose a reply, never its record
         await send(self._start(ex, response, extra))
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
@@ -480,8 +486,9 @@ class Gateway:
             if ex.record.ttft_ms is None:
                 ex.record.ttft_ms = self._elapsed_ms(ex)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
         ex.done = True
+        self._record(ex)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _relay_stream(self, ex: Exchange, response: httpx.Response, send: Send) -> None:
         """Relay each chunk as it arrives, reading usage from the events on the way."""
@@ -516,8 +523,9 @@ class Gateway:
             ex.usage, ex.text_chars = meter.usage, meter.text_chars
             if ex.record.response_model is None:
                 ex.record.response_model = meter.model
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
         ex.done = True
+        self._record(ex)  # the record is on disk before the final chunk tells the client it is complete
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # ------------------------------------------------------------ settle and record
 
@@ -559,7 +567,11 @@ class Gateway:
         rec.cost_usd, rec.price_source = quote.cost_usd, quote.source
         return quote.cost_usd
 
-    def _finish(self, ex: Exchange) -> None:
+    def _record(self, ex: Exchange) -> None:
+        """Settle and hand the record to storage, exactly once per request."""
+        if ex.recorded:
+            return
+        ex.recorded = True
         rec = ex.record
         if ex.tags is not None:
             rec.workflow, rec.env = ex.tags.workflow, ex.tags.env

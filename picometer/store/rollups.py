@@ -1,0 +1,282 @@
+"""Hourly rollups in SQLite: the materialized view of the usage log.
+
+Per UTC hour x workflow x env x provider x model: counts by status, tokens by type, cost, retries
+and a log-scale latency histogram. Records are folded in memory and written in one transaction
+every few seconds, together with a watermark (the log position of the last record folded in).
+On start the log past the watermark is replayed, so every record is counted exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from picometer.metering import histogram
+from picometer.record import RECORD_FIELDS, Record
+from picometer.store.usagelog import Position, read_records
+
+log = structlog.get_logger("picometer.rollups")
+
+# Each entry moves the schema from version i to i + 1; PRAGMA user_version says where a file is.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            workflow TEXT NOT NULL, env TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+            UNIQUE (workflow, env, provider, model))""",
+        """CREATE TABLE rollup (
+            hour INTEGER NOT NULL, series INTEGER NOT NULL REFERENCES series(id),
+            requests INTEGER NOT NULL, ok INTEGER NOT NULL, errors INTEGER NOT NULL, blocked INTEGER NOT NULL,
+            retries INTEGER NOT NULL, input_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL, unpriced INTEGER NOT NULL, latency_ms_sum REAL NOT NULL,
+            PRIMARY KEY (hour, series)) WITHOUT ROWID""",
+        """CREATE TABLE latency (
+            hour INTEGER NOT NULL, series INTEGER NOT NULL, bin INTEGER NOT NULL, count INTEGER NOT NULL,
+            PRIMARY KEY (hour, series, bin)) WITHOUT ROWID""",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Order of the summed columns, in memory and in the table.
+COUNTERS = (
+    "requests", "ok", "errors", "blocked", "retries", "input_tokens", "cached_input_tokens",
+    "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "unpriced", "latency_ms_sum",
+)  # fmt: skip
+UPSERT_ROLLUP = (
+    f"INSERT INTO rollup (hour, series, {', '.join(COUNTERS)}) VALUES ({', '.join('?' * (len(COUNTERS) + 2))})"
+    " ON CONFLICT (hour, series) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)
+)
+STATUS_COLUMN = {"ok": 1, "error": 2, "blocked": 3}
+DIMENSIONS = ("workflow", "env", "provider", "model")
+
+SeriesKey = tuple[str, str, str, str]
+
+
+def hour_of(ts: str) -> int:
+    """The UTC hour (hours since the epoch) of a record's RFC 3339 timestamp."""
+    return int(datetime.fromisoformat(ts).timestamp()) // 3600
+
+
+def record_from_dict(data: Mapping[str, Any]) -> Record:
+    return Record(**{k: data[k] for k in RECORD_FIELDS if k in data})
+
+
+@dataclass
+class Batch:
+    """What has been folded in memory but not yet written."""
+
+    counters: dict[tuple[int, SeriesKey], list[float]]
+    bins: dict[tuple[int, SeriesKey, int], int]
+    position: Position | None
+
+
+def fold(batch: Batch, rec: Record) -> None:
+    """Add one record to a batch: pure arithmetic, the same for live traffic and replay."""
+    hour = hour_of(rec.ts)
+    key: SeriesKey = (rec.workflow, rec.env, rec.provider, rec.model or "")
+    row = batch.counters.get((hour, key))
+    if row is None:
+        row = batch.counters[(hour, key)] = [0.0] * len(COUNTERS)
+    row[0] += 1
+    row[STATUS_COLUMN.get(rec.status, 2)] += 1
+    row[4] += max(rec.attempts - 1, 0)
+    row[5] += rec.input_tokens
+    row[6] += rec.cached_input_tokens
+    row[7] += rec.cache_write_tokens
+    row[8] += rec.output_tokens
+    row[9] += rec.reasoning_tokens
+    if rec.cost_usd is None:
+        row[11] += 1
+    else:
+        row[10] += rec.cost_usd
+    row[12] += rec.latency_ms
+    b = (hour, key, histogram.bin_of(rec.latency_ms))
+    batch.bins[b] = batch.bins.get(b, 0) + 1
+
+
+class Rollups:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # One connection, used by one thread at a time (the loop's reads, or a flush on a worker).
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        migrate(self._db)
+        self._lock = threading.Lock()
+        self._db_lock = threading.Lock()
+        self._series = self._load_series()
+        self.watermark = self._read_watermark()
+        self._batch = Batch({}, {}, None)
+        self.flush_failures = 0
+
+    # ---------------------------------------------------------------- folding
+
+    def add(self, rec: Record, position: Position | None) -> None:
+        with self._lock:
+            fold(self._batch, rec)
+            if position is not None:
+                self._batch.position = position
+
+    def replay(self, log_dir: Path) -> int:
+        """Fold every logged record past the watermark, then flush. Returns how many."""
+        count = 0
+        for data, position in read_records(log_dir, self.watermark):
+            try:
+                rec = record_from_dict(data)
+                hour_of(rec.ts)
+            except (TypeError, ValueError):
+                continue
+            self.add(rec, position)
+            count += 1
+            if count % 50_000 == 0:
+                self.flush()
+        self.flush()
+        if count:
+            log.info("replayed usage log into rollups", records=count)
+        return count
+
+    def flush(self) -> bool:
+        """Write what is pending in one transaction with the new watermark. False: kept for the next try."""
+        with self._lock:
+            batch, self._batch = self._batch, Batch({}, {}, None)
+        if not batch.counters and batch.position is None:
+            return True
+        try:
+            with self._db_lock:
+                self._write(batch)
+        except sqlite3.Error as e:
+            self.flush_failures += 1
+            log.warning("rollup flush failed; keeping the batch in memory", error=str(e))
+            with self._lock:  # put it back in front of what arrived meanwhile
+                newer = self._batch
+                self._batch = batch
+                for (hour, key), row in newer.counters.items():
+                    mine = batch.counters.setdefault((hour, key), [0.0] * len(COUNTERS))
+                    for i, v in enumerate(row):
+                        mine[i] += v
+                for b, n in newer.bins.items():
+                    batch.bins[b] = batch.bins.get(b, 0) + n
+                batch.position = newer.position or batch.position
+            return False
+        if batch.position is not None:
+            self.watermark = batch.position
+        return True
+
+    def _write(self, batch: Batch) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            ids = {key: self._series_id(key) for (_, key) in batch.counters}
+            db.executemany(
+                UPSERT_ROLLUP,
+                [(hour, ids[key], *row) for (hour, key), row in batch.counters.items()],
+            )
+            db.executemany(
+                "INSERT INTO latency (hour, series, bin, count) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (hour, series, bin) DO UPDATE SET count = count + excluded.count",
+                [(hour, ids[key], b, n) for (hour, key, b), n in batch.bins.items()],
+            )
+            if batch.position is not None:
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [("watermark_stem", batch.position.stem), ("watermark_offset", str(batch.position.offset))],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._series = self._load_series()  # ids handed out inside the failed transaction are void
+            raise
+
+    def _load_series(self) -> dict[SeriesKey, int]:
+        rows = self._db.execute("SELECT id, workflow, env, provider, model FROM series")
+        return {(w, e, p, m): i for i, w, e, p, m in rows}
+
+    def _series_id(self, key: SeriesKey) -> int:
+        known = self._series.get(key)
+        if known is None:
+            cur = self._db.execute(
+                "INSERT INTO series (workflow, env, provider, model) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET workflow = excluded.workflow RETURNING id",
+                key,
+            )
+            known = self._series[key] = int(cur.fetchone()[0])
+        return known
+
+    def _read_watermark(self) -> Position | None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        if "watermark_stem" not in meta:
+            return None
+        return Position(meta["watermark_stem"], int(meta["watermark_offset"]))
+
+    # ---------------------------------------------------------------- queries
+
+    def summary(self, start_hour: int, end_hour: int, by: str) -> list[dict[str, Any]]:
+        """Totals and latency histograms per value of `by` for hours in [start_hour, end_hour)."""
+        if by not in DIMENSIONS:
+            raise ValueError(by)
+        with self._db_lock:
+            rows = self._db.execute(
+                f"SELECT s.{by}, {', '.join(f'SUM(r.{c})' for c in COUNTERS)} FROM rollup r"
+                f" JOIN series s ON s.id = r.series WHERE r.hour >= ? AND r.hour < ? GROUP BY s.{by}",
+                (start_hour, end_hour),
+            ).fetchall()
+            bins = self._db.execute(
+                f"SELECT s.{by}, l.bin, SUM(l.count) FROM latency l JOIN series s ON s.id = l.series"
+                f" WHERE l.hour >= ? AND l.hour < ? GROUP BY s.{by}, l.bin",
+                (start_hour, end_hour),
+            ).fetchall()
+        out: dict[str, dict[str, Any]] = {}
+        for name, *sums in rows:
+            out[name] = {"key": name, **dict(zip(COUNTERS, sums, strict=True)), "bins": {}}
+        for name, b, n in bins:
+            if name in out:
+                out[name]["bins"][b] = n
+        return sorted(out.values(), key=lambda r: (-r["cost_usd"], r["key"]))
+
+    def spend(self, start_hour: int, end_hour: int) -> float:
+        """Dollars spent in [start_hour, end_hour), including what is not flushed yet."""
+        with self._db_lock:
+            (stored,) = self._db.execute(
+                "SELECT COALESCE(SUM(cost_usd), 0) FROM rollup WHERE hour >= ? AND hour < ?", (start_hour, end_hour)
+            ).fetchone()
+        with self._lock:
+            pending = sum(row[10] for (hour, _), row in self._batch.counters.items() if start_hour <= hour < end_hour)
+        return float(stored) + pending
+
+    def close(self) -> None:
+        self.flush()
+        with self._db_lock:
+            self._db.close()
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"rollup database schema {version} is newer than this picometer ({SCHEMA_VERSION}): upgrade picometer"
+        )
+    for target in range(version, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        for statement in MIGRATIONS[target]:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {target + 1}")
+        db.execute("COMMIT")
+
+
+def totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for row in rows:
+        for c in COUNTERS:
+            out[c] += row[c]
+    return out

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: it re-raises SIGTERM after shutdown, killing the process
+    before our final flush. The daemon handles SIGTERM/SIGINT itself (see run())."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -> uvicorn.Server:
     # h11 and asyncio: pure Python, so the same install works on every Pi.
     config = uvicorn.Config(
@@ -64,7 +76,7 @@ def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -
         date_header=False,
         timeout_graceful_shutdown=graceful_s,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
@@ -157,4 +169,12 @@ class Daemon:
 
 def run(config: Config) -> None:
     configure_logging()
-    asyncio.run(Daemon(config).serve())
+
+    async def main() -> None:
+        daemon = Daemon(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop)  # stop accepting, drain, flush, exit 0
+        await daemon.serve()
+
+    asyncio.run(main())

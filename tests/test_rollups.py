@@ -1,0 +1,141 @@
+"""Rollups equal the sums over the log, exactly once, across flushes, crashes and replays."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from picometer.config import StorageConfig
+from picometer.metering import histogram
+from picometer.record import Record, Recorder, rfc3339_ms
+from picometer.store.rollups import Rollups, totals
+from picometer.store.usagelog import UsageLog, read_records
+from tests.clocks import ManualClock
+
+T0 = datetime(2026, 11, 23, 22, 50, tzinfo=UTC)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> Record:
+    cost = draw(st.one_of(st.none(), st.floats(0, 2, allow_nan=False)))
+    inp = draw(st.integers(0, 100_000))
+    return Record(
+        ts=rfc3339_ms(T0 + timedelta(seconds=draw(st.integers(0, 4 * 3600)))),  # crosses hour and day boundaries
+        request_id="r",
+        workflow=draw(st.sampled_from(["cron", "bot", "🌱 garden", "untagged"])),
+        env=draw(st.sampled_from(["prod", "dev"])),
+        provider=draw(st.sampled_from(["openai", "anthropic"])),
+        model=draw(st.sampled_from(["gpt-4o-mini", "claude-haiku-4-5", None])),
+        status=draw(st.sampled_from(["ok", "error", "blocked"])),
+        attempts=draw(st.integers(0, 3)),
+        input_tokens=inp,
+        cached_input_tokens=draw(st.integers(0, inp)),
+        output_tokens=draw(st.integers(0, 10_000)),
+        reasoning_tokens=draw(st.integers(0, 100)),
+        cost_usd=cost,
+        latency_ms=draw(st.floats(0, 600_000, allow_nan=False)),
+    )
+
+
+def storage(tmp: Path, **kw: object) -> StorageConfig:
+    return StorageConfig(log_dir=str(tmp / "logs"), data_dir=str(tmp / "data"), **kw)  # type: ignore[arg-type]
+
+
+def log_sums(log_dir: Path) -> dict[str, float]:
+    sums = dict.fromkeys(
+        ["requests", "ok", "errors", "blocked", "retries", "input_tokens", "output_tokens", "cost_usd", "unpriced"], 0.0
+    )
+    for r, _ in read_records(log_dir):
+        sums["requests"] += 1
+        sums[{"ok": "ok", "error": "errors", "blocked": "blocked"}[r["status"]]] += 1
+        sums["retries"] += max(r["attempts"] - 1, 0)
+        sums["input_tokens"] += r["input_tokens"]
+        sums["output_tokens"] += r["output_tokens"]
+        sums["cost_usd"] += r["cost_usd"] or 0.0
+        sums["unpriced"] += r["cost_usd"] is None
+    return sums
+
+
+def rollup_sums(rollups: Rollups) -> dict[str, float]:
+    rows = rollups.summary(0, 10**7, "workflow")
+    return totals(rows)
+
+
+def assert_equal(a: dict[str, float], b: dict[str, float]) -> None:
+    for key, value in a.items():
+        assert b[key] == pytest.approx(value, abs=1e-6), key
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(records(), max_size=60), st.sets(st.integers(0, 60)), st.integers(0, 60))
+def test_rollups_equal_the_log_even_after_a_crash_and_replay(
+    tmp_path_factory: pytest.TempPathFactory, recs: list[Record], flush_at: set[int], crash_at: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("r")
+    cfg = storage(tmp, log_rotate_bytes=8192, log_max_bytes=10**8)
+    usage_log = UsageLog(cfg, ManualClock())
+    rollups = Rollups(tmp / "data" / "rollups.db")
+    record = Recorder(usage_log, rollups)
+    for i, rec in enumerate(recs):
+        record(rec)
+        if i in flush_at:
+            rollups.flush()
+        if i == crash_at:
+            # A crash: what was folded but not flushed is gone; the log has it.
+            rollups._batch.counters.clear()
+            rollups._batch.bins.clear()
+            rollups._batch.position = None
+            rollups = Rollups(tmp / "data" / "rollups.db")
+            rollups.replay(usage_log.dir)
+            record = Recorder(usage_log, rollups)
+    rollups.flush()
+    usage_log.close()
+    assert_equal(log_sums(usage_log.dir), rollup_sums(rollups))
+    # and a restart replays nothing twice
+    again = Rollups(tmp / "data" / "rollups.db")
+    assert again.replay(usage_log.dir) == 0
+    assert_equal(log_sums(usage_log.dir), rollup_sums(again))
+
+
+@given(st.lists(st.floats(0.01, 3_000_000, allow_nan=False), min_size=1, max_size=300), st.floats(0.01, 1))
+def test_histogram_percentile_is_within_its_documented_error(latencies: list[float], q: float) -> None:
+    bins: dict[int, int] = {}
+    for ms in latencies:
+        b = histogram.bin_of(ms)
+        bins[b] = bins.get(b, 0) + 1
+    exact = sorted(latencies)[max(1, math.ceil(q * len(latencies))) - 1]
+    estimate = histogram.percentile(bins, q)
+    assert estimate is not None
+    if exact >= histogram.BASE_MS:
+        assert abs(estimate - exact) / exact <= histogram.RELATIVE_ERROR + 1e-9
+    else:
+        assert estimate <= histogram.bin_value(0)
+
+
+def test_reader_reads_gz_and_skips_a_torn_last_line(tmp_path: Path) -> None:
+    (tmp_path / "usage-20261101-000000.jsonl.gz").write_bytes(gzip.compress(b'{"a": 1}\n{"a": 2}\n'))
+    (tmp_path / "usage-20261102-000000.jsonl").write_bytes(b'{"a": 3}\nnot json\n{"a": 4}\n{"a": 5, "tor')
+    got = [(r["a"], p.offset) for r, p in read_records(tmp_path)]
+    assert got == [(1, 9), (2, 18), (3, 9), (4, 27)]
+    after = [r["a"] for r, _ in read_records(tmp_path, after=read_records(tmp_path).__next__()[1])]
+    assert after == [2, 3, 4]
+
+
+def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "r.db"
+    Rollups(db).close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RuntimeError, match="upgrade picometer"):
+        Rollups(db)

@@ -7,6 +7,7 @@ Direct and proxied calls alternate (and swap order every round), so both see the
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import socket
 import statistics
@@ -130,8 +131,9 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
                 d, v = measure(client, direct, via, stream)
                 rows.append(("streaming" if stream else "non-streaming", d, v))
         loaded_rss = rss_mb(daemon.pid)
-        log_bytes = sum(p.stat().st_size for p in (work / "logs").glob("usage-*"))
-        records = sum(1 for p in (work / "logs").glob("usage-*") for _ in p.open())
+        raw = b"".join(p.read_bytes() for p in sorted((work / "logs").glob("usage-*.jsonl")))
+        records = raw.count(b"\n")
+        gzipped = len(gzip.compress(raw))  # what rotation leaves on disk
     finally:
         daemon.terminate()
         sim.terminate()
@@ -154,7 +156,10 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
     print()
     print(f"time to healthy (process start to /-/health 200): {to_healthy * 1000:.0f} ms")
     print(f"RSS idle after start: {idle_rss:.1f} MB; after {records} requests: {loaded_rss:.1f} MB")
-    print(f"usage log: {log_bytes / max(records, 1):.0f} bytes per request (raw JSON lines)")
+    print(
+        f"usage log: {len(raw) / max(records, 1):.0f} bytes per request raw, "
+        f"{gzipped / max(records, 1):.0f} after gzip ({records} real records of this run)"
+    )
 
 
 if __name__ == "__main__":

@@ -389,11 +389,12 @@ def _validate(c: Config) -> None:
 
     s = c.storage
     _at_least(s.log_rotate_bytes, 4096, "[storage].log_rotate_bytes")
-    if s.log_max_bytes < s.log_rotate_bytes:
+    # Room for the current file, one file being gzipped and its output, and at least one archive.
+    if s.log_max_bytes < 4 * s.log_rotate_bytes:
         raise ConfigError(
             "[storage].log_max_bytes",
-            f"{s.log_max_bytes} is smaller than log_rotate_bytes ({s.log_rotate_bytes})",
-            "make log_max_bytes at least log_rotate_bytes (10x is a good ratio)",
+            f"{s.log_max_bytes} is less than 4 x log_rotate_bytes ({s.log_rotate_bytes})",
+            "make log_max_bytes at least 4 x log_rotate_bytes (10x is a good ratio), or rotate smaller files",
         )
     _at_least(s.log_retention_days, 1, "[storage].log_retention_days")
     _at_least(s.fsync_interval_s, 0, "[storage].fsync_interval_s")

@@ -5,7 +5,7 @@ headers the client sends (picometer forwards them untouched):
   x-sim-fault: http429 | http500 | http529 | html | truncated | cut | stall | no-usage
   x-sim-cached: N (cached input tokens to report)   x-sim-cache-write: N (Anthropic cache writes)
   x-sim-latency-ms: N (before the first byte)       x-sim-chunk-bytes: N (re-split the stream into N-byte writes)
-  x-sim-reasoning: N (reasoning tokens to report)
+  x-sim-reasoning: N (reasoning tokens to report)  x-sim-set-cookie: 1 (answer with a Set-Cookie)
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ class Simulator:
         data = json.dumps(payload).encode()
         if fault == "truncated":
             data = data[: len(data) // 2]
-        await _raw(send, 200, data, b"application/json")
+        cookie = [(b"set-cookie", b"sim_session=abc; Path=/")] if headers.get("x-sim-set-cookie") else []
+        await _raw(send, 200, data, b"application/json", cookie)
 
     def _reply(self, req: dict[str, Any]) -> str:
         prompt = _text_of(req.get("messages") or req.get("input") or req.get("prompt") or "")

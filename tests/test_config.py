@@ -50,7 +50,7 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
         ({"budgets": {"over_cap": "truncate"}}, "[budgets].over_cap", '"clamp", "reject"'),
         ({"budgets": {"timezone": "Mars/Olympus"}}, "[budgets].timezone", "IANA"),
         ({"storage": {"store_prompts": "all"}}, "[storage].store_prompts", '"redacted"'),
-        ({"storage": {"log_max_bytes": 10_000}}, "[storage].log_max_bytes", "at least log_rotate_bytes"),
+        ({"storage": {"log_max_bytes": 10_000}}, "[storage].log_max_bytes", "4 x log_rotate_bytes"),
         ({"providers": {"x": {"kind": "gemini"}}, "server": {"default_provider": "x"}}, "[providers.x].kind", "openai"),
         ({"providers": {"openai": {"base_url": "api.openai.com"}}}, "[providers.openai].base_url", "https://"),
         ({"workflows": {"bot": {"keys": ["secret"]}}}, "[workflows.bot].keys[0]", "pm-"),

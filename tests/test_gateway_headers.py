@@ -128,3 +128,12 @@ def test_hop_by_hop_headers_never_cross() -> None:
     assert out == {b"Anthropic-Version": b"2023-06-01", b"x-api-key": b"sk-ant"}
     passthrough = dict(upstream_headers(headers, ProviderConfig(kind="openai"), None))
     assert passthrough[b"Authorization"] == b"Bearer sk-client"
+
+
+def test_a_cookie_set_for_one_caller_never_rides_on_another_callers_request(
+    sim: SimServer, gateway: GatewayServer
+) -> None:
+    first = post(f"{gateway.url}/openai/chat/completions", json=CHAT, headers={"x-sim-set-cookie": "1"})
+    assert first.headers["set-cookie"].startswith("sim_session="), "the caller still gets its cookie"
+    post(f"{gateway.url}/openai/chat/completions", json=CHAT)
+    assert "cookie" not in sim.sim.seen[-1].headers

@@ -153,7 +153,7 @@ class Gateway:
         clock: Clock,
         pricer: Pricer,
         recorder: Recorder,
-        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
@@ -161,8 +161,8 @@ class Gateway:
         self.pricer = pricer
         self.recorder = recorder
         self.keyring = Keyring(config)
-        self._client = client
-        self._owns_client = client is None
+        self._transport = transport
+        self._owns_transport = transport is None
         self.stats = Stats()
         self._status_extra = status_extra
         self.started_at = clock.now()
@@ -171,15 +171,15 @@ class Gateway:
         self.in_flight = 0
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = forward.new_client()
-        return self._client
+    def transport(self) -> httpx.AsyncBaseTransport:
+        if self._transport is None:
+            self._transport = forward.new_transport()
+        return self._transport
 
     async def aclose(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None and self._owns_transport:
+            await self._transport.aclose()
+            self._transport = None
 
     # ------------------------------------------------------------ ASGI
 
@@ -411,7 +411,7 @@ class Gateway:
         ex.record.attempts = 1
         ex.upstream_reached = True
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.transport.handle_async_request(request)
         except httpx.TimeoutException as e:
             ex.upstream_reached = not isinstance(e, httpx.ConnectTimeout)
             ex.record.error_type = "timeout"

@@ -29,12 +29,15 @@ _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", 
 _AUTH = frozenset({b"authorization", b"x-api-key"})
 
 
-def new_client(max_connections: int = 256) -> httpx.AsyncClient:
-    """One pooled client for all providers: keep-alive saves a TLS handshake per call on a Pi."""
+def new_transport(max_connections: int = 256) -> httpx.AsyncHTTPTransport:
+    """One connection pool for all providers: keep-alive saves a TLS handshake per call on a Pi.
+
+    A bare transport, not an AsyncClient: a client keeps a cookie jar, and cookies one caller's
+    response set must never ride along on another caller's request. No redirects, no env proxies either.
+    """
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32, keepalive_expiry=60)
     # TCP_NODELAY: headers and body go out in two writes; without it Nagle and delayed ACK cost ~40 ms a call.
-    transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+    return httpx.AsyncHTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
 def upstream_url(base_url: str, rest: str, query: bytes) -> str:

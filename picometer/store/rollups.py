@@ -225,23 +225,29 @@ class Rollups:
         """Totals and latency histograms per value of `by` for hours in [start_hour, end_hour)."""
         if by not in DIMENSIONS:
             raise ValueError(by)
+        # Group by series id inside SQLite (no join per row), then by the dimension here: few series, many rows.
         with self._db_lock:
             rows = self._db.execute(
-                f"SELECT s.{by}, {', '.join(f'SUM(r.{c})' for c in COUNTERS)} FROM rollup r"
-                f" JOIN series s ON s.id = r.series WHERE r.hour >= ? AND r.hour < ? GROUP BY s.{by}",
+                f"SELECT series, {', '.join(f'SUM({c})' for c in COUNTERS)} FROM rollup"
+                " WHERE hour >= ? AND hour < ? GROUP BY series",
                 (start_hour, end_hour),
             ).fetchall()
             bins = self._db.execute(
-                f"SELECT s.{by}, l.bin, SUM(l.count) FROM latency l JOIN series s ON s.id = l.series"
-                f" WHERE l.hour >= ? AND l.hour < ? GROUP BY s.{by}, l.bin",
+                "SELECT series, bin, SUM(count) FROM latency WHERE hour >= ? AND hour < ? GROUP BY series, bin",
                 (start_hour, end_hour),
             ).fetchall()
+            names = {
+                i: dict(zip(("workflow", "env", "provider", "model"), key, strict=True))[by]
+                for key, i in self._load_series().items()
+            }
         out: dict[str, dict[str, Any]] = {}
-        for name, *sums in rows:
-            out[name] = {"key": name, **dict(zip(COUNTERS, sums, strict=True)), "bins": {}}
-        for name, b, n in bins:
-            if name in out:
-                out[name]["bins"][b] = n
+        for series, *sums in rows:
+            row = out.setdefault(names[series], {"key": names[series], **dict.fromkeys(COUNTERS, 0), "bins": {}})
+            for c, v in zip(COUNTERS, sums, strict=True):
+                row[c] += v
+        for series, b, n in bins:
+            row_bins = out[names[series]]["bins"]
+            row_bins[b] = row_bins.get(b, 0) + n
         return sorted(out.values(), key=lambda r: (-r["cost_usd"], r["key"]))
 
     def spend(self, start_hour: int, end_hour: int) -> float:

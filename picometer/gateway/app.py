@@ -49,7 +49,7 @@ class ClientGone(Exception):
 
 
 class Refusal(Exception):
-    """A request picometer answers itself and never forwards."""
+    """An answer picometer gives itself. Raised only before the first byte of a response is sent."""
 
     def __init__(self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None):
         super().__init__(message)
@@ -242,16 +242,9 @@ class Gateway:
         request_id = os.urandom(8).hex()
         ex = Exchange(Record(ts=rfc3339_ms(now), request_id=request_id), t0=self.clock.monotonic())
         headers = header_map(scope["headers"])
-        ex.record.correlation_id = headers.get("x-request-id")
-        sent_any = [False]
-
-        async def tracked_send(message: Message) -> None:
-            sent_any[0] = True
-            await send(message)
-
         try:
             await self._prepare(ex, scope, receive, headers)
-            await self._forward_guarded(ex, scope, receive, tracked_send)
+            await self._forward_guarded(ex, scope, receive, send)
         except Refusal as r:
             # Refused before forwarding: blocked. Failed after forwarding (timeout, garbage): an error.
             ex.record.status = "error" if ex.record.attempts else "blocked"
@@ -259,8 +252,7 @@ class Gateway:
             ex.record.error_type = ex.record.error_type or r.code
             kind = kind_for_refusal(ex.provider.kind if ex.provider else None, headers, scope["path"])
             self._record(ex)
-            if not sent_any[0]:
-                await _respond(send, r.status, error_body(kind, r.code, r.message), request_id, r.headers)
+            await _respond(send, r.status, error_body(kind, r.code, r.message), request_id, r.headers)
         except ClientGone:
             ex.record.error_type = "client_disconnected"
         finally:

@@ -115,7 +115,7 @@ class RollupSink(Protocol):
 class Recorder:
     """The one path of every finished record: usage log first, then rollups with the log position."""
 
-    def __init__(self, usage_log: LogSink, rollups: RollupSink | None = None) -> None:
+    def __init__(self, usage_log: LogSink, rollups: RollupSink) -> None:
         self._log = usage_log
         self._rollups = rollups
 
@@ -125,8 +125,7 @@ class Recorder:
             position = self._log.write(record)
         except Exception:  # a failing log must never fail the request
             log.exception("usage log write failed")
-        if self._rollups is not None:
-            try:
-                self._rollups.add(record, position)
-            except Exception:
-                log.exception("rollup fold failed")
+        try:
+            self._rollups.add(record, position)
+        except Exception:
+            log.exception("rollup fold failed")

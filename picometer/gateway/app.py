@@ -132,7 +132,6 @@ class Exchange:
     raw_body: bytes = b""
     hide_usage_chunk: bool = False  # we asked for stream usage: the client must not see that chunk
     done: bool = False  # the client received the whole response
-    settled: bool = False
     recorded: bool = False
 
 
@@ -462,13 +461,12 @@ class Gateway:
                     f"({ctype}, {len(content)} bytes); check its base_url",
                 ) from None
             ex.usage, ex.record.response_model = from_response(ex.kind, ex.record.endpoint, parsed)
-        ex.done = True  # the whole answer is in hand and goes out in one piece; the cost header needs it settled
-        cost = self._settle(ex)
+        ex.done = True  # the whole answer is in hand and goes out in one piece
+        self._record(ex)  # on disk before the client has the answer: a crash can lose a reply, never its record
         extra = [
             (b"content-length", str(len(content)).encode()),
-            (b"x-picometer-cost-usd", format_cost(cost).encode()),
+            (b"x-picometer-cost-usd", format_cost(ex.record.cost_usd).encode()),
         ]
-        self._record(ex)  # on disk before the client has the answer: a crash can lose a reply, never its record
         await send(self._start(ex, response, extra))
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
@@ -524,11 +522,8 @@ class Gateway:
     def _elapsed_ms(self, ex: Exchange) -> float:
         return round((self.clock.monotonic() - ex.t0) * 1000, 1)
 
-    def _settle(self, ex: Exchange) -> float | None:
-        """Decide status, usage and cost, once per request; returns the cost."""
-        if ex.settled:
-            return ex.record.cost_usd
-        ex.settled = True
+    def _settle(self, ex: Exchange) -> None:
+        """Decide status, usage and cost (called once, by _record)."""
         rec, provider = ex.record, ex.provider
         upstream_failed = bool(ex.upstream_status) and not 200 <= ex.upstream_status < 300
         if rec.status != "blocked":
@@ -549,7 +544,7 @@ class Gateway:
             rec.usage_source = "estimated"
         if usage is None or provider is None:
             rec.cost_usd = 0.0
-            return 0.0
+            return
         rec.input_tokens = usage.input_tokens
         rec.cached_input_tokens = usage.cached_input_tokens
         rec.cache_write_tokens = usage.cache_write_tokens
@@ -557,7 +552,6 @@ class Gateway:
         rec.reasoning_tokens = usage.reasoning_tokens
         quote = self.pricer.cost(provider, (rec.response_model, rec.model), usage, self.clock.now())
         rec.cost_usd, rec.price_source = quote.cost_usd, quote.source
-        return quote.cost_usd
 
     def _record(self, ex: Exchange) -> None:
         """Settle and hand the record to storage, exactly once per request."""

@@ -236,10 +236,8 @@ class Rollups:
                 "SELECT series, bin, SUM(count) FROM latency WHERE hour >= ? AND hour < ? GROUP BY series, bin",
                 (start_hour, end_hour),
             ).fetchall()
-            names = {
-                i: dict(zip(("workflow", "env", "provider", "model"), key, strict=True))[by]
-                for key, i in self._load_series().items()
-            }
+            column = DIMENSIONS.index(by)  # SeriesKey holds the dimensions in this order
+            names = {i: key[column] for key, i in self._load_series().items()}
         out: dict[str, dict[str, Any]] = {}
         for series, *sums in rows:
             row = out.setdefault(names[series], {"key": names[series], **dict.fromkeys(COUNTERS, 0), "bins": {}})

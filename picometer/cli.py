@@ -155,8 +155,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     import httpx
 
     config = load(config_path)
-    host, port = config.server.host, config.server.port
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/-/status"
+    url = daemon_url(config, "/-/status")
     try:
         data = httpx.get(url, timeout=5, trust_env=False).json()
     except (httpx.HTTPError, ValueError) as e:
@@ -172,6 +171,16 @@ def status(config_path: str | None, as_json: bool) -> None:
         f"blocked {by.get('blocked', 0)}), in flight {data['in_flight']}, "
         f"spent ${data['cost_usd_since_start']:.4f} since start"
     )
+    spend = data["spend_usd"]
+    click.echo(f"spend today ${spend['today']:,.4f}, this month ${spend['month']:,.4f}")
+    if data["budgets"]:
+        from picometer.reports.report import render_budgets
+
+        click.echo("budgets:")
+        for line in render_budgets(data["budgets"]):
+            click.echo(line)
+    for p in data["pauses"]:
+        click.echo(f"PAUSED {p['workflow']} " + (f"until {p['until']}" if p["until"] else "until resumed"))
 
 
 @main.command()
@@ -186,6 +195,7 @@ def status(config_path: str | None, as_json: bool) -> None:
 def report(config_path: str | None, period: str, by: str, as_json: bool) -> None:
     """Spend, requests, errors, tokens and latency for a period, from the rollups."""
     from picometer.clock import SystemClock, resolve_zone
+    from picometer.metering.budget import caps_from_config
     from picometer.reports.report import build, render
     from picometer.store.rollups import Rollups
 
@@ -196,7 +206,8 @@ def report(config_path: str | None, period: str, by: str, as_json: bool) -> None
         sys.exit(1)
     rollups = Rollups(db)
     try:
-        data = build(rollups, period, by, SystemClock().now(), resolve_zone(config.budgets.timezone))
+        caps = [cap for pair in caps_from_config(config).values() for cap in pair]
+        data = build(rollups, period, by, SystemClock().now(), resolve_zone(config.budgets.timezone), caps)
     finally:
         rollups.close()
     click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else render(data))
@@ -237,6 +248,80 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     if rates.tiered:
         click.echo("  (base tier shown; long prompts cost more and are charged by the tiered price)")
     click.echo(f"source: {source}")
+
+
+def daemon_url(config: Config, path: str) -> str:
+    """Where the running daemon answers; a wildcard listener is reached over loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.server.host, config.server.host)
+    return f"http://{'[' + host + ']' if ':' in host else host}:{config.server.port}{path}"
+
+
+def switch(config: Config, action: str, workflow: str, duration: str | None) -> None:
+    """Pause or resume through the running daemon; when it is down, straight into its state file."""
+    from datetime import UTC, datetime
+    from urllib.parse import quote
+
+    import httpx
+
+    from picometer.duration import parse_duration
+
+    try:
+        length = parse_duration(duration) if duration else None
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--for") from None
+    headers = {"x-picometer-by": "cli"}
+    token = config.secrets.get("server.admin_token")
+    if token is not None:
+        headers["authorization"] = f"Bearer {token.value}"
+    url = daemon_url(config, f"/-/{action}/{quote(workflow, safe='')}")
+    try:
+        answer = httpx.post(
+            url, json={"for": duration} if duration else None, headers=headers, timeout=5, trust_env=False
+        )
+    except httpx.TransportError:
+        answer = None
+    if answer is not None:
+        data = answer.json()
+        if answer.status_code != 200:
+            click.echo(f"picometer refused: {data.get('error', {}).get('message', answer.text)}", err=True)
+            sys.exit(1)
+        if action == "resume":
+            click.echo(f"resumed {workflow}" if data["was_paused"] else f"{workflow} was not paused")
+        else:
+            click.echo(f"paused {workflow} " + (f"until {data['until']}" if data["until"] else "until resumed"))
+        return
+    from picometer.store.state import State
+
+    state = State(Path(config.storage.data_dir) / "state.db")
+    try:
+        now = datetime.now(UTC)
+        if action == "resume":
+            was = state.resume(workflow)
+            click.echo(f"resumed {workflow}" if was else f"{workflow} was not paused")
+        else:
+            pause = state.pause(workflow, now + length if length else None, "cli", now)
+            until = pause.until.astimezone().isoformat(timespec="minutes") if pause.until else "resumed"
+            click.echo(f"paused {workflow} until {until}")
+        click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
+    finally:
+        state.close()
+
+
+@main.command()
+@config_option
+@click.argument("workflow")
+@click.option("--for", "duration", default=None, help="How long, e.g. 30m, 2h, 1d (default: until resumed).")
+def pause(config_path: str | None, workflow: str, duration: str | None) -> None:
+    """Stop WORKFLOW's calls now (429 workflow_paused), until resumed or for a while."""
+    switch(load(config_path), "pause", workflow, duration)
+
+
+@main.command()
+@config_option
+@click.argument("workflow")
+def resume(config_path: str | None, workflow: str) -> None:
+    """Let WORKFLOW's calls through again."""
+    switch(load(config_path), "resume", workflow, None)
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import logging
@@ -19,10 +20,11 @@ import uvicorn
 from picometer.clock import Clock, SystemClock, resolve_zone
 from picometer.config import Config
 from picometer.gateway.app import Gateway
+from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd
 from picometer.metering.pricing import Pricer
 from picometer.record import Recorder
-from picometer.reports.periods import hour_range, period_bounds
 from picometer.store.rollups import Rollups
+from picometer.store.state import State
 from picometer.store.usagelog import UsageLog
 
 log = structlog.get_logger("picometer.daemon")
@@ -79,6 +81,7 @@ def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -
     return _Server(config)
 
 
+EVENTS_KEPT = 50  # recent budget events shown in /-/status
 FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
 PRUNE_INTERVAL_S = 3600.0
 
@@ -93,12 +96,19 @@ class Daemon:
         self.usage_log = UsageLog(config.storage, self.clock)
         self.rollups = Rollups(Path(config.storage.data_dir) / "rollups.db")
         self.rollups.replay(self.usage_log.dir)
+        self.state = State(Path(config.storage.data_dir) / "state.db")
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
+        self.budget = Budget(caps_from_config(config), self.zone, notify=self.on_budget_event)
+        # Spend this day and month so far, from the durable records: a restart never resets a budget.
+        self.budget.seed(self.clock.now(), self.rollups.spend_since)
         self.pricer = Pricer(config.prices)
         self.gateway = Gateway(
             config,
             clock=self.clock,
             pricer=self.pricer,
             recorder=Recorder(self.usage_log, self.rollups),
+            budget=self.budget,
+            state=self.state,
             status_extra=self.status,
         )
         self.server = uvicorn_server(self.gateway)
@@ -109,14 +119,49 @@ class Daemon:
         if provider is not None:
             self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
 
-    def spend(self, period: str) -> float:
-        start, end = period_bounds(period, self.clock.now(), self.zone)
-        return round(self.rollups.spend(*hour_range(start, end)), 6)
+    def on_budget_event(self, event: Event) -> None:
+        """A threshold crossed or a cap's first refusal: logged and kept for /-/status (alerts build on this)."""
+        pace = to_pico(self.rollups.pace(event.at, event.cap.workflow))
+        message = event_message(event, pace, self.zone)
+        log.warning("budget " + event.kind, scope=event.cap.scope, period=event.cap.period, message=message)
+        self.events.append(
+            {
+                "kind": f"budget_{event.kind}",
+                "scope": event.cap.scope,
+                "period": event.cap.period,
+                "threshold": event.threshold,
+                "at": event.at.astimezone(self.zone).isoformat(timespec="seconds"),
+                "message": message,
+            }
+        )
+
+    def budgets(self) -> list[dict[str, Any]]:
+        """Every cap with its spend, what calls in flight hold, and when it resets or will be reached."""
+        now = self.clock.now()
+        self.budget.roll(now)
+        out = []
+        for lg in self.budget.ledgers():
+            if lg.cap.limit and lg.key is not None:
+                pace = to_pico(self.rollups.pace(now, lg.cap.workflow))
+                out.append(cap_status(lg.cap, lg.key, lg.spent, lg.reserved, pace, now, self.zone))
+        return out
+
+    def spend(self) -> dict[str, float]:
+        """Today's and this month's spend over everything, exact to the last settled call."""
+        day, month = self.budget.spent(self.clock.now())
+        return {"today": round(to_usd(day), 9), "month": round(to_usd(month), 9)}
 
     def status(self) -> dict[str, Any]:
         log_ = self.usage_log
+        now = self.clock.now()
         return {
-            "spend_usd": {"today": self.spend("today"), "month": self.spend("month")},
+            "spend_usd": self.spend(),
+            "budgets": self.budgets(),
+            "pauses": [
+                {"workflow": p.workflow, "until": p.until and p.until.astimezone(self.zone).isoformat(), "by": p.by}
+                for p in self.state.pauses(now)
+            ],
+            "events": list(self.events),
             "usage_log": {
                 "path": str(log_.path),
                 "bytes": log_.total_bytes(),
@@ -141,6 +186,7 @@ class Daemon:
             if now - last_prune >= PRUNE_INTERVAL_S:
                 last_prune = now
                 await asyncio.to_thread(self.usage_log.prune)
+                await asyncio.to_thread(self.rollups.prune_spend, self.clock.now())
 
     async def serve(self, sock: socket.socket | None = None) -> None:
         cfg = self.config.server
@@ -162,6 +208,7 @@ class Daemon:
     def close(self) -> None:
         self.usage_log.close()
         self.rollups.close()
+        self.state.close()
 
     def stop(self) -> None:
         self.server.should_exit = True

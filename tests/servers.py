@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from picometer.clock import Clock
 from picometer.config import Config, config_from_dict, with_secrets
 from picometer.daemon import Daemon, bind_socket, uvicorn_server
 from picometer.simulator import SimSettings, Simulator
@@ -86,10 +87,10 @@ def gateway_config(sim_url: str, tmp: Path, **sections: Any) -> dict[str, Any]:
 class GatewayServer:
     """The real daemon (gateway, pricing, usage log) on a loopback port."""
 
-    def __init__(self, raw: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def __init__(self, raw: dict[str, Any], env: dict[str, str] | None = None, clock: Clock | None = None) -> None:
         self.config: Config = with_secrets(config_from_dict(raw), env or {})
-        self.daemon = Daemon(self.config)
-        self.sock = bind_socket("127.0.0.1", 0)
+        self.daemon = Daemon(self.config, clock)
+        self.sock = bind_socket("127.0.0.1", self.config.server.port)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self._loop = LoopThread(lambda: self.daemon.serve(self.sock), lambda: self.daemon.server.started)
 

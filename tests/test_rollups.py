@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from picometer.config import StorageConfig
 from picometer.metering import histogram
 from picometer.record import Record, Recorder, rfc3339_ms
-from picometer.store.rollups import Rollups, totals
+from picometer.store.rollups import SCHEMA_VERSION, Rollups, totals
 from picometer.store.usagelog import UsageLog, read_records
 from tests.clocks import ManualClock
 
@@ -133,7 +133,7 @@ def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -> None
     db = tmp_path / "r.db"
     Rollups(db).close()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.execute("PRAGMA user_version = 99")
     conn.commit()
     conn.close()

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import math
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import httpx
 import structlog
 
 from picometer import __version__
 from picometer.clock import Clock
-from picometer.config import Config, ProviderConfig, Secret
+from picometer.config import Config, ProviderConfig, Secret, is_loopback
+from picometer.duration import format_duration, parse_duration
 from picometer.gateway import forward
 from picometer.gateway.errors import error_body, kind_for_refusal
-from picometer.gateway.tags import Keyring, Tags, presented_key, resolve_tags
+from picometer.gateway.tags import Keyring, Tags, clean_tag, presented_key, resolve_tags
+from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
+from picometer.metering.limits import OverCap, apply_cap, worst_usage
 from picometer.metering.pricing import Pricer
 from picometer.metering.sse import SSEParser
 from picometer.metering.usage import (
@@ -32,6 +38,7 @@ from picometer.metering.usage import (
     request_text_chars,
 )
 from picometer.record import Record, Recorder, prompt_hash, redacted_prompt, rfc3339_ms
+from picometer.store.state import Pause, State
 
 log = structlog.get_logger("picometer.gateway")
 
@@ -41,6 +48,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = (b"content-type", b"application/json")
+NO_RETRY = (b"x-should-retry", b"false")  # the official SDKs would otherwise retry a refusal that cannot pass
+CONTROL_BODY_LIMIT = 65_536
 _UNPRICED_WARNED_LIMIT = 1000
 
 
@@ -118,6 +127,7 @@ class Exchange:
 
     record: Record
     t0: float
+    started: datetime  # wall time the request arrived: the record's ts and the budget period it counts in
     kind: str = "openai"
     provider: ProviderConfig | None = None
     body: dict[str, Any] | None = None
@@ -131,6 +141,7 @@ class Exchange:
     provider_key: Secret | None = None
     raw_body: bytes = b""
     hide_usage_chunk: bool = False  # we asked for stream usage: the client must not see that chunk
+    hold: Hold | None = None  # the budget reservation, settled when the call is recorded
     done: bool = False  # the client received the whole response
     recorded: bool = False
 
@@ -152,6 +163,8 @@ class Gateway:
         clock: Clock,
         pricer: Pricer,
         recorder: Recorder,
+        budget: Budget,
+        state: State,
         transport: httpx.AsyncBaseTransport | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
@@ -159,6 +172,8 @@ class Gateway:
         self.clock = clock
         self.pricer = pricer
         self.recorder = recorder
+        self.budget = budget
+        self.state = state
         self.keyring = Keyring(config)
         self._transport = transport
         self._owns_transport = transport is None
@@ -188,7 +203,7 @@ class Gateway:
         elif scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/-/"):
-                await self._admin(scope, send)
+                await self._admin(scope, receive, send)
             else:
                 self.in_flight += 1
                 try:
@@ -210,15 +225,68 @@ class Gateway:
 
     # ------------------------------------------------------------ admin
 
-    async def _admin(self, scope: Scope, send: Send) -> None:
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path == "/-/health":
             status = 200 if self.ready else 503
             await _respond(send, status, json.dumps({"status": "ok" if self.ready else "starting"}).encode())
         elif path == "/-/status":
             await _respond(send, 200, json.dumps(self.status(), ensure_ascii=False).encode())
+        elif path.startswith(("/-/pause/", "/-/resume/")):
+            try:
+                answer = await self._control(scope, receive)
+            except Refusal as r:
+                await _respond(send, r.status, error_body("openai", r.code, r.message))
+            else:
+                await _respond(send, 200, json.dumps(answer, ensure_ascii=False).encode())
         else:
             await _respond(send, 404, error_body("openai", "not_found", f"no admin route {path}"))
+
+    async def _control(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        """POST /-/pause/{workflow} (optional "for": "2h" as query or JSON) and POST /-/resume/{workflow}."""
+        if scope["method"] != "POST":
+            raise Refusal(405, "invalid_request_error", "use POST for /-/pause/{workflow} and /-/resume/{workflow}")
+        headers = header_map(scope["headers"])
+        self._authorize_control(scope, headers)
+        action, _, raw_name = scope["path"][3:].partition("/")
+        workflow = clean_tag(raw_name)
+        if not workflow:
+            raise Refusal(400, "invalid_request_error", f"name a workflow: POST /-/{action}/WORKFLOW")
+        now = self.clock.now()
+        if action == "resume":
+            was = self.state.resume(workflow)
+            log.info("workflow resumed", workflow=workflow, was_paused=was)
+            return {"workflow": workflow, "paused": False, "was_paused": was}
+        body = await _read_body(receive, CONTROL_BODY_LIMIT, headers) or b""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        wanted = (query.get("for") or [None])[0]
+        if body.strip():
+            options = _parse_json_object(body)
+            wanted = options.get("for", wanted)
+        until = None
+        if wanted:
+            try:
+                until = now + parse_duration(str(wanted))
+            except ValueError as e:
+                raise Refusal(400, "invalid_request_error", str(e)) from None
+        pause = self.state.pause(workflow, until, clean_tag(headers.get("x-picometer-by")) or "http", now)
+        log.warning("workflow paused", workflow=workflow, until=_when(pause.until), by=pause.by)
+        return {"workflow": workflow, "paused": True, "until": _when(pause.until), "by": pause.by}
+
+    def _authorize_control(self, scope: Scope, headers: dict[str, str]) -> None:
+        token = self.config.secrets.get("server.admin_token")
+        if token is not None:
+            given = presented_key(headers) or headers.get("x-picometer-admin-token") or ""
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.value.encode()):
+                raise Refusal(401, "invalid_api_key", "this control route needs [server].admin_token as a Bearer token")
+            return
+        client = scope.get("client") or ("", 0)
+        if not is_loopback(client[0]):
+            raise Refusal(
+                403,
+                "permission_denied",
+                "control routes without [server].admin_token answer only on loopback; set admin_token to allow this",
+            )
 
     def status(self) -> dict[str, Any]:
         return {
@@ -239,7 +307,7 @@ class Gateway:
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         now = self.clock.now()
         request_id = os.urandom(8).hex()
-        ex = Exchange(Record(ts=rfc3339_ms(now), request_id=request_id), t0=self.clock.monotonic())
+        ex = Exchange(Record(ts=rfc3339_ms(now), request_id=request_id), t0=self.clock.monotonic(), started=now)
         headers = header_map(scope["headers"])
         try:
             await self._prepare(ex, scope, receive, headers)
@@ -296,6 +364,9 @@ class Gateway:
                 f"set [providers.{route.provider}].api_key",
             )
         ex.provider_key = provider_key
+        pause = self.state.paused(ex.tags.workflow, ex.started)
+        if pause is not None:
+            raise _paused(pause, ex.started)
 
         body = await _read_body(receive, cfg.server.max_body_bytes, headers)
         if body is None:
@@ -343,6 +414,7 @@ class Gateway:
             ex.record.prompt_hash = prompt_hash(body)
         if store == "redacted":
             ex.record.prompt = redacted_prompt(body)
+        changed = self._cap_tokens(ex, provider)
         # OpenAI-kind streams report usage only when asked: ask, and hide the extra chunk from the client.
         if provider.kind == "openai" and ex.record.stream and ex.record.endpoint in ("chat/completions", "completions"):
             options = body.get("stream_options")
@@ -351,8 +423,56 @@ class Gateway:
                     **(options if isinstance(options, dict) else {}),
                     "include_usage": True,
                 }
-                ex.raw_body = json.dumps(body, ensure_ascii=False).encode()
-                ex.hide_usage_chunk = True
+                ex.hide_usage_chunk = changed = True
+        if changed:
+            ex.raw_body = json.dumps(body, ensure_ascii=False).encode()
+        self._reserve(ex, provider)
+
+    def _cap_tokens(self, ex: Exchange, provider: ProviderConfig) -> bool:
+        """Apply max_tokens_per_request (the tighter of global and workflow); True when the body changed."""
+        assert ex.body is not None and ex.tags is not None
+        g = self.config.budgets
+        w = self.config.workflows.get(ex.tags.workflow)
+        caps: list[tuple[int, str]] = []
+        if g.max_tokens_per_request:
+            caps.append((g.max_tokens_per_request, "[budgets]"))
+        if w is not None and w.max_tokens_per_request:
+            caps.append((w.max_tokens_per_request, f"[workflows.{ex.tags.workflow}]"))
+        if not caps:
+            return False
+        cap, where = min(caps)
+        over_cap = (w.over_cap if w is not None else None) or g.over_cap
+        try:
+            return apply_cap(ex.body, provider.kind, ex.record.endpoint, provider.base_url, cap, over_cap)
+        except OverCap as e:
+            raise Refusal(
+                400,
+                "max_tokens_over_cap",
+                f"{e.field} = {e.requested} is above the cap of {e.cap} output tokens per request "
+                f'({where}.max_tokens_per_request); ask for at most {e.cap}, or set over_cap = "clamp"',
+            ) from None
+
+    def _reserve(self, ex: Exchange, provider: ProviderConfig) -> None:
+        """Hold the call's worst-case cost against every cap that applies, or refuse it."""
+        assert ex.body is not None and ex.tags is not None
+        workflow, model = ex.tags.workflow, ex.record.model
+        worst = 0
+        if model and not provider.free and self.budget.guards(workflow):
+            usage = worst_usage(ex.body, provider.kind, ex.record.endpoint)
+            worst = to_pico(self.pricer.worst_cost(provider, model, usage, ex.started) or 0.0)
+        held = self.budget.reserve(workflow, worst, ex.started)
+        if isinstance(held, Refused):
+            ex.record.budget = held.cap.name
+            wait = max(math.ceil((held.resets_at - ex.started).total_seconds()), 1)
+            raise Refusal(
+                429,
+                "budget_exceeded",
+                refusal_message(held, ex.started, self.budget.zone),
+                [(b"retry-after", str(wait).encode()), NO_RETRY],
+            )
+        ex.hold = held
+        if held.over is not None:
+            ex.record.budget = held.over.name
 
     def _warn_unpriced(self, provider: str, model: str) -> None:
         if (provider, model) not in self._unpriced_warned and len(self._unpriced_warned) < _UNPRICED_WARNED_LIMIT:
@@ -564,11 +684,35 @@ class Gateway:
             rec.tenant, rec.prompt_version = ex.tags.tenant, ex.tags.prompt_version
             rec.correlation_id = ex.tags.correlation_id
         self._settle(ex)
+        if ex.hold is not None:
+            self.budget.settle(ex.hold, to_pico(rec.cost_usd or 0.0), self.clock.now())
         rec.latency_ms = self._elapsed_ms(ex)
         self.stats.requests += 1
         self.stats.by_status[rec.status] = self.stats.by_status.get(rec.status, 0) + 1
         self.stats.cost_usd += rec.cost_usd or 0.0
         self.recorder(rec)
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else rfc3339_ms(moment)
+
+
+def _paused(pause: Pause, now: datetime) -> Refusal:
+    if pause.until is None:
+        return Refusal(
+            429,
+            "workflow_paused",
+            f"workflow {pause.workflow!r} is paused (by {pause.by}) until resumed: picometer resume {pause.workflow}",
+            [NO_RETRY],
+        )
+    wait = max(math.ceil((pause.until - now).total_seconds()), 1)
+    return Refusal(
+        429,
+        "workflow_paused",
+        f"workflow {pause.workflow!r} is paused (by {pause.by}) for another {format_duration(pause.until - now)}, "
+        f"until {rfc3339_ms(pause.until)}; resume it sooner with: picometer resume {pause.workflow}",
+        [(b"retry-after", str(wait).encode()), NO_RETRY],
+    )
 
 
 async def _respond(

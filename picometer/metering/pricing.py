@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -110,6 +110,14 @@ class Pricer:
             if found is not None:
                 return Quote(_genai_cost(found, usage, at), f"genai-prices:{found[0].id}/{found[1].id}")
         return Quote(None, "unpriced")
+
+    def worst_cost(self, provider: ProviderConfig, model: str, usage: Usage, at: datetime) -> float | None:
+        """The most `usage` can cost: every input token at the dearer of the input and cache-write rates."""
+        plain = self.cost(provider, (model,), usage, at).cost_usd
+        if plain is None:
+            return None
+        written = self.cost(provider, (model,), replace(usage, cache_write_tokens=usage.input_tokens), at).cost_usd
+        return max(plain, written or 0.0)
 
 
 def cost_from_rates(r: Rates, u: Usage) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from picometer.metering.sse import SSEEvent
 OPENAI_ENDPOINTS = frozenset({"chat/completions", "completions", "responses", "embeddings"})
 ANTHROPIC_ENDPOINTS = frozenset({"messages"})
 UNMETERED_JSON_ENDPOINTS = frozenset({"messages/count_tokens"})
+PROMPT_FIELDS = ("messages", "input", "prompt", "system", "instructions", "tools")  # request parts billed as input
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text; used only when a provider reports nothing
 
@@ -100,19 +101,33 @@ def estimate_tokens(chars: int) -> int:
 
 def request_text_chars(body: Mapping[str, Any]) -> int:
     """Characters of prompt text in a request: the basis of input estimates when usage is missing."""
-    total = 0
-    for key in ("messages", "input", "prompt", "system", "instructions", "tools"):
-        total += _text_chars(body.get(key))
-    return total
+    return _request_text(body, len)
+
+
+def request_text_bytes(body: Mapping[str, Any]) -> int:
+    """UTF-8 bytes of prompt text in a request: the basis of worst-case input for budgets."""
+    return _request_text(body, _utf8_len)
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _request_text(body: Mapping[str, Any], measure: Callable[[str], int]) -> int:
+    return sum(_text_size(body.get(key), measure) for key in PROMPT_FIELDS)
 
 
 def _text_chars(obj: Any) -> int:
+    return _text_size(obj, len)
+
+
+def _text_size(obj: Any, measure: Callable[[str], int]) -> int:
     if isinstance(obj, str):
-        return len(obj)
+        return measure(obj)
     if isinstance(obj, Mapping):
-        return sum(_text_chars(v) for v in obj.values())
+        return sum(_text_size(v, measure) for v in obj.values())
     if isinstance(obj, list):
-        return sum(_text_chars(v) for v in obj)
+        return sum(_text_size(v, measure) for v in obj)
     return 0
 
 

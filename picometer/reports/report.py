@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, tzinfo
 from typing import Any
 
 from picometer.metering import histogram
+from picometer.metering.budget import Cap, cap_status, period_key, period_start, to_pico
 from picometer.reports.periods import hour_range, period_bounds
 from picometer.store.rollups import Rollups, totals
 
 
-def build(rollups: Rollups, period: str, by: str, now: datetime, zone: tzinfo) -> dict[str, Any]:
+def build(
+    rollups: Rollups, period: str, by: str, now: datetime, zone: tzinfo, caps: Iterable[Cap] = ()
+) -> dict[str, Any]:
     start, end = period_bounds(period, now, zone)
     rows = rollups.summary(*hour_range(start, end), by=by)
     all_bins = histogram.merge(r["bins"] for r in rows)
@@ -21,7 +25,31 @@ def build(rollups: Rollups, period: str, by: str, now: datetime, zone: tzinfo) -
         "to": end.astimezone(zone).isoformat(timespec="minutes"),
         "rows": [_with_percentiles(r) for r in rows],
         "total": _with_percentiles({**totals(rows), "key": "total", "bins": all_bins}),
+        "budgets": budgets(rollups, caps, now, zone),
     }
+
+
+def budgets(rollups: Rollups, caps: Iterable[Cap], now: datetime, zone: tzinfo) -> list[dict[str, Any]]:
+    """Each cap's spend this period from the durable records, with the last hour's pace."""
+    out = []
+    for cap in caps:
+        if cap.limit:
+            key = period_key(cap.period, now, zone)
+            spent = to_pico(rollups.spend_since(period_start(key, zone), cap.workflow))
+            pace = to_pico(rollups.pace(now, cap.workflow))
+            out.append(cap_status(cap, key, spent, 0, pace, now, zone))
+    return out
+
+
+def render_budgets(caps: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for c in caps:
+        used = f"{c['used']:.0%}" if c["used"] is not None else "-"
+        lines.append(
+            f"  {c['scope'] + '/' + c['period']:<30} ${c['spent_usd']:,.4f} of ${c['limit_usd']:,.2f} ({used}), "
+            f"{c['forecast']}; resets {c['resets_at']}"
+        )
+    return lines
 
 
 def _with_percentiles(row: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +78,8 @@ def render(report: dict[str, Any]) -> str:
     if report["total"]["unpriced"]:
         lines.append(f"({report['total']['unpriced']:.0f} calls to unpriced models are not in the cost)")
     lines.append(f"latency percentiles from a log-scale histogram: within {histogram.RELATIVE_ERROR:.1%}")
+    if report["budgets"]:
+        lines += ["", "budgets:", *render_budgets(report["budgets"])]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import structlog
 
 from picometer.metering import histogram
 from picometer.record import RECORD_FIELDS, Record
+from picometer.store.schema import connect
 from picometer.store.usagelog import Position, read_records
 
 log = structlog.get_logger("picometer.rollups")
@@ -43,8 +44,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (hour, series, bin)) WITHOUT ROWID""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (
+        # Spend per quarter hour and workflow: budget periods start at local midnight, and every zone's
+        # offset is a whole number of quarter hours, so a day or month sum is exact in any zone.
+        """CREATE TABLE spend (
+            quarter INTEGER NOT NULL, workflow TEXT NOT NULL, cost_usd REAL NOT NULL,
+            PRIMARY KEY (quarter, workflow)) WITHOUT ROWID""",
+        """INSERT INTO spend (quarter, workflow, cost_usd)
+            SELECT r.hour * 4, s.workflow, SUM(r.cost_usd) FROM rollup r JOIN series s ON s.id = r.series
+            GROUP BY r.hour, s.workflow""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+SPEND_KEEP_S = 62 * 86400  # quarter-hour spend kept long enough for this month and the last
 
 # Order of the summed columns, in memory and in the table.
 COUNTERS = (
@@ -66,6 +78,10 @@ def hour_of(ts: str) -> int:
     return int(datetime.fromisoformat(ts).timestamp()) // 3600
 
 
+def quarter_of(moment: datetime) -> int:
+    return int(moment.timestamp()) // 900
+
+
 def record_from_dict(data: Mapping[str, Any]) -> Record:
     return Record(**{k: data[k] for k in RECORD_FIELDS if k in data})
 
@@ -76,12 +92,30 @@ class Batch:
 
     counters: dict[tuple[int, SeriesKey], list[float]]
     bins: dict[tuple[int, SeriesKey, int], int]
+    spend: dict[tuple[int, str], float]
     position: Position | None
+
+    def merge(self, newer: Batch) -> None:
+        """Add a later batch into this one."""
+        for key, row in newer.counters.items():
+            mine = self.counters.setdefault(key, [0.0] * len(COUNTERS))
+            for i, v in enumerate(row):
+                mine[i] += v
+        for b, n in newer.bins.items():
+            self.bins[b] = self.bins.get(b, 0) + n
+        for q, cost in newer.spend.items():
+            self.spend[q] = self.spend.get(q, 0.0) + cost
+        self.position = newer.position or self.position
+
+
+def new_batch() -> Batch:
+    return Batch({}, {}, {}, None)
 
 
 def fold(batch: Batch, rec: Record) -> None:
     """Add one record to a batch: pure arithmetic, the same for live traffic and replay."""
-    hour = hour_of(rec.ts)
+    moment = datetime.fromisoformat(rec.ts)
+    hour = int(moment.timestamp()) // 3600
     key: SeriesKey = (rec.workflow, rec.env, rec.provider, rec.model or "")
     row = batch.counters.get((hour, key))
     if row is None:
@@ -98,6 +132,9 @@ def fold(batch: Batch, rec: Record) -> None:
         row[11] += 1
     else:
         row[10] += rec.cost_usd
+        if rec.cost_usd:
+            q = (quarter_of(moment), rec.workflow)
+            batch.spend[q] = batch.spend.get(q, 0.0) + rec.cost_usd
     row[12] += rec.latency_ms
     b = (hour, key, histogram.bin_of(rec.latency_ms))
     batch.bins[b] = batch.bins.get(b, 0) + 1
@@ -105,19 +142,14 @@ def fold(batch: Batch, rec: Record) -> None:
 
 class Rollups:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # One connection, used by one thread at a time (the loop's reads, or a flush on a worker).
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        migrate(self._db)
+        self._db = connect(path, MIGRATIONS, "rollup")
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._series = self._load_series()
         self.watermark = self._read_watermark()
-        self._batch = Batch({}, {}, None)
+        self._batch = new_batch()
         self.flush_failures = 0
 
     # ---------------------------------------------------------------- folding
@@ -149,8 +181,8 @@ class Rollups:
     def flush(self) -> bool:
         """Write what is pending in one transaction with the new watermark. False: kept for the next try."""
         with self._lock:
-            batch, self._batch = self._batch, Batch({}, {}, None)
-        if not batch.counters and batch.position is None:
+            batch, self._batch = self._batch, new_batch()
+        if not batch.counters and batch.position is None and not batch.spend:
             return True
         try:
             with self._db_lock:
@@ -159,15 +191,8 @@ class Rollups:
             self.flush_failures += 1
             log.warning("rollup flush failed; keeping the batch in memory", error=str(e))
             with self._lock:  # put it back in front of what arrived meanwhile
-                newer = self._batch
+                batch.merge(self._batch)
                 self._batch = batch
-                for (hour, key), row in newer.counters.items():
-                    mine = batch.counters.setdefault((hour, key), [0.0] * len(COUNTERS))
-                    for i, v in enumerate(row):
-                        mine[i] += v
-                for b, n in newer.bins.items():
-                    batch.bins[b] = batch.bins.get(b, 0) + n
-                batch.position = newer.position or batch.position
             return False
         if batch.position is not None:
             self.watermark = batch.position
@@ -186,6 +211,11 @@ class Rollups:
                 "INSERT INTO latency (hour, series, bin, count) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (hour, series, bin) DO UPDATE SET count = count + excluded.count",
                 [(hour, ids[key], b, n) for (hour, key, b), n in batch.bins.items()],
+            )
+            db.executemany(
+                "INSERT INTO spend (quarter, workflow, cost_usd) VALUES (?, ?, ?)"
+                " ON CONFLICT (quarter, workflow) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd",
+                [(q, w, cost) for (q, w), cost in batch.spend.items()],
             )
             if batch.position is not None:
                 db.executemany(
@@ -248,34 +278,36 @@ class Rollups:
             row_bins[b] = row_bins.get(b, 0) + n
         return sorted(out.values(), key=lambda r: (-r["cost_usd"], r["key"]))
 
-    def spend(self, start_hour: int, end_hour: int) -> float:
-        """Dollars spent in [start_hour, end_hour), including what is not flushed yet."""
+    def spend_since(self, start: datetime, workflow: str | None = None) -> float:
+        """Dollars spent from `start` (a quarter-hour boundary) on, for one workflow or all; unflushed included."""
+        first = quarter_of(start)
+        sql = "SELECT COALESCE(SUM(cost_usd), 0) FROM spend WHERE quarter >= ?"
+        args: tuple[Any, ...] = (first,)
+        if workflow is not None:
+            sql, args = sql + " AND workflow = ?", (first, workflow)
         with self._db_lock:
-            (stored,) = self._db.execute(
-                "SELECT COALESCE(SUM(cost_usd), 0) FROM rollup WHERE hour >= ? AND hour < ?", (start_hour, end_hour)
-            ).fetchone()
+            (stored,) = self._db.execute(sql, args).fetchone()
         with self._lock:
-            pending = sum(row[10] for (hour, _), row in self._batch.counters.items() if start_hour <= hour < end_hour)
+            pending = sum(
+                cost for (q, w), cost in self._batch.spend.items() if q >= first and (workflow is None or w == workflow)
+            )
         return float(stored) + pending
+
+    def pace(self, now: datetime, workflow: str | None = None) -> float:
+        """Dollars per hour over about the last hour (quarter-hour resolution)."""
+        start = datetime.fromtimestamp(quarter_of(now - timedelta(hours=1)) * 900, UTC)
+        hours = max((now - start).total_seconds() / 3600, 0.25)
+        return self.spend_since(start, workflow) / hours
+
+    def prune_spend(self, now: datetime) -> None:
+        """Quarter-hour spend is for budgets only: drop what is older than last month."""
+        with self._db_lock:
+            self._db.execute("DELETE FROM spend WHERE quarter < ?", (quarter_of(now) - SPEND_KEEP_S // 900,))
 
     def close(self) -> None:
         self.flush()
         with self._db_lock:
             self._db.close()
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"rollup database schema {version} is newer than this picometer ({SCHEMA_VERSION}): upgrade picometer"
-        )
-    for target in range(version, SCHEMA_VERSION):
-        db.execute("BEGIN IMMEDIATE")
-        for statement in MIGRATIONS[target]:
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {target + 1}")
-        db.execute("COMMIT")
 
 
 def totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:

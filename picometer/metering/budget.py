@@ -1,0 +1,341 @@
+"""Budget arithmetic: caps per scope and calendar period, worst-case reservations, settlement. Pure.
+
+Before a call goes upstream its worst-case cost is reserved against every cap that applies; a call
+whose worst case does not fit in what is left is refused. After the answer, the reservation is
+settled to the real cost. So concurrent calls cannot pass a cap together. Money is counted in
+integer picodollars: sums are exact and a cap is never passed by rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from picometer.config import Config
+
+PICO = 10**12
+PERIODS = ("day", "month")
+GLOBAL = "global"
+
+
+def to_pico(usd: float) -> int:
+    return round(usd * PICO)
+
+
+def to_usd(pico: int) -> float:
+    return pico / PICO
+
+
+def scope_of(workflow: str | None) -> str:
+    return GLOBAL if workflow is None else f"workflow:{workflow}"
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    scope: str  # "global" or "workflow:NAME"
+    period: str  # "day" | "month"
+    limit: int  # picodollars; 0: no cap, spend is only tracked
+    block: bool  # on_exceed = "block"; False: meter and announce, never refuse
+    alert_at: tuple[float, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope}/{self.period}"
+
+    @property
+    def workflow(self) -> str | None:
+        return None if self.scope == GLOBAL else self.scope.removeprefix("workflow:")
+
+
+def caps_from_config(config: Config) -> dict[str | None, tuple[Cap, Cap]]:
+    """(day, month) caps for the global scope (key None) and each configured workflow."""
+    b = config.budgets
+    out: dict[str | None, tuple[Cap, Cap]] = {
+        None: (
+            Cap(GLOBAL, "day", to_pico(b.daily_usd), b.on_exceed == "block", tuple(sorted(b.alert_at))),
+            Cap(GLOBAL, "month", to_pico(b.monthly_usd), b.on_exceed == "block", tuple(sorted(b.alert_at))),
+        )
+    }
+    for name, w in config.workflows.items():
+        block = (w.on_exceed or b.on_exceed) == "block"
+        alert_at = tuple(sorted(b.alert_at if w.alert_at is None else w.alert_at))
+        scope = scope_of(name)
+        out[name] = (
+            Cap(scope, "day", to_pico(w.daily_usd), block, alert_at),
+            Cap(scope, "month", to_pico(w.monthly_usd), block, alert_at),
+        )
+    return out
+
+
+# ---------------------------------------------------------------- calendar periods
+
+
+def period_key(period: str, now: datetime, zone: tzinfo) -> date:
+    """The period holding `now`, named by its first local day."""
+    local = now.astimezone(zone).date()
+    return local if period == "day" else local.replace(day=1)
+
+
+def period_start(key: date, zone: tzinfo) -> datetime:
+    """Local midnight of the period's first day, in UTC (built from the date, so DST days are right)."""
+    return datetime(key.year, key.month, key.day, tzinfo=zone).astimezone(UTC)
+
+
+def next_period(period: str, key: date) -> date:
+    if period == "day":
+        return key + timedelta(days=1)
+    return date(key.year + key.month // 12, key.month % 12 + 1, 1)
+
+
+def resets_at(period: str, key: date, zone: tzinfo) -> datetime:
+    return period_start(next_period(period, key), zone)
+
+
+# ---------------------------------------------------------------- ledgers
+
+
+class Ledger:
+    """One cap's running state for its current period."""
+
+    __slots__ = ("blocked_announced", "cap", "fired", "key", "reserved", "spent")
+
+    def __init__(self, cap: Cap) -> None:
+        self.cap = cap
+        self.key: date | None = None
+        self.spent = 0
+        self.reserved = 0
+        self.fired: set[float] = set()
+        self.blocked_announced = False
+
+    def roll(self, key: date) -> None:
+        # Periods only move forward: a wall clock that jumps back stays in the newest period seen.
+        if self.key is None or key > self.key:
+            self.key, self.spent, self.reserved = key, 0, 0
+            self.fired = set()
+            self.blocked_announced = False
+
+    def room(self) -> int:
+        return self.cap.limit - self.spent - self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation: `amount` picodollars held on each ledger, for the period it was made in."""
+
+    amount: int
+    entries: tuple[tuple[Ledger, date], ...]
+    over: Cap | None = None  # an alert-only cap this call runs past
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    cap: Cap
+    spent: int
+    reserved: int
+    worst: int
+    resets_at: datetime  # UTC
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the alert system wants to hear about: a threshold crossed, or the first refusal."""
+
+    kind: str  # "threshold" | "blocked"
+    cap: Cap
+    spent: int
+    at: datetime
+    threshold: float | None = None
+
+
+class Budget:
+    """Every cap's ledger. `notify` hears threshold crossings and the first refusal per cap and period."""
+
+    def __init__(
+        self,
+        caps: Mapping[str | None, tuple[Cap, Cap]],
+        zone: tzinfo,
+        notify: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.zone = zone
+        self.notify = notify or (lambda event: None)
+        self._ledgers = {workflow: tuple(Ledger(c) for c in pair) for workflow, pair in caps.items()}
+        self._global = self._ledgers[None]
+        # Worst cases are computed only where some cap can refuse: the common no-cap path stays free.
+        self._guarded = {w for w, ls in self._ledgers.items() if any(lg.cap.limit and lg.cap.block for lg in ls)}
+
+    def ledgers(self) -> list[Ledger]:
+        return [lg for pair in self._ledgers.values() for lg in pair]
+
+    def applicable(self, workflow: str) -> tuple[Ledger, ...]:
+        own = self._ledgers.get(workflow)
+        return self._global + own if own is not None else self._global
+
+    def spent(self, now: datetime, workflow: str | None = None) -> tuple[int, int]:
+        """Picodollars spent this day and this month, globally or by one configured workflow."""
+        day, month = self._ledgers[workflow]
+        day.roll(period_key("day", now, self.zone))
+        month.roll(period_key("month", now, self.zone))
+        return day.spent, month.spent
+
+    def guards(self, workflow: str) -> bool:
+        """True when a cap could refuse this workflow's calls (so a worst case is worth computing)."""
+        return None in self._guarded or workflow in self._guarded
+
+    def roll(self, now: datetime) -> None:
+        for lg in self.ledgers():
+            lg.roll(period_key(lg.cap.period, now, self.zone))
+
+    def seed(self, now: datetime, spent_since: Callable[[datetime, str | None], float]) -> None:
+        """Start from what the durable records say was spent this period; thresholds passed are not re-announced."""
+        self.roll(now)
+        for lg in self.ledgers():
+            assert lg.key is not None
+            lg.spent = to_pico(spent_since(period_start(lg.key, self.zone), lg.cap.workflow))
+            lg.fired = {t for t in lg.cap.alert_at if lg.cap.limit and lg.spent >= t * lg.cap.limit}
+            lg.blocked_announced = bool(lg.cap.limit) and lg.spent >= lg.cap.limit
+
+    def reserve(self, workflow: str, worst: int, now: datetime) -> Hold | Refused:
+        """Hold `worst` picodollars on every applicable cap, or refuse if it does not fit in one of them."""
+        ledgers = self.applicable(workflow)
+        for lg in ledgers:
+            lg.roll(period_key(lg.cap.period, now, self.zone))
+        over: Cap | None = None
+        if worst > 0:  # a free call is never refused by a dollar cap
+            refusals = [lg for lg in ledgers if lg.cap.limit and worst > lg.room()]
+            blocking = [lg for lg in refusals if lg.cap.block]
+            if blocking:
+                # The call can go only once every blocking cap has reset: name the one that resets last.
+                lg = max(blocking, key=lambda x: (x.cap.period == "month", x.cap.scope != GLOBAL))
+                assert lg.key is not None
+                if not lg.blocked_announced:
+                    lg.blocked_announced = True
+                    self.notify(Event("blocked", lg.cap, lg.spent, now))
+                when = max(resets_at(x.cap.period, x.key, self.zone) for x in blocking if x.key is not None)
+                return Refused(lg.cap, lg.spent, lg.reserved, worst, when)
+            over = refusals[0].cap if refusals else None
+        for lg in ledgers:
+            lg.reserved += worst
+        return Hold(worst, tuple((lg, lg.key) for lg in ledgers if lg.key is not None), over)
+
+    def settle(self, hold: Hold, cost: int, now: datetime) -> None:
+        """Release the reservation and count the real cost, in the period the call was reserved in."""
+        for lg, key in hold.entries:
+            if lg.key != key:
+                continue  # that period is over; the spend stays with it (as in the records)
+            lg.reserved -= hold.amount
+            lg.spent += cost
+            if lg.cap.limit:
+                for t in lg.cap.alert_at:
+                    if t not in lg.fired and lg.spent >= t * lg.cap.limit:
+                        lg.fired.add(t)
+                        self.notify(Event("threshold", lg.cap, lg.spent, now, t))
+
+
+# ---------------------------------------------------------------- forecasts and words
+
+
+def forecast(spent: int, limit: int, per_hour: float, now: datetime, reset: datetime) -> datetime | None:
+    """When the cap is reached at `per_hour` picodollars an hour, if that is before it resets."""
+    if not limit:
+        return None
+    if spent >= limit:
+        return now
+    if per_hour <= 0:
+        return None
+    at = now + timedelta(hours=(limit - spent) / per_hour)
+    return at if at < reset else None
+
+
+def cap_status(
+    cap: Cap, key: date, spent: int, reserved: int, per_hour: int, now: datetime, zone: tzinfo
+) -> dict[str, Any]:
+    """One cap as plain data for /-/status, report and metrics; `per_hour` is the last hour's pace."""
+    reset = resets_at(cap.period, key, zone)
+    reach = forecast(spent, cap.limit, per_hour, now, reset)
+    return {
+        "scope": cap.scope,
+        "period": cap.period,
+        "limit_usd": to_usd(cap.limit),
+        "spent_usd": round(to_usd(spent), 9),
+        "reserved_usd": round(to_usd(reserved), 9),
+        "used": round(spent / cap.limit, 4) if cap.limit else None,
+        "on_exceed": "block" if cap.block else "alert",
+        "resets_at": reset.astimezone(zone).isoformat(timespec="minutes"),
+        "pace_usd_per_hour": round(to_usd(per_hour), 9),
+        "cap_reached_at": None if reach is None else reach.astimezone(zone).isoformat(timespec="minutes"),
+        "forecast": pace_phrase(cap, spent, per_hour, reach, zone),
+    }
+
+
+def pace_phrase(cap: Cap, spent: int, per_hour: int, reach: datetime | None, zone: tzinfo) -> str:
+    period = "daily" if cap.period == "day" else "monthly"
+    if not cap.limit:
+        return f"no {period} cap"
+    if spent >= cap.limit:
+        return f"the {period} cap is reached"
+    if per_hour <= 0:
+        return "nothing spent in the last hour"
+    pace = f"at the last hour's pace ({usd(per_hour)}/h)"
+    if reach is None:
+        return f"{pace} the {period} cap holds until it resets"
+    fmt = "%H:%M" if cap.period == "day" else "%b %d %H:%M"
+    return f"{pace} the {period} cap is reached at {reach.astimezone(zone).strftime(fmt)}"
+
+
+def event_message(event: Event, per_hour: int, zone: tzinfo) -> str:
+    """What happened, in words an operator can act on."""
+    cap, now = event.cap, event.at
+    assert cap.limit
+    key = period_key(cap.period, now, zone)
+    reset = resets_at(cap.period, key, zone).astimezone(zone)
+    if event.kind == "blocked":
+        return (
+            f"{describe_scope(cap)} of {usd(cap.limit)} is reached ({usd(event.spent)} spent): calls are refused "
+            f"until {reset:%Y-%m-%d %H:%M %Z}. Raise {cap_key(cap)} to let them through."
+        )
+    share = round((event.threshold or 0) * 100)
+    text = f"{describe_scope(cap)} is {share}% used: {usd(event.spent)} of {usd(cap.limit)}"
+    if event.spent >= cap.limit and not cap.block:
+        return text + " (on_exceed = alert: calls go on)."
+    reach = forecast(event.spent, cap.limit, per_hour, now, reset)
+    return f"{text}; {pace_phrase(cap, event.spent, per_hour, reach, zone)}."
+
+
+def usd(pico: int | float) -> str:
+    """Dollars for people: cents for big amounts, more digits for sub-cent ones."""
+    dollars = pico / PICO
+    if abs(dollars) >= 1:
+        return f"${dollars:,.2f}"
+    if abs(dollars) >= 0.01:
+        return f"${dollars:.4f}"
+    return f"${dollars:.6f}"
+
+
+def describe_scope(cap: Cap) -> str:
+    period = "daily" if cap.period == "day" else "monthly"
+    return f"the global {period} cap" if cap.workflow is None else f"the {period} cap of workflow {cap.workflow!r}"
+
+
+def refusal_message(r: Refused, now: datetime, zone: tzinfo) -> str:
+    local_reset = r.resets_at.astimezone(zone)
+    wait = max(math.ceil((r.resets_at - now).total_seconds()), 1)
+    hours, rest = divmod(wait, 3600)
+    text = (
+        f"budget exceeded: {describe_scope(r.cap)} is {usd(r.cap.limit)}; spent {usd(r.spent)}"
+        + (f", {usd(r.reserved)} held by calls in flight" if r.reserved else "")
+        + f"; this call could cost up to {usd(r.worst)}. "
+    )
+    if r.worst > r.cap.limit:
+        text += "That is more than the whole cap: lower max_tokens or raise the cap. "
+    return text + (
+        f"It resets at {local_reset:%Y-%m-%d %H:%M %Z} (in {hours}h {rest // 60:02d}m); "
+        f"to go on sooner, raise {cap_key(r.cap)} in the config."
+    )
+
+
+def cap_key(cap: Cap) -> str:
+    table = "[budgets]" if cap.workflow is None else f"[workflows.{cap.workflow}]"
+    return f"{table}.{'daily_usd' if cap.period == 'day' else 'monthly_usd'}"

@@ -1,0 +1,76 @@
+"""Operator state in SQLite: pauses (the kill switch), so they survive restarts and expire on time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from picometer.store.schema import connect
+
+# Each entry moves the schema from version i to i + 1; PRAGMA user_version says where a file is.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE pause (
+            workflow TEXT PRIMARY KEY, until REAL, since REAL NOT NULL, by TEXT NOT NULL)""",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    workflow: str
+    until: datetime | None  # None: until resumed
+    since: datetime
+    by: str  # who paused it: cli, http, telegram
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class State:
+    """Pauses are read on every call, so they live in a dict; SQLite keeps them across restarts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path, MIGRATIONS, "state")
+        self._pauses = {
+            row[0]: Pause(row[0], _dt(row[1]), _dt(row[2]) or datetime.now(UTC), row[3])
+            for row in self._db.execute("SELECT workflow, until, since, by FROM pause")
+        }
+
+    def paused(self, workflow: str, now: datetime) -> Pause | None:
+        pause = self._pauses.get(workflow)
+        if pause is None:
+            return None
+        if not pause.active(now):
+            self.resume(workflow)  # expired: gone from memory and disk
+            return None
+        return pause
+
+    def pauses(self, now: datetime) -> list[Pause]:
+        return [p for name in sorted(self._pauses) if (p := self.paused(name, now)) is not None]
+
+    def pause(self, workflow: str, until: datetime | None, by: str, now: datetime) -> Pause:
+        pause = Pause(workflow, until, now, by)
+        self._db.execute(
+            "INSERT OR REPLACE INTO pause (workflow, until, since, by) VALUES (?, ?, ?, ?)",
+            (workflow, _ts(until), _ts(now), by),
+        )
+        self._pauses[workflow] = pause
+        return pause
+
+    def resume(self, workflow: str) -> bool:
+        self._db.execute("DELETE FROM pause WHERE workflow = ?", (workflow,))
+        return self._pauses.pop(workflow, None) is not None
+
+    def close(self) -> None:
+        self._db.close()

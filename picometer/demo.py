@@ -13,6 +13,7 @@ import tomli_w
 
 from picometer.config import config_from_dict, with_secrets
 from picometer.daemon import Daemon, bind_socket, configure_logging, uvicorn_server
+from picometer.metering.budget import caps_from_config
 from picometer.reports.report import build, render
 from picometer.simulator import SimSettings, Simulator
 from picometer.store.rollups import Rollups
@@ -39,7 +40,8 @@ def demo_config(workdir: Path, sim_port: int) -> dict[str, Any]:
         "workflows": {
             "summarizer": {"owner": "you", "daily_usd": 1.0},
             "telegram-bot": {"owner": "you", "env": "prod"},
-            "nightly-report": {"keys": [DEMO_KEY], "env": "batch"},
+            # A small cap, so the demo shows the guard refusing calls once it is used up.
+            "nightly-report": {"keys": [DEMO_KEY], "env": "batch", "daily_usd": 0.005, "max_tokens_per_request": 300},
         },
     }
 
@@ -87,6 +89,17 @@ async def _traffic(gateway: str, until: float, spec: tuple[str, str, str, tuple[
     return sent
 
 
+async def _kill_switch(gateway: str, seconds: float) -> None:
+    """A third of the way in, pause one workflow for a quarter of the run, as `picometer pause` would."""
+    await asyncio.sleep(seconds / 3)
+    length = f"{max(round(seconds / 4), 1)}s"
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await client.post(f"{gateway}/-/pause/telegram-bot", json={"for": length})
+    print(
+        f"paused telegram-bot for {length} (POST /-/pause/telegram-bot); its calls get 429 workflow_paused", flush=True
+    )
+
+
 async def _main(workdir: Path, seconds: float) -> Daemon:
     import os
 
@@ -107,9 +120,13 @@ async def _main(workdir: Path, seconds: float) -> Daemon:
     print(f"picometer demo: daemon on {gateway}, simulated provider on port {sim_sock.getsockname()[1]}")
     print(f"sending {seconds:.0f} s of traffic from {len(WORKFLOWS)} workflows ...", flush=True)
     until = time.monotonic() + seconds
-    counts = await asyncio.gather(*(_traffic(gateway, until, spec) for spec in WORKFLOWS))
+    counts, _ = await asyncio.gather(
+        asyncio.gather(*(_traffic(gateway, until, spec) for spec in WORKFLOWS)), _kill_switch(gateway, seconds)
+    )
     async with httpx.AsyncClient(trust_env=False) as client:
         status = (await client.get(f"{gateway}/-/status")).json()
+    for event in status["events"]:
+        print(f"budget event: {event['message']}")
     daemon.stop()
     sim_server.should_exit = True
     await asyncio.gather(daemon_task, sim_task)
@@ -124,7 +141,8 @@ def run_demo(workdir: Path, seconds: float) -> None:
     now = daemon.clock.now()
     for by in ("workflow", "model"):
         print()
-        print(render(build(rollups, "today", by, now, daemon.zone)))
+        caps = [cap for pair in caps_from_config(daemon.config).values() for cap in pair] if by == "workflow" else []
+        print(render(build(rollups, "today", by, now, daemon.zone, caps)))
     rollups.close()
     print()
     print(f"usage log: {daemon.usage_log.path}")

@@ -51,9 +51,7 @@ def test_200_concurrent_calls_never_pass_a_tiny_daily_cap(tmp_path: Path) -> Non
     assert len(ok) + len(refused) == 200 and ok and refused
     spent = sum(r["cost_usd"] for r in records if r["status"] == "ok")
     assert spent <= cap, "settled spend stays within the cap"
-    assert len(ok) * min(r["cost_usd"] for r in records if r["status"] == "ok") * 200 / len(ok) > cap, (
-        "without the guard these calls would have passed the cap"
-    )
+    assert min(r["cost_usd"] for r in records if r["status"] == "ok") * 200 > cap, "unguarded, they would pass it"
     wait = seconds_to_berlin_midnight(before)
     for r in refused:
         error = r.json()["error"]
@@ -64,6 +62,12 @@ def test_200_concurrent_calls_never_pass_a_tiny_daily_cap(tmp_path: Path) -> Non
     assert all(r["budget"] == "workflow:runaway/day" for r in records if r["status"] == "blocked")
     (day,) = [b for b in status["budgets"] if b["scope"] == "workflow:runaway" and b["period"] == "day"]
     assert day["spent_usd"] == pytest.approx(spent, abs=1e-9) and day["reserved_usd"] == 0
+    events = [(e["kind"], e["scope"], e["threshold"]) for e in status["events"]]
+    assert ("budget_threshold", "workflow:runaway", 0.5) in events
+    assert events.count(("budget_blocked", "workflow:runaway", None)) == 1, "the first refusal is announced once"
+    blocked = next(e for e in status["events"] if e["kind"] == "budget_blocked")
+    assert "is refusing calls" in blocked["message"] and "held by calls in flight" in blocked["message"]
+    assert "[workflows.runaway].daily_usd" in blocked["message"]
     assert sim.sim.requests == len(ok), "refused calls never reach the provider"
 
 
@@ -82,6 +86,38 @@ def test_the_official_sdks_surface_the_refusal_and_do_not_retry_it(
     assert "budget exceeded" in str(ae.value) and "the daily cap of workflow 'broke'" in str(ae.value)
     records = gw.records(2)
     assert [r["status"] for r in records] == ["blocked", "blocked"], "one record each: the SDKs did not retry"
+
+
+def test_a_stream_cut_early_settles_to_what_was_used(make_gateway: Callable[..., GatewayServer]) -> None:
+    gw = make_gateway(workflows={"job": {"daily_usd": 1.0}})
+    body = {**CHAT, "stream": True}
+    with (
+        httpx.stream(
+            "POST",
+            f"{gw.url}/w/job/openai/chat/completions",
+            json=body,
+            headers={"x-sim-fault": "cut"},
+            trust_env=False,
+        ) as r,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        r.read()
+    (record,) = gw.records(1)
+    assert record["status"] == "error" and record["cost_usd"] > 0
+    status = httpx.get(f"{gw.url}/-/status", trust_env=False).json()
+    day = next(b for b in status["budgets"] if b["scope"] == "workflow:job" and b["period"] == "day")
+    assert day["spent_usd"] == pytest.approx(record["cost_usd"], abs=1e-12) and day["reserved_usd"] == 0
+
+
+def test_control_routes_without_an_admin_token_answer_only_on_loopback(gateway: GatewayServer) -> None:
+    async def from_lan() -> httpx.Response:
+        transport = httpx.ASGITransport(app=gateway.daemon.gateway, client=("192.168.1.20", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://pi") as client:
+            return await client.post("/-/pause/nightly")
+
+    r = asyncio.run(from_lan())
+    assert r.status_code == 403 and "admin_token" in r.json()["error"]["message"]
+    assert httpx.get(f"{gateway.url}/-/status", trust_env=False).json()["pauses"] == []
 
 
 def test_free_providers_and_unpriced_models_are_not_blocked_by_dollar_caps(

@@ -139,3 +139,43 @@ def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -> None
     conn.close()
     with pytest.raises(RuntimeError, match="upgrade picometer"):
         Rollups(db)
+
+
+def test_spend_since_is_exact_at_a_half_hour_zone_midnight(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from picometer.metering.budget import period_start
+
+    rollups = Rollups(tmp_path / "r.db")
+    for minute, workflow, cost in ((20, "a", 1.0), (40, "a", 2.0), (50, "b", 4.0)):
+        rollups.add(Record(ts=rfc3339_ms(datetime(2026, 11, 23, 18, minute, tzinfo=UTC)), request_id="r",
+                           workflow=workflow, cost_usd=cost), None)  # fmt: skip
+    midnight = period_start(datetime(2026, 11, 24).date(), ZoneInfo("Asia/Kolkata"))
+    assert midnight == datetime(2026, 11, 23, 18, 30, tzinfo=UTC)
+    assert rollups.spend_since(midnight) == 6.0, "pending records count, the 18:20 one belongs to yesterday"
+    rollups.flush()
+    assert rollups.spend_since(midnight) == 6.0 and rollups.spend_since(midnight, "a") == 2.0
+    assert rollups.pace(datetime(2026, 11, 23, 19, 0, tzinfo=UTC)) == 7.0, "dollars in the last hour, per hour"
+    assert rollups.pace(datetime(2026, 11, 23, 19, 10, tzinfo=UTC)) == pytest.approx(7.0 * 60 / 70)
+    rollups.prune_spend(datetime(2027, 3, 1, tzinfo=UTC))
+    assert rollups.spend_since(midnight) == 0.0
+    rollups.close()
+
+
+def test_an_older_database_gets_the_spend_table_from_its_hourly_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from picometer.store.rollups import MIGRATIONS
+    from picometer.store.schema import migrate
+
+    db = tmp_path / "r.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, MIGRATIONS[:1], "rollup")
+    conn.execute("INSERT INTO series (id, workflow, env, provider, model) VALUES (1, 'w', 'prod', 'openai', 'm')")
+    hour = int(datetime(2026, 11, 23, 10, tzinfo=UTC).timestamp()) // 3600
+    conn.execute("INSERT INTO rollup VALUES (?, 1, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0.75, 0, 30.0)", (hour,))
+    conn.close()
+    rollups = Rollups(db)
+    assert rollups.spend_since(datetime(2026, 11, 23, 10, tzinfo=UTC), "w") == 0.75
+    assert rollups.spend_since(datetime(2026, 11, 23, 10, 15, tzinfo=UTC), "w") == 0.0
+    rollups.close()

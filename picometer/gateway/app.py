@@ -364,9 +364,6 @@ class Gateway:
                 f"set [providers.{route.provider}].api_key",
             )
         ex.provider_key = provider_key
-        pause = self.state.paused(ex.tags.workflow, ex.started)
-        if pause is not None:
-            raise _paused(pause, ex.started)
 
         body = await _read_body(receive, cfg.server.max_body_bytes, headers)
         if body is None:
@@ -387,6 +384,9 @@ class Gateway:
                 raise Refusal(400, "invalid_request_error", "'model' must be a string")
             ex.record.model = model
             ex.record.stream = ex.body.get("stream") is True
+        pause = self.state.paused(ex.tags.workflow, ex.started)
+        if pause is not None:
+            raise _paused(pause, ex.started)
         if ex.metered:
             assert ex.body is not None
             self._check_metered(ex, provider, route.provider)

@@ -148,6 +148,8 @@ class Event:
     spent: int
     at: datetime
     threshold: float | None = None
+    held: int = 0  # reserved by calls in flight when it happened
+    worst: int = 0  # the worst case of the call that was refused
 
 
 class Budget:
@@ -212,7 +214,7 @@ class Budget:
                 assert lg.key is not None
                 if not lg.blocked_announced:
                     lg.blocked_announced = True
-                    self.notify(Event("blocked", lg.cap, lg.spent, now))
+                    self.notify(Event("blocked", lg.cap, lg.spent, now, held=lg.reserved, worst=worst))
                 when = max(resets_at(x.cap.period, x.key, self.zone) for x in blocking if x.key is not None)
                 return Refused(lg.cap, lg.spent, lg.reserved, worst, when)
             over = refusals[0].cap if refusals else None
@@ -292,9 +294,11 @@ def event_message(event: Event, per_hour: int, zone: tzinfo) -> str:
     key = period_key(cap.period, now, zone)
     reset = resets_at(cap.period, key, zone).astimezone(zone)
     if event.kind == "blocked":
+        held = f", {usd(event.held)} held by calls in flight" if event.held else ""
         return (
-            f"{describe_scope(cap)} of {usd(cap.limit)} is reached ({usd(event.spent)} spent): calls are refused "
-            f"until {reset:%Y-%m-%d %H:%M %Z}. Raise {cap_key(cap)} to let them through."
+            f"{describe_scope(cap)} ({usd(cap.limit)}) is refusing calls: {usd(event.spent)} spent{held}, "
+            f"and a call that could cost up to {usd(event.worst)} does not fit. "
+            f"It resets at {reset:%Y-%m-%d %H:%M %Z}; raise {cap_key(cap)} to let calls through sooner."
         )
     share = round((event.threshold or 0) * 100)
     text = f"{describe_scope(cap)} is {share}% used: {usd(event.spent)} of {usd(cap.limit)}"

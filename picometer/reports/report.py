@@ -7,7 +7,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from picometer.metering import histogram
-from picometer.metering.budget import Cap, cap_status, period_key, period_start, to_pico
+from picometer.metering.budget import Cap, cap_status, period_key, period_start, to_pico, usd
 from picometer.reports.periods import hour_range, period_bounds
 from picometer.store.rollups import Rollups, totals
 
@@ -46,7 +46,8 @@ def render_budgets(caps: list[dict[str, Any]]) -> list[str]:
     for c in caps:
         used = f"{c['used']:.0%}" if c["used"] is not None else "-"
         lines.append(
-            f"  {c['scope'] + '/' + c['period']:<30} ${c['spent_usd']:,.4f} of ${c['limit_usd']:,.2f} ({used}), "
+            f"  {c['scope'] + '/' + c['period']:<30} {usd(to_pico(c['spent_usd']))} of {usd(to_pico(c['limit_usd']))}"
+            f" ({used}), "
             f"{c['forecast']}; resets {c['resets_at']}"
         )
     return lines

@@ -108,6 +108,8 @@ def test_alert_only_caps_meter_and_never_refuse() -> None:
     assert [(e.kind, e.threshold) for e in events] == [("threshold", 0.5), ("threshold", 1.0)]
     held = budget.reserve("w", 60, NOW)
     assert isinstance(held, Hold) and held.over is not None and held.over.name == "workflow:w/day"
+    unpriced = budget.reserve("w", 0, NOW)
+    assert isinstance(unpriced, Hold) and unpriced.over == held.over, "a call past the cap is marked, priced or not"
 
 
 def test_a_free_call_is_never_refused_by_a_dollar_cap() -> None:

@@ -204,9 +204,9 @@ class Budget:
         ledgers = self.applicable(workflow)
         for lg in ledgers:
             lg.roll(period_key(lg.cap.period, now, self.zone))
-        over: Cap | None = None
+        # Caps this call does not fit in; one at its limit already counts (an alert-only cap run past).
+        refusals = [lg for lg in ledgers if lg.cap.limit and (worst > lg.room() or lg.room() < 0)]
         if worst > 0:  # a free call is never refused by a dollar cap
-            refusals = [lg for lg in ledgers if lg.cap.limit and worst > lg.room()]
             blocking = [lg for lg in refusals if lg.cap.block]
             if blocking:
                 # The call can go only once every blocking cap has reset: name the one that resets last.
@@ -217,7 +217,7 @@ class Budget:
                     self.notify(Event("blocked", lg.cap, lg.spent, now, held=lg.reserved, worst=worst))
                 when = max(resets_at(x.cap.period, x.key, self.zone) for x in blocking if x.key is not None)
                 return Refused(lg.cap, lg.spent, lg.reserved, worst, when)
-            over = refusals[0].cap if refusals else None
+        over = next((lg.cap for lg in refusals if not lg.cap.block), None)
         for lg in ledgers:
             lg.reserved += worst
         return Hold(worst, tuple((lg, lg.key) for lg in ledgers if lg.key is not None), over)

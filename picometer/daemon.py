@@ -7,10 +7,11 @@ import collections
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ import uvicorn
 from picometer.clock import Clock, SystemClock, resolve_zone
 from picometer.config import Config
 from picometer.gateway.app import Gateway
-from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd
+from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
 from picometer.metering.pricing import Pricer
 from picometer.record import Recorder
+from picometer.service import Notifier
 from picometer.store.rollups import Rollups
 from picometer.store.state import State
 from picometer.store.usagelog import UsageLog
@@ -59,12 +61,19 @@ class _Server(uvicorn.Server):
     """uvicorn without its signal handling: it re-raises SIGTERM after shutdown, killing the process
     before our final flush. The daemon handles SIGTERM/SIGINT itself (see run())."""
 
+    on_started: Callable[[], None] | None = None
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()  # listening, and the app's startup has completed: /-/health answers 200
 
-def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -> uvicorn.Server:
+
+def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -> _Server:
     # h11 and asyncio: pure Python, so the same install works on every Pi.
     config = uvicorn.Config(
         app,
@@ -112,12 +121,24 @@ class Daemon:
             status_extra=self.status,
         )
         self.server = uvicorn_server(self.gateway)
+        self.notifier = Notifier(os.environ)
+        self.server.on_started = lambda: self.notifier.ready(self.status_line())
 
     def warm_up(self) -> None:
         """Load the price data now, so the first real call does not wait for it."""
         provider = next(iter(self.config.providers.values()), None)
         if provider is not None:
             self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: spend against the global caps, requests, in flight."""
+        day, month = self.budget.spent(self.clock.now())
+        day_cap, month_cap = self.budget.caps()
+        parts = [f"today {usd(day)}" + (f" of {usd(day_cap.limit)}" if day_cap.limit else "")]
+        parts.append(f"month {usd(month)}" + (f" of {usd(month_cap.limit)}" if month_cap.limit else ""))
+        stats = self.gateway.stats
+        parts.append(f"{stats.requests} requests ({stats.by_status.get('blocked', 0)} blocked) since start")
+        return ", ".join(parts)
 
     def on_budget_event(self, event: Event) -> None:
         """A threshold crossed or a cap's first refusal: logged and kept for /-/status (alerts build on this)."""
@@ -179,6 +200,7 @@ class Daemon:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
+            self.notifier.status(self.status_line())
             now = self.clock.monotonic()
             if now - last_sync >= self.config.storage.fsync_interval_s:
                 last_sync = now
@@ -197,11 +219,13 @@ class Daemon:
         gc.freeze()
         log.info("picometer listening", listen=cfg.listen, usage_log=str(self.usage_log.path))
         ticker = asyncio.create_task(self._tick())
+        watchdog = asyncio.create_task(self.notifier.watchdog())
         try:
             # uvicorn stops accepting on SIGTERM and lets in-flight requests finish (bounded) first.
             await self.server.serve(sockets=[sock])
         finally:
             ticker.cancel()
+            watchdog.cancel()
             self.close()
             log.info("picometer stopped", requests=self.gateway.stats.requests)
 
@@ -211,6 +235,7 @@ class Daemon:
         self.state.close()
 
     def stop(self) -> None:
+        self.notifier.stopping()
         self.server.should_exit = True
 
 

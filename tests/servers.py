@@ -25,11 +25,16 @@ class LoopThread:
         self._main = main
         self._started = started
         self._error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self._main()
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            asyncio.run(self._serve())
         except BaseException as e:  # surfaced by start()/stop()
             self._error = e
 

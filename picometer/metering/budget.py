@@ -175,6 +175,10 @@ class Budget:
         own = self._ledgers.get(workflow)
         return self._global + own if own is not None else self._global
 
+    def caps(self, workflow: str | None = None) -> tuple[Cap, Cap]:
+        day, month = self._ledgers[workflow]
+        return day.cap, month.cap
+
     def spent(self, now: datetime, workflow: str | None = None) -> tuple[int, int]:
         """Picodollars spent this day and this month, globally or by one configured workflow."""
         day, month = self._ledgers[workflow]

@@ -281,9 +281,13 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
     except httpx.TransportError:
         answer = None
     if answer is not None:
-        data = answer.json()
-        if answer.status_code != 200:
-            click.echo(f"picometer refused: {data.get('error', {}).get('message', answer.text)}", err=True)
+        try:
+            data = answer.json()
+        except ValueError:
+            data = {}
+        if answer.status_code != 200 or not data:
+            message = data.get("error", {}).get("message") or f"HTTP {answer.status_code} from {url}"
+            click.echo(f"picometer refused: {message}", err=True)
             sys.exit(1)
         if action == "resume":
             click.echo(f"resumed {workflow}" if data["was_paused"] else f"{workflow} was not paused")

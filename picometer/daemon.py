@@ -131,7 +131,7 @@ class Daemon:
             self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
 
     def status_line(self) -> str:
-        """One line for `systemctl status`: spend against the global caps, requests, in flight."""
+        """One line for `systemctl status`: spend against the global caps, and requests since start."""
         day, month = self.budget.spent(self.clock.now())
         day_cap, month_cap = self.budget.caps()
         parts = [f"today {usd(day)}" + (f" of {usd(day_cap.limit)}" if day_cap.limit else "")]
@@ -200,7 +200,8 @@ class Daemon:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
-            self.notifier.status(self.status_line())
+            if self.notifier.enabled:
+                self.notifier.status(self.status_line())
             now = self.clock.monotonic()
             if now - last_sync >= self.config.storage.fsync_interval_s:
                 last_sync = now

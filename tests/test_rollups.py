@@ -90,6 +90,7 @@ def test_rollups_equal_the_log_even_after_a_crash_and_replay(
             # A crash: what was folded but not flushed is gone; the log has it.
             rollups._batch.counters.clear()
             rollups._batch.bins.clear()
+            rollups._batch.spend.clear()
             rollups._batch.position = None
             rollups = Rollups(tmp / "data" / "rollups.db")
             rollups.replay(usage_log.dir)
@@ -101,6 +102,9 @@ def test_rollups_equal_the_log_even_after_a_crash_and_replay(
     again = Rollups(tmp / "data" / "rollups.db")
     assert again.replay(usage_log.dir) == 0
     assert_equal(log_sums(usage_log.dir), rollup_sums(again))
+    # the quarter-hour spend that budgets start from holds the same dollars
+    epoch = datetime.fromtimestamp(0, UTC)
+    assert again.spend_since(epoch) == pytest.approx(log_sums(usage_log.dir)["cost_usd"], rel=1e-9, abs=1e-9)
 
 
 @given(st.lists(st.floats(0.01, 3_000_000, allow_nan=False), min_size=1, max_size=300), st.floats(0.01, 1))

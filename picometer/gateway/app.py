@@ -235,6 +235,8 @@ class Gateway:
         elif path.startswith(("/-/pause/", "/-/resume/")):
             try:
                 answer = await self._control(scope, receive)
+            except ClientGone:
+                return
             except Refusal as r:
                 await _respond(send, r.status, error_body("openai", r.code, r.message))
             else:
@@ -257,7 +259,9 @@ class Gateway:
             was = self.state.resume(workflow)
             log.info("workflow resumed", workflow=workflow, was_paused=was)
             return {"workflow": workflow, "paused": False, "was_paused": was}
-        body = await _read_body(receive, CONTROL_BODY_LIMIT, headers) or b""
+        body = await _read_body(receive, CONTROL_BODY_LIMIT, headers)
+        if body is None:
+            raise Refusal(413, "invalid_request_error", f"a control request body is at most {CONTROL_BODY_LIMIT} bytes")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         wanted = (query.get("for") or [None])[0]
         if body.strip():

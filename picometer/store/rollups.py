@@ -182,7 +182,7 @@ class Rollups:
         """Write what is pending in one transaction with the new watermark. False: kept for the next try."""
         with self._lock:
             batch, self._batch = self._batch, new_batch()
-        if not batch.counters and batch.position is None and not batch.spend:
+        if not batch.counters and batch.position is None:
             return True
         try:
             with self._db_lock:

@@ -294,9 +294,16 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
         else:
             click.echo(f"paused {workflow} " + (f"until {data['until']}" if data["until"] else "until resumed"))
         return
+    import sqlite3
+
     from picometer.store.state import State
 
-    state = State(Path(config.storage.data_dir) / "state.db")
+    path = Path(config.storage.data_dir) / "state.db"
+    try:
+        state = State(path)
+    except (OSError, sqlite3.Error) as e:
+        click.echo(f"picometer is not running at {url}, and its state file {path} cannot be written: {e}", err=True)
+        sys.exit(1)
     try:
         now = datetime.now(UTC)
         if action == "resume":

@@ -20,7 +20,7 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
 
 def test_help_lists_the_commands() -> None:
     out = run("--help").stdout
-    for command in ("run", "check", "init", "status", "prices", "demo"):
+    for command in ("run", "check", "init", "status", "report", "pause", "resume", "prices", "demo"):
         assert f"  {command} " in out
 
 
@@ -98,3 +98,17 @@ def test_demo_meters_synthetic_traffic(tmp_path: Path) -> None:
         assert name in p.stdout
     logs = list((tmp_path / "demo" / "logs").glob("usage-*.jsonl"))
     assert logs and logs[0].read_text().count("\n") > 5
+
+
+def test_pause_with_the_daemon_down_and_no_writable_state_fails_clearly(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\ndata_dir = "{blocker / "data"}"\n')
+    p = run("pause", "nightly", "--config", str(cfg))
+    assert p.returncode == 1 and "cannot be written" in p.stderr and "Traceback" not in p.stderr

@@ -336,6 +336,15 @@ def resume(config_path: str | None, workflow: str) -> None:
 
 
 @main.command()
+@config_option
+def runbook(config_path: str | None) -> None:
+    """Print the runbook filled with this config's real ports, paths and secret locations."""
+    from picometer.runbook import render
+
+    click.echo(render(load(config_path, resolve=False)), nl=False)
+
+
+@main.command()
 @click.option("--seconds", type=float, default=20.0, show_default=True, help="How long to send traffic.")
 @click.option("--dir", "workdir", type=click.Path(file_okay=False), default="demo-data", show_default=True)
 def demo(seconds: float, workdir: str) -> None:

@@ -20,7 +20,7 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
 
 def test_help_lists_the_commands() -> None:
     out = run("--help").stdout
-    for command in ("run", "check", "init", "status", "report", "pause", "resume", "prices", "demo"):
+    for command in ("run", "check", "init", "status", "report", "pause", "resume", "prices", "runbook", "demo"):
         assert f"  {command} " in out
 
 

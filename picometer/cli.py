@@ -155,7 +155,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     import httpx
 
     config = load(config_path)
-    url = daemon_url(config, "/-/status")
+    url = f"{config.server.url}/-/status"
     try:
         data = httpx.get(url, timeout=5, trust_env=False).json()
     except (httpx.HTTPError, ValueError) as e:
@@ -250,12 +250,6 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     click.echo(f"source: {source}")
 
 
-def daemon_url(config: Config, path: str) -> str:
-    """Where the running daemon answers; a wildcard listener is reached over loopback."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.server.host, config.server.host)
-    return f"http://{'[' + host + ']' if ':' in host else host}:{config.server.port}{path}"
-
-
 def switch(config: Config, action: str, workflow: str, duration: str | None) -> None:
     """Pause or resume through the running daemon; when it is down, straight into its state file."""
     from datetime import UTC, datetime
@@ -273,7 +267,7 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
     token = config.secrets.get("server.admin_token")
     if token is not None:
         headers["authorization"] = f"Bearer {token.value}"
-    url = daemon_url(config, f"/-/{action}/{quote(workflow, safe='')}")
+    url = f"{config.server.url}/-/{action}/{quote(workflow, safe='')}"
     try:
         answer = httpx.post(
             url, json={"for": duration} if duration else None, headers=headers, timeout=5, trust_env=False

@@ -57,6 +57,12 @@ class ServerConfig:
     def port(self) -> int:
         return split_listen(self.listen)[1]
 
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches the daemon; a wildcard listener is reached over loopback."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class StorageConfig:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -20,6 +21,11 @@ def parse_duration(text: str) -> timedelta:
     if seconds <= 0 or seconds > MAX.total_seconds():
         raise ValueError(f"{text!r} must be more than 0 and at most 366d")
     return timedelta(seconds=seconds)
+
+
+def seconds_until(moment: datetime, now: datetime) -> int:
+    """Whole seconds to wait, at least 1: what a Retry-After header says."""
+    return max(math.ceil((moment - now).total_seconds()), 1)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -11,14 +11,14 @@ from picometer.config import DEFAULT_PATHS, Config, is_loopback, is_reference, s
 
 def render(config: Config) -> str:
     s = config.storage
-    host, port = config.server.host, config.server.port
-    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
     data = Path(s.data_dir)
     values = {
         "config_path": config.source or str(DEFAULT_PATHS[0]),
-        "base_url": f"http://{shown}:{port}",
+        "base_url": config.server.url,
         "listen": config.server.listen,
-        "exposure": "loopback only" if is_loopback(host) else "reachable from the network: client keys required",
+        "exposure": "loopback only"
+        if is_loopback(config.server.host)
+        else "reachable from the network: client keys required",
         "providers_short": ", ".join(sorted(config.providers)) or "(none)",
         "log_dir": s.log_dir,
         "log_max": f"{s.log_max_bytes / 1_048_576:.0f} MiB",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import math
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import structlog
 from picometer import __version__
 from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig, Secret, is_loopback
-from picometer.duration import format_duration, parse_duration
+from picometer.duration import format_duration, parse_duration, seconds_until
 from picometer.gateway import forward
 from picometer.gateway.errors import error_body, kind_for_refusal
 from picometer.gateway.tags import Keyring, Tags, clean_tag, presented_key, resolve_tags
@@ -467,7 +466,7 @@ class Gateway:
         held = self.budget.reserve(workflow, worst, ex.started)
         if isinstance(held, Refused):
             ex.record.budget = held.cap.name
-            wait = max(math.ceil((held.resets_at - ex.started).total_seconds()), 1)
+            wait = seconds_until(held.resets_at, ex.started)
             raise Refusal(
                 429,
                 "budget_exceeded",
@@ -709,7 +708,7 @@ def _paused(pause: Pause, now: datetime) -> Refusal:
             f"workflow {pause.workflow!r} is paused (by {pause.by}) until resumed: picometer resume {pause.workflow}",
             [NO_RETRY],
         )
-    wait = max(math.ceil((pause.until - now).total_seconds()), 1)
+    wait = seconds_until(pause.until, now)
     return Refusal(
         429,
         "workflow_paused",

@@ -8,13 +8,13 @@ integer picodollars: sums are exact and a cap is never passed by rounding.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from picometer.config import Config
+from picometer.duration import seconds_until
 
 PICO = 10**12
 PERIODS = ("day", "month")
@@ -329,7 +329,7 @@ def describe_scope(cap: Cap) -> str:
 
 def refusal_message(r: Refused, now: datetime, zone: tzinfo) -> str:
     local_reset = r.resets_at.astimezone(zone)
-    wait = max(math.ceil((r.resets_at - now).total_seconds()), 1)
+    wait = seconds_until(r.resets_at, now)
     hours, rest = divmod(wait, 3600)
     text = (
         f"budget exceeded: {describe_scope(r.cap)} is {usd(r.cap.limit)}; spent {usd(r.spent)}"

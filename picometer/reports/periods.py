@@ -5,23 +5,20 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from picometer.metering.budget import period_key, period_start
+
 PERIODS = ("today", "week", "month", "7d", "30d")
-
-
-def local_midnight(day: datetime, zone: tzinfo) -> datetime:
-    """00:00 local on `day`'s date, as an aware datetime (DST-safe: built from the date, not by subtracting)."""
-    return datetime(day.year, day.month, day.day, tzinfo=zone)
 
 
 def period_bounds(period: str, now: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
     """[start, end) in UTC. today/week (ISO, from Monday)/month are calendar periods in `zone`."""
-    local = now.astimezone(zone)
     if period == "today":
-        start = local_midnight(local, zone)
+        start = period_start(period_key("day", now, zone), zone)
     elif period == "week":
-        start = local_midnight(local - timedelta(days=local.weekday()), zone)
+        today = period_key("day", now, zone)
+        start = period_start(today - timedelta(days=today.weekday()), zone)
     elif period == "month":
-        start = datetime(local.year, local.month, 1, tzinfo=zone)
+        start = period_start(period_key("month", now, zone), zone)
     elif period in ("7d", "30d"):
         start = now - timedelta(days=int(period[:-1]))
     else:

@@ -532,6 +532,33 @@ def _check_client_key(key: str, where: str) -> None:
         )
 
 
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """Keys that changed but take effect only at the next start: the listener, storage, the budget calendar."""
+    keys = []
+    if old.server.listen != new.server.listen:
+        keys.append("server.listen")
+    keys += [
+        f"storage.{f.name}"
+        for f in dataclasses.fields(StorageConfig)
+        if getattr(old.storage, f.name) != getattr(new.storage, f.name)
+    ]
+    if old.budgets.timezone != new.budgets.timezone:
+        keys.append("budgets.timezone")
+    return keys
+
+
+def keep_for_restart(old: Config, new: Config) -> Config:
+    """`new` with what a running daemon cannot change (see restart_needed) kept as it was. Raises ConfigError."""
+    kept = dataclasses.replace(
+        new,
+        server=dataclasses.replace(new.server, listen=old.server.listen),
+        storage=old.storage,
+        budgets=dataclasses.replace(new.budgets, timezone=old.budgets.timezone),
+    )
+    _validate(kept)  # e.g. client keys dropped while the running listener is still on the network
+    return kept
+
+
 # ---------------------------------------------------------------- secrets
 
 

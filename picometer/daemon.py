@@ -11,15 +11,16 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 import uvicorn
 
+from picometer.alert import Alert, Kind
 from picometer.clock import Clock, SystemClock, resolve_zone
-from picometer.config import Config
+from picometer.config import Config, ConfigError, keep_for_restart, load_config, restart_needed
 from picometer.gateway.app import Gateway
 from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
 from picometer.metering.pricing import Pricer
@@ -90,7 +91,7 @@ def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -
     return _Server(config)
 
 
-EVENTS_KEPT = 50  # recent budget events shown in /-/status
+ALERTS_KEPT = 50  # recent alerts shown in /-/status
 FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
 PRUNE_INTERVAL_S = 3600.0
 
@@ -106,7 +107,10 @@ class Daemon:
         self.rollups = Rollups(Path(config.storage.data_dir) / "rollups.db")
         self.rollups.replay(self.usage_log.dir)
         self.state = State(Path(config.storage.data_dir) / "state.db")
-        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS_KEPT)
+        self.alerts: collections.deque[Alert] = collections.deque(maxlen=ALERTS_KEPT)
+        # Disk trouble is told when it starts, not on every tick while it lasts.
+        self._disk_low = self._dropping = False
+        self._dropped_seen = 0
         self.budget = Budget(caps_from_config(config), self.zone, notify=self.on_budget_event)
         # Spend this day and month so far, from the durable records: a restart never resets a budget.
         self.budget.seed(self.clock.now(), self.rollups.spend_since)
@@ -119,10 +123,44 @@ class Daemon:
             budget=self.budget,
             state=self.state,
             status_extra=self.status,
+            alert=self.alert,
         )
+        self.loaded_at = self.clock.now()
+        self.last_reload: dict[str, Any] | None = None
         self.server = uvicorn_server(self.gateway)
         self.notifier = Notifier(os.environ)
         self.server.on_started = lambda: self.notifier.ready(self.status_line())
+
+    def reload(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """SIGHUP: read the config file again and apply what can change while running (prices, budgets,
+        workflows, providers, keys, alerts). A broken file changes nothing. Returns what happened."""
+        self.notifier.reloading()
+        now = self.clock.now()
+        at = now.astimezone(self.zone).isoformat(timespec="seconds")
+        path = Path(self.config.source) if self.config.source else None
+        try:
+            new = load_config(path, os.environ if env is None else env)
+            restart = restart_needed(self.config, new)
+            new = keep_for_restart(self.config, new)
+        except ConfigError as e:
+            self.last_reload = {"at": at, "ok": False, "error": str(e)}
+            log.error("config reload refused: still running the previous config", error=str(e))
+        else:
+            self.rollups.flush()  # a workflow new to the budgets starts from every call counted so far
+            self.budget.reconfigure(caps_from_config(new), now, self.rollups.spend_since)
+            self.pricer = Pricer(new.prices)
+            self.gateway.reconfigure(new, self.pricer)
+            self.config = new
+            self.loaded_at = now
+            self.last_reload = {"at": at, "ok": True, "restart_needed": restart}
+            log.info("config reloaded", source=new.source or "built-in defaults")
+            if restart:
+                log.warning(
+                    "config reload: these changes wait for a restart (systemctl restart picometer)",
+                    keys=",".join(restart),
+                )
+        self.notifier.ready(self.status_line())
+        return self.last_reload
 
     def warm_up(self) -> None:
         """Load the price data now, so the first real call does not wait for it."""
@@ -140,21 +178,44 @@ class Daemon:
         parts.append(f"{stats.requests} requests ({stats.by_status.get('blocked', 0)} blocked) since start")
         return ", ".join(parts)
 
+    def alert(self, alert: Alert) -> None:
+        """Log it and keep it for /-/status."""
+        log.warning(str(alert.kind), severity=str(alert.severity), scope=alert.scope, message=alert.message)
+        self.alerts.append(alert)
+
     def on_budget_event(self, event: Event) -> None:
-        """A threshold crossed or a cap's first refusal: logged and kept for /-/status (alerts build on this)."""
+        """A threshold crossed or a cap's first refusal."""
         pace = to_pico(self.rollups.pace(event.at, event.cap.workflow))
-        message = event_message(event, pace, self.zone)
-        log.warning("budget " + event.kind, scope=event.cap.scope, period=event.cap.period, message=message)
-        self.events.append(
-            {
-                "kind": f"budget_{event.kind}",
-                "scope": event.cap.scope,
-                "period": event.cap.period,
-                "threshold": event.threshold,
-                "at": event.at.astimezone(self.zone).isoformat(timespec="seconds"),
-                "message": message,
-            }
-        )
+        kind = Kind.BUDGET_THRESHOLD if event.kind == "threshold" else Kind.BUDGET_BLOCKED
+        key = f"{kind}:{event.cap.name}" + (f":{event.threshold:g}" if event.threshold is not None else "")
+        self.alert(Alert(kind, key, event_message(event, pace, self.zone), event.at, event.cap.scope))
+
+    def watch_usage_log(self) -> None:
+        """Disk low and dropped records, told when they start (the log says when they stop)."""
+        log_, now = self.usage_log, self.clock.now()
+        if log_.disk_low and not self._disk_low:
+            self.alert(
+                Alert(
+                    Kind.DISK_LOW,
+                    "disk_low",
+                    f"Less than {self.config.storage.min_free_mb} MB free on {log_.dir}: raw usage lines are being "
+                    "dropped; the rollups still count every call. Free some space on that disk.",
+                    now,
+                )
+            )
+        self._disk_low = log_.disk_low
+        dropping = log_.dropped > self._dropped_seen
+        if dropping and not self._dropping:
+            self.alert(
+                Alert(
+                    Kind.RECORDS_DROPPED,
+                    "records_dropped",
+                    f"{log_.dropped - self._dropped_seen} usage log lines dropped ({log_.dropped} since start): "
+                    "the disk is full or low. Totals stay right in the rollups; free space to keep the raw log.",
+                    now,
+                )
+            )
+        self._dropping, self._dropped_seen = dropping, log_.dropped
 
     def budgets(self) -> list[dict[str, Any]]:
         """Every cap with its spend, what calls in flight hold, and when it resets or will be reached."""
@@ -182,7 +243,7 @@ class Daemon:
                 {"workflow": p.workflow, "until": p.until and p.until.astimezone(self.zone).isoformat(), "by": p.by}
                 for p in self.state.pauses(now)
             ],
-            "events": list(self.events),
+            "alerts": [a.as_dict(self.zone) for a in self.alerts],
             "usage_log": {
                 "path": str(log_.path),
                 "bytes": log_.total_bytes(),
@@ -192,6 +253,11 @@ class Daemon:
                 "disk_low": log_.disk_low,
             },
             "rollups": {"watermark": str(self.rollups.watermark), "flush_failures": self.rollups.flush_failures},
+            "config": {
+                "source": self.config.source or "built-in defaults",
+                "loaded_at": self.loaded_at.astimezone(self.zone).isoformat(timespec="seconds"),
+                "last_reload": self.last_reload,
+            },
         }
 
     async def _tick(self) -> None:
@@ -200,6 +266,7 @@ class Daemon:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
+            self.watch_usage_log()
             if self.notifier.enabled:
                 self.notifier.status(self.status_line())
             now = self.clock.monotonic()
@@ -248,6 +315,7 @@ def run(config: Config) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop)  # stop accepting, drain, flush, exit 0
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload)  # systemctl reload picometer
         await daemon.serve()
 
     asyncio.run(main())

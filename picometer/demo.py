@@ -125,8 +125,8 @@ async def _main(workdir: Path, seconds: float) -> Daemon:
     )
     async with httpx.AsyncClient(trust_env=False) as client:
         status = (await client.get(f"{gateway}/-/status")).json()
-    for event in status["events"]:
-        print(f"budget event: {event['message']}")
+    for alert in status["alerts"]:
+        print(f"alert {alert['kind']}: {alert['message']}")
     daemon.stop()
     sim_server.should_exit = True
     await asyncio.gather(daemon_task, sim_task)

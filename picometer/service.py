@@ -1,4 +1,4 @@
-"""Talking to systemd (sd_notify): READY, WATCHDOG from the event loop, STATUS, STOPPING.
+"""Talking to systemd (sd_notify): READY, WATCHDOG from the event loop, STATUS, RELOADING, STOPPING.
 
 Without NOTIFY_SOCKET (not under systemd, or Type=simple) every call is a no-op.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Mapping
 
 from sdnotify import SystemdNotifier
@@ -36,6 +37,10 @@ class Notifier:
         if text != self._status:  # a datagram only when the line changes
             self._status = text
             self.send(f"STATUS={text}")
+
+    def reloading(self) -> None:
+        # MONOTONIC_USEC lets systemd match this to its reload request (needed by Type=notify-reload).
+        self.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}", "STATUS=reloading the config")
 
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping: finishing the requests in flight")

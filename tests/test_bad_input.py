@@ -216,6 +216,10 @@ def test_unpriced_model_blocked_with_instructions_or_allowed_with_null_cost(
     assert r2.status_code == 200 and r2.headers["x-picometer-cost-usd"] == "unknown"
     [rec] = allow.records(1)
     assert rec["cost_usd"] is None and rec["price_source"] == "unpriced" and rec["output_tokens"] > 0
+    post(f"{allow.url}/openai/chat/completions", json={**CHAT, "model": "my-finetune-xyz"})
+    alerts = [a for a in allow.daemon.alerts if a.kind == "unpriced_model"]
+    assert len(alerts) == 1, "one alert per model, not per call"
+    assert "'my-finetune-xyz'" in alerts[0].message and '[prices."my-finetune-xyz"]' in alerts[0].message
 
 
 def test_price_override_and_free_provider(make_gateway: Callable[..., GatewayServer], sim: SimServer) -> None:

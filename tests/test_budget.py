@@ -174,6 +174,32 @@ def local(*args: int) -> datetime:
     return datetime(*args, tzinfo=BERLIN).astimezone(UTC)
 
 
+def test_a_reload_keeps_spend_and_calls_in_flight_and_seeds_a_new_workflow() -> None:
+    events: list[Event] = []
+    budget = Budget(caps(day=1000, alert_at=(0.5,)), BERLIN, events.append)
+    first = budget.reserve("w", 100, NOW)
+    assert isinstance(first, Hold)
+    budget.settle(first, 600, NOW)  # 60%: the 0.5 threshold fired
+    in_flight = budget.reserve("w", 100, NOW)
+    assert isinstance(in_flight, Hold)
+
+    new = {
+        **caps(day=900, alert_at=(0.5, 0.8)),
+        "new": (Cap("workflow:new", "day", 50, True), Cap("workflow:new", "month", 0, True)),
+    }
+    budget.reconfigure(new, NOW, lambda start, wf: 40e-12 if wf == "new" else 0.0)
+    assert [e.threshold for e in events] == [0.5], "a threshold already passed is not told again"
+
+    budget.settle(in_flight, 150, NOW)  # the call that was in flight settles into the reloaded ledger
+    assert budget.spent(NOW, "w") == (750, 750)
+    assert [e.threshold for e in events] == [0.5, 0.8], "a threshold of the new cap is told when crossed"
+    refused = budget.reserve("w", 151, NOW)
+    assert isinstance(refused, Refused) and refused.cap.limit == 900
+    assert isinstance(budget.reserve("w", 150, NOW), Hold)
+    assert budget.spent(NOW, "new") == (40, 40), "a workflow new to the budgets starts from its durable spend"
+    assert isinstance(budget.reserve("new", 11, NOW), Refused) and isinstance(budget.reserve("new", 10, NOW), Hold)
+
+
 @pytest.mark.parametrize(
     ("day", "hours"),
     [(date(2026, 3, 29), 23), (date(2026, 10, 25), 25), (date(2026, 11, 23), 24)],

@@ -62,10 +62,12 @@ def test_200_concurrent_calls_never_pass_a_tiny_daily_cap(tmp_path: Path) -> Non
     assert all(r["budget"] == "workflow:runaway/day" for r in records if r["status"] == "blocked")
     (day,) = [b for b in status["budgets"] if b["scope"] == "workflow:runaway" and b["period"] == "day"]
     assert day["spent_usd"] == pytest.approx(spent, abs=1e-9) and day["reserved_usd"] == 0
-    events = [(e["kind"], e["scope"], e["threshold"]) for e in status["events"]]
-    assert ("budget_threshold", "workflow:runaway", 0.5) in events
-    assert events.count(("budget_blocked", "workflow:runaway", None)) == 1, "the first refusal is announced once"
-    blocked = next(e for e in status["events"] if e["kind"] == "budget_blocked")
+    alerts = [(a["kind"], a["scope"], a["key"]) for a in status["alerts"]]
+    assert ("budget_threshold", "workflow:runaway", "budget_threshold:workflow:runaway/day:0.5") in alerts
+    blocked_key = "budget_blocked:workflow:runaway/day"
+    assert alerts.count(("budget_blocked", "workflow:runaway", blocked_key)) == 1, "the first refusal is told once"
+    blocked = next(a for a in status["alerts"] if a["kind"] == "budget_blocked")
+    assert blocked["severity"] == "critical"
     assert "is refusing calls" in blocked["message"] and "held by calls in flight" in blocked["message"]
     assert "[workflows.runaway].daily_usd" in blocked["message"]
     assert sim.sim.requests == len(ok), "refused calls never reach the provider"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from picometer.alert import SEVERITY, Kind
 from picometer.config import config_from_dict
 from picometer.runbook import render
 from tests.test_cli import run
@@ -55,3 +56,12 @@ max_tokens_per_request = 2048
     assert "| everything | $5.00 | no cap | no cap | block |" in text
     assert "| workflow nightly | $1.00 | no cap | 2048 | block |" in text
     assert "Europe/Berlin" in text
+
+
+def test_every_alert_kind_the_code_can_raise_has_a_runbook_section() -> None:
+    text = render(config_from_dict({}))
+    for kind in Kind:
+        heading = f"### {kind} ({SEVERITY[kind]})"
+        assert heading in text, f"the runbook needs a section for alert kind {kind}"
+        section = text.split(heading, 1)[1].split("\n### ", 1)[0]
+        assert "Do:" in section, f"the {kind} section says what to do"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,21 +64,40 @@ def pings(messages: list[tuple[float, str]]) -> list[float]:
     return [t for t, m in messages if "WATCHDOG=1" in m.split("\n")]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def picometer_run(config: Path, notify: socket.socket, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """`picometer run` in a subprocess, told to notify `notify`; killed if a test leaves it running."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PICOMETER", "NOTIFY_", "WATCHDOG_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "picometer", "run", "--config", str(config)],
+        env=clean | {"NOTIFY_SOCKET": notify.getsockname()} | env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
 def test_ready_when_healthy_watchdog_on_time_and_sigterm_drains(
     sim: SimServer, notify_socket: socket.socket, tmp_path: Path
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = tmp_path / "config.toml"
     config.write_text(tomli_w.dumps(gateway_config(sim.url, tmp_path, server={"listen": f"127.0.0.1:{port}"})))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PICOMETER", "NOTIFY_", "WATCHDOG_"))}
-    env |= {"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "1000000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "picometer", "run", "--config", str(config)], env=env, stderr=subprocess.PIPE
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with picometer_run(config, notify_socket, WATCHDOG_USEC="1000000") as proc:
         ready = receive(notify_socket, "READY=1", 30)[-1][1]
         assert httpx.get(f"{url}/-/health", trust_env=False).status_code == 200, "READY means it answers"
         assert "STATUS=today $0.000000, month $0.000000, 0 requests (0 blocked) since start" in ready.split("\n")
@@ -107,12 +128,61 @@ def test_ready_when_healthy_watchdog_on_time_and_sigterm_drains(
         slow.join(30)
         assert result and result[0].status_code == 200, "the request in flight finished"
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+
+
+def test_sighup_reloads_budgets_and_workflows_keeps_the_money_and_names_what_needs_a_restart(
+    sim: SimServer, notify_socket: socket.socket, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    raw = gateway_config(
+        sim.url, tmp_path, server={"listen": f"127.0.0.1:{port}"}, workflows={"nightly": {"daily_usd": 5.0}}
+    )
+    config.write_text(tomli_w.dumps(raw))
+    url = f"http://127.0.0.1:{port}"
+
+    def status() -> dict[str, Any]:
+        return dict(httpx.get(f"{url}/-/status", trust_env=False).json())
+
+    def nightly_day() -> dict[str, Any]:
+        return next(b for b in status()["budgets"] if b["scope"] == "workflow:nightly" and b["period"] == "day")
+
+    with picometer_run(config, notify_socket) as proc:
+        receive(notify_socket, "READY=1", 30)
+        for wf in ("nightly", "digest"):
+            r = httpx.post(f"{url}/w/{wf}/openai/chat/completions", json=CHAT, trust_env=False)
+            assert r.status_code == 200
+        spent = nightly_day()["spent_usd"]
+        assert spent > 0
+
+        # Lower the cap below what was spent, start capping a second workflow, and move the listener.
+        raw["workflows"] = {"nightly": {"daily_usd": spent / 2}, "digest": {"daily_usd": 1.0}}
+        raw["server"]["listen"] = f"127.0.0.1:{free_port()}"
+        config.write_text(tomli_w.dumps(raw))
+        proc.send_signal(signal.SIGHUP)
+        messages = [m for _, m in receive(notify_socket, "READY=1", 10)]
+        assert any("RELOADING=1" in m.split("\n") for m in messages), "systemd hears the reload begin and end"
+        day = nightly_day()
+        assert day["limit_usd"] == pytest.approx(spent / 2) and day["spent_usd"] == pytest.approx(spent)
+        digest = next(b for b in status()["budgets"] if b["scope"] == "workflow:digest" and b["period"] == "day")
+        assert digest["spent_usd"] > 0, "a workflow new to the budgets starts from what it already spent"
+        reload = status()["config"]["last_reload"]
+        assert reload["ok"] and reload["restart_needed"] == ["server.listen"], "the old listener keeps serving"
+        r = httpx.post(f"{url}/w/nightly/openai/chat/completions", json=CHAT, trust_env=False)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded", "the new cap is in force"
+
+        config.write_text(config.read_text() + "\n[budgets]\ndaily_usd = -3\n")  # broken: nothing changes
+        proc.send_signal(signal.SIGHUP)
+        receive(notify_socket, "READY=1", 10)
+        reload = status()["config"]["last_reload"]
+        assert not reload["ok"] and reload["error"].startswith("[budgets].daily_usd: -3.0 is below 0")
+        assert nightly_day()["limit_usd"] == pytest.approx(spent / 2), "a broken file changes nothing"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
         assert proc.stderr is not None
-        proc.stderr.close()
+        log = proc.stderr.read()
+        assert "these changes wait for a restart" in log and "keys=server.listen" in log
+        assert "config reload refused" in log
 
 
 def test_a_blocked_event_loop_stops_the_watchdog(

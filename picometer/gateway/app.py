@@ -16,6 +16,7 @@ import httpx
 import structlog
 
 from picometer import __version__
+from picometer.alert import Alert, Kind
 from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig, Secret, is_loopback
 from picometer.duration import format_duration, parse_duration, seconds_until
@@ -166,6 +167,7 @@ class Gateway:
         state: State,
         transport: httpx.AsyncBaseTransport | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
+        alert: Callable[[Alert], None] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -178,10 +180,17 @@ class Gateway:
         self._owns_transport = transport is None
         self.stats = Stats()
         self._status_extra = status_extra
+        self._alert = alert
         self.started_at = clock.now()
         self.ready = False
         self._unpriced_warned: set[tuple[str, str]] = set()
         self.in_flight = 0
+
+    def reconfigure(self, config: Config, pricer: Pricer) -> None:
+        """A reloaded config: calls that start from now on use it; calls in flight finish under the old one."""
+        self.config = config
+        self.pricer = pricer
+        self.keyring = Keyring(config)
 
     @property
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -481,6 +490,13 @@ class Gateway:
         if (provider, model) not in self._unpriced_warned and len(self._unpriced_warned) < _UNPRICED_WARNED_LIMIT:
             self._unpriced_warned.add((provider, model))
             log.warning("unpriced model allowed; its cost is recorded as null", provider=provider, model=model)
+            if self._alert is not None:
+                message = (
+                    f"Model {model!r} on provider {provider!r} has no known price: its calls go through "
+                    '(unpriced = "allow") but cost nothing in the budgets and reports. Add '
+                    f'[prices."{model}"] with input = and output = (dollars per 1M tokens) to the config.'
+                )
+                self._alert(Alert(Kind.UNPRICED_MODEL, f"unpriced_model:{provider}:{model}", message, self.clock.now()))
 
     async def _forward_guarded(self, ex: Exchange, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward while watching the client: if it hangs up first, the upstream call is cancelled too."""

@@ -120,6 +120,10 @@ class Ledger:
     def room(self) -> int:
         return self.cap.limit - self.spent - self.reserved
 
+    def passed(self) -> set[float]:
+        """The alert_at thresholds the spend has reached."""
+        return {t for t in self.cap.alert_at if self.cap.limit and self.spent >= t * self.cap.limit}
+
 
 @dataclass(frozen=True, slots=True)
 class Hold:
@@ -163,10 +167,13 @@ class Budget:
     ) -> None:
         self.zone = zone
         self.notify = notify or (lambda event: None)
-        self._ledgers = {workflow: tuple(Ledger(c) for c in pair) for workflow, pair in caps.items()}
-        self._global = self._ledgers[None]
+        self._use({workflow: tuple(Ledger(c) for c in pair) for workflow, pair in caps.items()})
+
+    def _use(self, ledgers: dict[str | None, tuple[Ledger, ...]]) -> None:
+        self._ledgers = ledgers
+        self._global = ledgers[None]
         # Worst cases are computed only where some cap can refuse: the common no-cap path stays free.
-        self._guarded = {w for w, ls in self._ledgers.items() if any(lg.cap.limit and lg.cap.block for lg in ls)}
+        self._guarded = {w for w, ls in ledgers.items() if any(lg.cap.limit and lg.cap.block for lg in ls)}
 
     def ledgers(self) -> list[Ledger]:
         return [lg for pair in self._ledgers.values() for lg in pair]
@@ -198,10 +205,41 @@ class Budget:
         """Start from what the durable records say was spent this period; thresholds passed are not re-announced."""
         self.roll(now)
         for lg in self.ledgers():
-            assert lg.key is not None
-            lg.spent = to_pico(spent_since(period_start(lg.key, self.zone), lg.cap.workflow))
-            lg.fired = {t for t in lg.cap.alert_at if lg.cap.limit and lg.spent >= t * lg.cap.limit}
-            lg.blocked_announced = bool(lg.cap.limit) and lg.spent >= lg.cap.limit
+            self._seed(lg, spent_since)
+
+    def _seed(self, lg: Ledger, spent_since: Callable[[datetime, str | None], float]) -> None:
+        assert lg.key is not None
+        lg.spent = to_pico(spent_since(period_start(lg.key, self.zone), lg.cap.workflow))
+        lg.fired = lg.passed()
+        lg.blocked_announced = bool(lg.cap.limit) and lg.spent >= lg.cap.limit
+
+    def reconfigure(
+        self,
+        caps: Mapping[str | None, tuple[Cap, Cap]],
+        now: datetime,
+        spent_since: Callable[[datetime, str | None], float],
+    ) -> None:
+        """New caps, same money: a scope and period that stay keep its ledger, its spend and the holds of calls
+        in flight; a new workflow starts from the durable records. Thresholds already passed are not told again."""
+        old = {lg.cap.name: lg for lg in self.ledgers()}
+        fresh: list[Ledger] = []
+        ledgers: dict[str | None, tuple[Ledger, ...]] = {}
+        for workflow, pair in caps.items():
+            row = []
+            for cap in pair:
+                lg = old.get(cap.name)
+                if lg is None:
+                    lg = Ledger(cap)
+                    fresh.append(lg)
+                else:
+                    lg.cap = cap
+                    lg.fired = {t for t in lg.fired if t in cap.alert_at} | lg.passed()
+                row.append(lg)
+            ledgers[workflow] = tuple(row)
+        self._use(ledgers)
+        self.roll(now)
+        for lg in fresh:
+            self._seed(lg, spent_since)
 
     def reserve(self, workflow: str, worst: int, now: datetime) -> Hold | Refused:
         """Hold `worst` picodollars on every applicable cap, or refuse if it does not fit in one of them."""

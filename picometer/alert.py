@@ -1,0 +1,58 @@
+"""Alerts: what happened, how bad it is, and what to do. Pure data; delivery lives elsewhere.
+
+Every kind the daemon can raise is listed in `Kind`, and the runbook has a section for each
+(a test holds the two together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from enum import StrEnum
+from typing import Any
+
+
+class Kind(StrEnum):
+    BUDGET_THRESHOLD = "budget_threshold"
+    BUDGET_BLOCKED = "budget_blocked"
+    DISK_LOW = "disk_low"
+    RECORDS_DROPPED = "records_dropped"
+    UNPRICED_MODEL = "unpriced_model"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"  # money or records are being lost, or calls refused: sent even in quiet hours
+    WARNING = "warning"
+    INFO = "info"
+
+
+SEVERITY = {
+    Kind.BUDGET_THRESHOLD: Severity.WARNING,
+    Kind.BUDGET_BLOCKED: Severity.CRITICAL,
+    Kind.DISK_LOW: Severity.WARNING,
+    Kind.RECORDS_DROPPED: Severity.CRITICAL,
+    Kind.UNPRICED_MODEL: Severity.WARNING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: Kind
+    key: str  # the same situation again has the same key, so it can be told once
+    message: str  # whole sentences: what happened, the numbers, what to do
+    at: datetime
+    scope: str = ""  # "global", "workflow:NAME", "provider:NAME" or "" for the daemon itself
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY[self.kind]
+
+    def as_dict(self, zone: tzinfo) -> dict[str, Any]:
+        return {
+            "kind": str(self.kind),
+            "severity": str(self.severity),
+            "key": self.key,
+            "scope": self.scope,
+            "at": self.at.astimezone(zone).isoformat(timespec="seconds"),
+            "message": self.message,
+        }

@@ -4,7 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean install uninstall
+
+# sudo make install / uninstall: see systemd/install.sh. DESTDIR stages under another root.
+PREFIX     ?= /opt/picometer
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+BINDIR     ?= /usr/local/bin
+INSTALL_ENV = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" \
+	BINDIR="$(BINDIR)" PYTHON="$(PYTHON)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +37,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+install:
+	$(INSTALL_ENV) sh systemd/install.sh
+
+uninstall:
+	$(INSTALL_ENV) sh systemd/uninstall.sh

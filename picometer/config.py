@@ -592,7 +592,15 @@ def resolve_secret(ref: str, key: str, env: Mapping[str, str]) -> Secret:
         return Secret(_read_secret_file(Path(ref[5:]), key))
     if ref.startswith("credential:"):
         name = ref[len("credential:") :]
-        base = env.get("CREDENTIALS_DIRECTORY") or env.get("PICOMETER_CREDENTIALS_DIR") or str(CREDENTIALS_FALLBACK_DIR)
+        if env.get("CREDENTIALS_DIRECTORY"):
+            # Under systemd the file read is systemd's copy; the fix is in the file it was loaded from.
+            try:
+                return Secret(_read_secret_file(Path(env["CREDENTIALS_DIRECTORY"]) / name, key))
+            except ConfigError as e:
+                source = CREDENTIALS_FALLBACK_DIR / name
+                fix = f"put the secret in {source} (mode 0600), then: sudo systemctl restart picometer"
+                raise ConfigError(key, e.problem, fix) from None
+        base = env.get("PICOMETER_CREDENTIALS_DIR") or str(CREDENTIALS_FALLBACK_DIR)
         return Secret(_read_secret_file(Path(base) / name, key))
     return Secret(ref)  # a literal; `picometer check` warns about it
 

@@ -107,6 +107,13 @@ api_key = "file:{tmp_path / "key"}"
         load_config(cfg, {"CREDENTIALS_DIRECTORY": str(creds)})
     with pytest.raises(ConfigError, match="anthropic_key does not exist"):
         load_config(cfg, {"MY_OPENAI": "x", "CREDENTIALS_DIRECTORY": str(tmp_path)})
+    (creds / "anthropic_key").write_text("\n")  # the empty placeholder `make install` leaves
+    with pytest.raises(ConfigError) as empty:
+        load_config(cfg, {"MY_OPENAI": "x", "CREDENTIALS_DIRECTORY": str(creds)})
+    assert str(empty.value) == (
+        f"providers.anthropic.api_key: secret file {creds / 'anthropic_key'} is empty. Fix: put the secret in "
+        "/etc/picometer/credentials/anthropic_key (mode 0600), then: sudo systemctl restart picometer"
+    ), "under systemd the fix names the file the operator edits, not systemd's copy"
 
 
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:

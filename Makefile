@@ -42,4 +42,4 @@ install:
 	$(INSTALL_ENV) sh systemd/install.sh
 
 uninstall:
-	$(INSTALL_ENV) sh systemd/uninstall.sh
+	$(INSTALL_ENV) sh systemd/install.sh uninstall

@@ -1,6 +1,8 @@
 #!/bin/sh
 # `sudo make install`: the venv under PREFIX, the unit, the config (never overwritten) and the
 # credentials directory. Idempotent: a second run with the same source changes nothing.
+# `sudo make uninstall` (this script with "uninstall"): removes the service, the venv and the
+# command; keeps the config, the credentials, and the data and logs.
 # DESTDIR stages everything under another root (for packaging and tests); the venv then lives at
 # DESTDIR/PREFIX and runs from there.
 set -eu
@@ -13,14 +15,48 @@ BINDIR=${BINDIR:-/usr/local/bin}
 PYTHON=${PYTHON:-python3}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 
-etc=$DESTDIR$SYSCONFDIR/picometer
-venv=$DESTDIR$PREFIX/venv
+ACTION=${1:-install}
+link=$DESTDIR$BINDIR/picometer
 
 if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
-    echo "make install writes to $PREFIX, $SYSCONFDIR and $UNITDIR: run it as root (sudo make install)," >&2
+    echo "make $ACTION writes to $PREFIX, $SYSCONFDIR and $UNITDIR: run it as root (sudo make $ACTION)," >&2
     echo "or stage it elsewhere with DESTDIR=/some/dir" >&2
     exit 1
 fi
+systemd_running() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; }
+
+uninstall() {
+    if systemd_running; then
+        systemctl disable --now picometer.service 2>/dev/null || true
+    fi
+    rm -f "$DESTDIR$UNITDIR/picometer.service"
+    if [ "$(readlink "$link" 2>/dev/null || true)" = "$PREFIX/venv/bin/picometer" ]; then
+        rm -f "$link"
+    fi
+    # Only what install put there: a PREFIX shared with other files keeps them.
+    rm -rf "$DESTDIR$PREFIX/venv"
+    rm -f "$DESTDIR$PREFIX/RUNBOOK.md"
+    rmdir "$DESTDIR$PREFIX" 2>/dev/null || true
+    if systemd_running; then
+        systemctl daemon-reload
+    fi
+
+    cat <<KEPT
+picometer is uninstalled. Kept, remove them yourself if you want them gone:
+  $SYSCONFDIR/picometer                            config and credentials (API keys)
+  /var/lib/picometer, /var/lib/private/picometer   rollups, budgets, pauses, exports
+  /var/log/picometer, /var/log/private/picometer   usage log
+KEPT
+}
+
+if [ "$ACTION" = uninstall ]; then
+    uninstall
+    exit 0
+fi
+
+etc=$DESTDIR$SYSCONFDIR/picometer
+venv=$DESTDIR$PREFIX/venv
+
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "picometer needs Python 3.11 or newer; $PYTHON is older or missing (set PYTHON=...)" >&2
     exit 1
@@ -46,7 +82,6 @@ if [ "$(cat "$venv/.picometer-source" 2>/dev/null || true)" != "$source_hash" ];
     "$venv/bin/pip" install --quiet --disable-pip-version-check "$tmp"
     echo "$source_hash" >"$venv/.picometer-source"
 fi
-link=$DESTDIR$BINDIR/picometer
 [ "$(readlink "$link" 2>/dev/null || true)" = "$PREFIX/venv/bin/picometer" ] || ln -sfn "$PREFIX/venv/bin/picometer" "$link"
 
 sed -e "s#/opt/picometer#$PREFIX#g" -e "s#/etc/picometer#$SYSCONFDIR/picometer#g" \
@@ -65,7 +100,7 @@ for name in $(sed -n 's/^LoadCredential=\([^:]*\):.*/\1/p' "$SRC/systemd/picomet
     chmod 0600 "$etc/credentials/$name"
 done
 
-if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
+if systemd_running; then
     systemctl daemon-reload
 fi
 

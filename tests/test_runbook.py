@@ -65,3 +65,16 @@ def test_every_alert_kind_the_code_can_raise_has_a_runbook_section() -> None:
         assert heading in text, f"the runbook needs a section for alert kind {kind}"
         section = text.split(heading, 1)[1].split("\n### ", 1)[0]
         assert "Do:" in section, f"the {kind} section says what to do"
+
+
+def test_the_runbook_of_the_example_config_shows_its_port_paths_and_secrets() -> None:
+    example = ROOT / "config.example.toml"
+    p = run("runbook", "--config", str(example))
+    assert p.returncode == 0, p.stderr
+    text = p.stdout
+    assert f"from {example}" in text and "| listener | 127.0.0.1:8787 (loopback only) |" in text
+    assert "curl -s http://127.0.0.1:8787/-/health" in text
+    assert "/var/lib/picometer/rollups.db" in text and "/var/log/picometer/usage-*.jsonl" in text
+    assert "/var/lib/picometer/exports" in text
+    assert "| providers.openai.api_key | systemd credential `openai_api_key`" in text
+    assert "| workflow summarizer | $1.00 | $20.00 | 2048 | block |" in text

@@ -81,7 +81,10 @@ class ProviderConfig:
     kind: str = "openai"
     base_url: str = "https://api.openai.com/v1"
     api_key: str = ""
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # the longest silence once the answer has started (between stream chunks)
+    connect_timeout_s: float = 10.0
+    first_byte_timeout_s: float = 600.0  # a non-streaming reasoning model sends nothing until it is done
+    total_timeout_s: float = 1800.0
     free: bool = False
 
 
@@ -91,6 +94,8 @@ class RetryConfig:
     base_delay_s: float = 0.5
     max_delay_s: float = 20.0
     budget_ratio: float = 0.2
+    circuit_failures: int = 5  # failures in a row that open a provider's circuit (0: never)
+    circuit_open_s: float = 30.0  # how long calls then fail fast before one trial call
 
 
 @dataclass(frozen=True)
@@ -418,14 +423,22 @@ def _validate(c: Config) -> None:
                 f"{p.base_url!r} is not an http(s) URL",
                 'write e.g. "https://api.openai.com/v1"',
             )
-        if p.timeout_s <= 0:
-            raise ConfigError(f"{where}.timeout_s", "must be positive", "use e.g. 120")
+        for key, example in (
+            ("timeout_s", 120),
+            ("connect_timeout_s", 10),
+            ("first_byte_timeout_s", 600),
+            ("total_timeout_s", 1800),
+        ):
+            if getattr(p, key) <= 0:
+                raise ConfigError(f"{where}.{key}", "must be positive", f"use e.g. {example}")
 
     r = c.retry
     _at_least(r.max_attempts, 1, "[retry].max_attempts")
     _at_least(r.base_delay_s, 0, "[retry].base_delay_s")
     _at_least(r.max_delay_s, r.base_delay_s, "[retry].max_delay_s")
     _at_least(r.budget_ratio, 0, "[retry].budget_ratio")
+    _at_least(r.circuit_failures, 0, "[retry].circuit_failures")
+    _at_least(r.circuit_open_s, 0, "[retry].circuit_open_s")
 
     _validate_budget(c.budgets, "[budgets]")
     if c.budgets.timezone != "local":

@@ -2,7 +2,10 @@
 
 `picometer demo` and the tests use it in place of a real provider. Per-request behaviour is set by
 headers the client sends (picometer forwards them untouched):
-  x-sim-fault: http429 | http500 | http529 | html | truncated | cut | stall | no-usage
+  x-sim-fault: httpNNN (any status; 429 carries Retry-After: 1) | quota (OpenAI's 429 insufficient_quota)
+               | html | truncated | cut (connection reset mid-stream) | stall (mid-stream) | no-usage
+  x-sim-retry-after: S, an HTTP date, or "none" (the Retry-After of an httpNNN fault)
+  x-sim-fail-first: N (only the first N calls carrying the same x-sim-id, or body, get the fault)
   x-sim-cached: N (cached input tokens to report)   x-sim-cache-write: N (Anthropic cache writes)
   x-sim-latency-ms: N (before the first byte)       x-sim-chunk-bytes: N (re-split the stream into N-byte writes)
   x-sim-reasoning: N (reasoning tokens to report)  x-sim-set-cookie: 1 (answer with a Set-Cookie)
@@ -60,6 +63,7 @@ class Simulator:
     settings: SimSettings = field(default_factory=SimSettings)
     requests: int = 0
     seen: deque[Seen] = field(default_factory=lambda: deque(maxlen=256))
+    tries: dict[str | bytes, int] = field(default_factory=dict)  # x-sim-fail-first counts, by x-sim-id or body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -80,20 +84,27 @@ class Simulator:
         self.seen.append(Seen(scope["method"], scope["path"], headers, body))
         path = scope["path"].removeprefix("/v1")
         fault = headers.get("x-sim-fault", "")
+        if "x-sim-fail-first" in headers:
+            key = headers.get("x-sim-id") or body
+            self.tries[key] = self.tries.get(key, 0) + 1
+            if self.tries[key] > int(headers["x-sim-fail-first"]):
+                fault = ""
         delay = int(headers.get("x-sim-latency-ms", "0")) / 1000 or self.settings.latency_s
         if delay:
             await asyncio.sleep(delay)
         if scope["method"] == "GET" and path == "/models":
             await _json(send, 200, {"object": "list", "data": [{"id": "sim-1", "object": "model"}]})
             return
-        if fault in ("http429", "http500", "http529"):
+        if fault.startswith("http") and fault[4:].isdigit():
             status = int(fault[4:])
-            await _json(
-                send,
-                status,
-                {"error": {"type": "simulated", "message": f"simulated {status}"}},
-                [(b"retry-after", b"1")] if status == 429 else [],
-            )
+            after = headers.get("x-sim-retry-after", "1" if status == 429 else "none")
+            extra = [] if after == "none" else [(b"retry-after", after.encode())]
+            await _json(send, status, {"error": {"type": "simulated", "message": f"simulated {status}"}}, extra)
+            return
+        if fault == "quota":
+            message = "You exceeded your current quota, please check your plan and billing details."
+            error = {"message": message, "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}
+            await _json(send, 429, {"error": error})
             return
         if fault == "html":
             await _raw(send, 200, b"<html><body>Welcome to nginx!</body></html>", b"text/html")

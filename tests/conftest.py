@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from picometer.clock import Clock
 from tests.servers import GatewayServer, SimServer, gateway_config
 
 # No per-example deadline: a loaded CI machine must not turn a slow example into a failure.
@@ -31,8 +32,8 @@ def make_gateway(sim: SimServer, tmp_path: Path) -> Iterator[Callable[..., Gatew
     """A gateway with extra config sections, e.g. make_gateway(workflows={...})."""
     started: list[GatewayServer] = []
 
-    def make(env: dict[str, str] | None = None, **sections: Any) -> GatewayServer:
-        server = GatewayServer(gateway_config(sim.url, tmp_path / f"gw{len(started)}", **sections), env)
+    def make(env: dict[str, str] | None = None, clock: Clock | None = None, **sections: Any) -> GatewayServer:
+        server = GatewayServer(gateway_config(sim.url, tmp_path / f"gw{len(started)}", **sections), env, clock)
         server.__enter__()
         started.append(server)
         return server

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from picometer.clock import Clock
@@ -116,3 +117,16 @@ class GatewayServer:
             if len(records) >= wait_for or time.monotonic() > deadline:
                 return records
             time.sleep(0.01)
+
+
+def broken_stream(url: str, body: dict[str, Any], headers: dict[str, str]) -> bytes:
+    """POST a streaming call whose stream must break off; returns what arrived before it did."""
+    got = b""
+    with httpx.stream("POST", url, json=body, headers=headers, trust_env=False, timeout=30) as r:
+        assert r.status_code == 200
+        try:
+            for chunk in r.iter_bytes():
+                got += chunk
+        except httpx.HTTPError:
+            return got
+    raise AssertionError(f"the stream ended cleanly: {got[-200:]!r}")

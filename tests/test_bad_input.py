@@ -155,25 +155,6 @@ def test_stream_without_any_usage_is_estimated(gateway: GatewayServer) -> None:
     assert rec["input_tokens"] > 0 and rec["output_tokens"] > 0 and rec["cost_usd"] > 0
 
 
-def test_stream_cut_by_the_provider_breaks_the_client_stream_too(gateway: GatewayServer) -> None:
-    with (
-        pytest.raises(httpx.HTTPError),
-        httpx.stream(
-            "POST",
-            f"{gateway.url}/openai/chat/completions",
-            json={**CHAT, "stream": True},
-            headers={"x-sim-fault": "cut"},
-            trust_env=False,
-            timeout=10,
-        ) as r,
-    ):
-        for _ in r.iter_bytes():
-            pass
-    [rec] = gateway.records(1)
-    assert rec["status"] == "error" and rec["error_type"] == "stream_interrupted"
-    assert rec["usage_source"] == "estimated" and rec["output_tokens"] > 0
-
-
 def test_client_disconnect_mid_stream_is_recorded_and_the_upstream_call_cancelled(tmp_path: Path) -> None:
     with SimServer(SimSettings(chunk_delay_s=0.2)) as slow, GatewayServer(gateway_config(slow.url, tmp_path)) as gw:
         with httpx.stream(

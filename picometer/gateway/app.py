@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import os
+import random
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +23,7 @@ from picometer.alert import Alert, Kind
 from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig, Secret, is_loopback
 from picometer.duration import format_duration, parse_duration, seconds_until
-from picometer.gateway import forward
+from picometer.gateway import forward, retry
 from picometer.gateway.errors import error_body, kind_for_refusal
 from picometer.gateway.tags import Keyring, Tags, clean_tag, presented_key, resolve_tags
 from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
@@ -103,20 +106,6 @@ def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
-def error_type_for_status(status: int) -> str:
-    if status == 429:
-        return "rate_limited"
-    if status == 529:
-        return "overloaded"
-    if status in (408, 504):
-        return "timeout"
-    if status >= 500:
-        return "server_error"
-    if status in (401, 403):
-        return "auth_error"
-    return "client_error"
-
-
 def format_cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
 
@@ -142,6 +131,8 @@ class Exchange:
     raw_body: bytes = b""
     hide_usage_chunk: bool = False  # we asked for stream usage: the client must not see that chunk
     hold: Hold | None = None  # the budget reservation, settled when the call is recorded
+    forwarding: bool = False  # past every check: what happens now is the provider's doing
+    started_reply: bool = False  # the response status went to the client: no retry, no refusal now
     done: bool = False  # the client received the whole response
     recorded: bool = False
 
@@ -168,6 +159,7 @@ class Gateway:
         transport: httpx.AsyncBaseTransport | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
         alert: Callable[[Alert], None] | None = None,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -181,6 +173,8 @@ class Gateway:
         self.stats = Stats()
         self._status_extra = status_extra
         self._alert = alert
+        self._rand = rand  # backoff jitter; tests pass their own
+        self._health: dict[str, retry.Health] = {}  # per provider: retry budget, circuit, retry counts
         self.started_at = clock.now()
         self.ready = False
         self._unpriced_warned: set[tuple[str, str]] = set()
@@ -191,6 +185,10 @@ class Gateway:
         self.config = config
         self.pricer = pricer
         self.keyring = Keyring(config)
+        r = config.retry
+        for health in self._health.values():
+            health.budget.ratio = r.budget_ratio
+            health.circuit.failures, health.circuit.open_s = r.circuit_failures, r.circuit_open_s
 
     @property
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -311,6 +309,7 @@ class Gateway:
             "requests_by_status": dict(self.stats.by_status),
             "in_flight": self.in_flight,
             "cost_usd_since_start": round(self.stats.cost_usd, 6),
+            "upstream": {name: h.status(self.clock.monotonic()) for name, h in sorted(self._health.items())},
             **(self._status_extra() if self._status_extra else {}),
         }
 
@@ -326,7 +325,7 @@ class Gateway:
             await self._forward_guarded(ex, scope, receive, send)
         except Refusal as r:
             # Refused before forwarding: blocked. Failed after forwarding (timeout, garbage): an error.
-            ex.record.status = "error" if ex.record.attempts else "blocked"
+            ex.record.status = "error" if ex.forwarding else "blocked"
             ex.record.http_status = r.status
             ex.record.error_type = ex.record.error_type or r.code
             kind = kind_for_refusal(ex.provider.kind if ex.provider else None, headers, scope["path"])
@@ -524,56 +523,138 @@ class Gateway:
             watcher.remove_done_callback(on_disconnect)
             watcher.cancel()
 
+    def health(self, provider: str) -> retry.Health:
+        health = self._health.get(provider)
+        if health is None:
+            r = self.config.retry
+            health = retry.Health(
+                retry.RetryBudget(r.budget_ratio), retry.Circuit(r.circuit_failures, r.circuit_open_s)
+            )
+            self._health[provider] = health
+        return health
+
     async def _forward(self, ex: Exchange, scope: Scope, send: Send) -> None:
-        provider = ex.provider
-        assert provider is not None
-        route = ex.route
-        assert route is not None
-        url = forward.upstream_url(provider.base_url, route.rest, scope.get("query_string", b""))
-        # A bare Request skips the client's header/cookie/URL merging: we pass everything it needs.
-        request = httpx.Request(
-            scope["method"],
-            url,
-            headers=forward.upstream_headers(scope["headers"], provider, ex.provider_key),
-            content=ex.raw_body,
-            extensions={"timeout": forward.timeout_for(provider).as_dict()},
-        )
-        ex.record.attempts = 1
-        ex.upstream_reached = True
+        provider, route = ex.provider, ex.route
+        assert provider is not None and route is not None
+        ex.forwarding = True
         try:
-            response = await self.transport.handle_async_request(request)
-        except httpx.TimeoutException as e:
-            ex.upstream_reached = not isinstance(e, httpx.ConnectTimeout)
+            async with asyncio.timeout(provider.total_timeout_s):
+                response = await self._call(ex, scope)
+                try:
+                    ex.record.http_status = ex.upstream_status = response.status_code
+                    content_type = response.headers.get("content-type", "")
+                    if "text/event-stream" in content_type:
+                        await self._relay_stream(ex, response, send)
+                    elif ex.metered:
+                        await self._relay_json(ex, response, send, route.provider)
+                    else:
+                        await self._relay_raw(ex, response, send)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
             ex.record.error_type = "timeout"
+            if ex.started_reply:
+                return  # the client's reply is cut off, as the provider's would be
             raise Refusal(
                 504,
                 "upstream_timeout",
-                f"provider {route.provider!r} did not answer in time ({type(e).__name__})",
+                f"provider {route.provider!r} did not finish within total_timeout_s = {provider.total_timeout_s:g} s",
             ) from None
-        except httpx.HTTPError as e:
-            ex.upstream_reached = False
-            ex.record.error_type = "connect_error"
-            raise Refusal(
-                502,
-                "upstream_unavailable",
-                f"provider {route.provider!r} is unreachable: {type(e).__name__}: {e}",
-            ) from None
-        try:
-            ex.record.http_status = ex.upstream_status = response.status_code
-            content_type = response.headers.get("content-type", "")
-            if "text/event-stream" in content_type:
-                await self._relay_stream(ex, response, send)
-            elif ex.metered:
-                await self._relay_json(ex, response, send, route.provider)
+
+    async def _call(self, ex: Exchange, scope: Scope) -> httpx.Response:
+        """The provider's response, after retrying what is safe to retry; Refusal when there is none."""
+        provider, route = ex.provider, ex.route
+        assert provider is not None and route is not None
+        name, cfg = route.provider, self.config.retry
+        url = forward.upstream_url(provider.base_url, route.rest, scope.get("query_string", b""))
+        headers = forward.upstream_headers(scope["headers"], provider, ex.provider_key)
+        health = self.health(name)
+        while True:
+            wait = health.circuit.allow(self.clock.monotonic())
+            if wait is not None:
+                ex.record.error_type = ex.record.error_type or "circuit_open"
+                raise Refusal(
+                    503,
+                    "upstream_unavailable",
+                    f"provider {name!r} failed {health.circuit.consecutive} times in a row: picometer is not calling "
+                    f"it for {math.ceil(wait)} s, then tries one call ([retry].circuit_open_s)",
+                    [(b"retry-after", str(math.ceil(wait)).encode())],
+                )
+            ex.record.attempts += 1
+            if ex.record.attempts == 1:
+                health.budget.first_attempt(self.clock.monotonic())  # what the retry budget is a share of
+            ex.upstream_reached = True
+            timeouts = forward.timeouts_for(provider)
+            # A bare Request skips the client's header/cookie/URL merging: we pass everything it needs.
+            request = httpx.Request(
+                scope["method"], url, headers=headers, content=ex.raw_body, extensions={"timeout": timeouts}
+            )
+            try:
+                response, failure = await self._attempt(request, name, provider)
+            except BaseException:
+                health.circuit.release()  # cancelled (client gone, total timeout): neither success nor failure
+                raise
+            if failure is None:
+                assert response is not None
+                status = response.status_code
+                if status >= 500:
+                    health.circuit.failure(self.clock.monotonic())
+                else:
+                    health.circuit.success()
+                ex.record.error_type = None  # earlier attempts failed; this one answered
+                if status >= 400:
+                    body = response.content if status in retry.RETRY_STATUSES else b""
+                    ex.record.error_type = retry.error_type_for_status(status, body)
+                timeouts["read"] = provider.timeout_s  # from here on: the longest silence between chunks
+                return response
+            ex.record.error_type = failure.reason
+            ex.upstream_reached = failure.reached
+            if failure.down:
+                health.circuit.failure(self.clock.monotonic())
             else:
-                await self._relay_raw(ex, response, send)
-        finally:
-            await response.aclose()
+                health.circuit.success()
+            hint = retry.wait_hint(response.headers, self.clock.now()) if response is not None else None
+            delay = None
+            if failure.retryable and ex.record.attempts < cfg.max_attempts:
+                delay = retry.delay_before_retry(
+                    ex.record.attempts, hint, cfg.base_delay_s, cfg.max_delay_s, self._rand
+                )
+            if delay is None or not health.budget.try_retry(self.clock.monotonic()):
+                if response is not None:
+                    return response  # the provider's own answer, after as many tries as were sensible
+                tries = f" (after {ex.record.attempts} attempts)" if ex.record.attempts > 1 else ""
+                raise Refusal(failure.status, failure.code, failure.message + tries)
+            health.retries[failure.reason] = health.retries.get(failure.reason, 0) + 1
+            log.info("retrying", provider=name, reason=failure.reason, attempt=ex.record.attempts, delay_s=delay)
+            if response is not None:
+                await response.aclose()
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, request: httpx.Request, name: str, provider: ProviderConfig
+    ) -> tuple[httpx.Response | None, _Failure | None]:
+        """One call: (a response to pass on, None), (a retryable failure response, why) or (None, why)."""
+        response = None
+        try:
+            async with asyncio.timeout(provider.first_byte_timeout_s):
+                response = await self.transport.handle_async_request(request)
+                if response.status_code in retry.RETRY_STATUSES:
+                    await response.aread()  # a small error body: tells a quota from a rate limit
+        except (TimeoutError, httpx.HTTPError) as e:
+            if response is not None:
+                await response.aclose()
+            return None, _transport_failure(e, name, provider)
+        status = response.status_code
+        if status not in retry.RETRY_STATUSES or not retry.is_retryable_status(status, response.content):
+            return response, None
+        reason = retry.error_type_for_status(status, response.content)
+        return response, _Failure(reason, down=status >= 500 or status == 408, retryable=True, reached=True)
 
     def _start(self, ex: Exchange, response: httpx.Response, extra: list[tuple[bytes, bytes]]) -> Message:
         headers = forward.response_headers(response.headers)
         headers.append((b"x-picometer-request-id", ex.record.request_id.encode()))
         headers.extend(extra)
+        ex.started_reply = True
         return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
     async def _relay_json(self, ex: Exchange, response: httpx.Response, send: Send, provider_name: str) -> None:
@@ -667,7 +748,7 @@ class Gateway:
         upstream_failed = bool(ex.upstream_status) and not 200 <= ex.upstream_status < 300
         if rec.status != "blocked":
             if upstream_failed:
-                rec.error_type = rec.error_type or error_type_for_status(ex.upstream_status)
+                rec.error_type = rec.error_type or retry.error_type_for_status(ex.upstream_status)
             elif not ex.done and not rec.error_type:
                 rec.error_type = "client_disconnected"
             rec.status = "error" if rec.error_type else "ok"
@@ -710,6 +791,50 @@ class Gateway:
         self.stats.by_status[rec.status] = self.stats.by_status.get(rec.status, 0) + 1
         self.stats.cost_usd += rec.cost_usd or 0.0
         self.recorder(rec)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """Why an attempt failed, and what the client gets if it is the last one."""
+
+    reason: str  # the record's error_type
+    down: bool  # counts towards opening the provider's circuit
+    retryable: bool
+    reached: bool  # the provider may have done (billable) work
+    status: int = 502
+    code: str = "upstream_unavailable"
+    message: str = ""
+
+
+def _transport_failure(e: BaseException, name: str, provider: ProviderConfig) -> _Failure:
+    if isinstance(e, httpx.ConnectTimeout | httpx.PoolTimeout):
+        message = (
+            f"provider {name!r} did not accept a connection within connect_timeout_s = {provider.connect_timeout_s:g} s"
+        )
+        return _Failure("timeout", True, True, False, 504, "upstream_timeout", message)
+    if isinstance(e, TimeoutError | httpx.TimeoutException):
+        message = (
+            f"provider {name!r} sent no answer within first_byte_timeout_s = {provider.first_byte_timeout_s:g} s; "
+            "not retried, since it may have done (and billed) the work"
+        )
+        return _Failure("timeout", True, False, True, 504, "upstream_timeout", message)
+    if isinstance(e, httpx.ConnectError) and _caused_by(e, socket.gaierror):
+        host = httpx.URL(provider.base_url).host
+        message = (
+            f"the host of provider {name!r} ({host}) does not resolve: check its base_url and the DNS of this machine"
+        )
+        return _Failure("dns_error", True, True, False, 502, "upstream_unavailable", message)
+    message = f"provider {name!r} is unreachable: {type(e).__name__}: {e}"
+    return _Failure("connect_error", True, True, False, 502, "upstream_unavailable", message)
+
+
+def _caused_by(e: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _when(moment: datetime | None) -> str | None:

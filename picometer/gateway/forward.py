@@ -78,6 +78,12 @@ def response_headers(upstream: httpx.Headers) -> list[tuple[bytes, bytes]]:
     return [(n, v) for n, v in raw if n.lower() not in drop]
 
 
-def timeout_for(provider: ProviderConfig) -> httpx.Timeout:
-    # The read timeout is the longest silence allowed between bytes: slow reasoning models need it long.
-    return httpx.Timeout(provider.timeout_s, connect=min(10.0, provider.timeout_s))
+def timeouts_for(provider: ProviderConfig) -> dict[str, float]:
+    """httpcore's per-request timeouts. Until the response starts, the read timeout must allow the
+    whole first-byte wait; the caller lowers "read" to timeout_s (the gap between chunks) after that."""
+    return {
+        "connect": provider.connect_timeout_s,
+        "pool": provider.connect_timeout_s,
+        "read": max(provider.first_byte_timeout_s, provider.timeout_s),
+        "write": provider.timeout_s,
+    }

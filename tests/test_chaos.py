@@ -1,0 +1,267 @@
+"""A provider having a bad hour: for each fault, what the client gets, how often the provider was called,
+and exactly one record per client request."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.clocks import ManualClock
+from tests.servers import GatewayServer, SimServer, broken_stream
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "summarize the incident"}]}
+FAST_RETRIES = {"max_attempts": 3, "base_delay_s": 0.01, "max_delay_s": 5}
+
+
+@pytest.fixture
+def chaos(sim: SimServer, make_gateway: Callable[..., GatewayServer]) -> Callable[..., GatewayServer]:
+    """A gateway in front of the simulator with quick retries; options override [retry] and the provider."""
+
+    def make(retry: dict[str, Any] | None = None, clock: ManualClock | None = None, **provider: Any) -> GatewayServer:
+        openai = {"kind": "openai", "base_url": f"{sim.url}/v1", **provider}
+        return make_gateway(clock=clock, retry={**FAST_RETRIES, **(retry or {})}, providers={"openai": openai})
+
+    return make
+
+
+def call(
+    gw: GatewayServer, headers: dict[str, str] | None = None, body: dict[str, Any] | None = None
+) -> httpx.Response:
+    return httpx.post(
+        f"{gw.url}/openai/chat/completions", json=body or CHAT, headers=headers or {}, trust_env=False, timeout=30
+    )
+
+
+def only_record(gw: GatewayServer) -> dict[str, Any]:
+    records = gw.records(1)
+    time.sleep(0.05)
+    assert len(gw.records(0)) == 1, "exactly one record per client request"
+    return records[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(500, "server_error"), (502, "server_error"), (503, "server_error"), (504, "timeout"), (529, "overloaded")],
+)
+def test_a_failing_provider_is_tried_max_attempts_times_then_its_answer_relayed(
+    chaos: Callable[..., GatewayServer], sim: SimServer, status: int, error_type: str
+) -> None:
+    gw = chaos()
+    r = call(gw, {"x-sim-fault": f"http{status}"})
+    assert r.status_code == status and r.json()["error"]["message"] == f"simulated {status}"
+    assert sim.sim.requests == 3
+    rec = only_record(gw)
+    assert rec["status"] == "error" and rec["error_type"] == error_type and rec["attempts"] == 3
+    assert rec["http_status"] == status and rec["cost_usd"] == 0.0
+    upstream = httpx.get(f"{gw.url}/-/status", trust_env=False).json()["upstream"]["openai"]
+    assert upstream["retries"] == {error_type: 2}
+
+
+def test_first_failures_then_success_is_one_ok_record_with_its_attempts(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    gw = chaos()
+    r = call(gw, {"x-sim-fault": "http503", "x-sim-fail-first": "2", "x-sim-id": "a"})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+    assert sim.sim.requests == 3
+    rec = only_record(gw)
+    assert rec["status"] == "ok" and rec["attempts"] == 3 and rec["error_type"] is None
+    assert rec["cost_usd"] > 0 and r.headers["x-picometer-cost-usd"] != "0"
+
+
+def test_429_with_retry_after_waits_as_asked_then_succeeds(chaos: Callable[..., GatewayServer], sim: SimServer) -> None:
+    gw = chaos()
+    t0 = time.monotonic()
+    r = call(gw, {"x-sim-fault": "http429", "x-sim-retry-after": "1", "x-sim-fail-first": "1", "x-sim-id": "b"})
+    assert r.status_code == 200 and time.monotonic() - t0 >= 1.0, "Retry-After: 1 honoured"
+    assert sim.sim.requests == 2
+    rec = only_record(gw)
+    assert rec["status"] == "ok" and rec["attempts"] == 2
+
+
+def test_429_with_an_http_date_retry_after_is_honoured(chaos: Callable[..., GatewayServer], sim: SimServer) -> None:
+    gw = chaos()
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    t0 = time.monotonic()
+    r = call(gw, {"x-sim-fault": "http429", "x-sim-retry-after": when, "x-sim-fail-first": "1", "x-sim-id": "c"})
+    assert r.status_code == 200 and time.monotonic() - t0 >= 0.9, "waited until (about) the date given"
+    assert sim.sim.requests == 2 and only_record(gw)["attempts"] == 2
+
+
+def test_429_without_retry_after_backs_off_and_gives_up_after_max_attempts(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    gw = chaos()
+    r = call(gw, {"x-sim-fault": "http429", "x-sim-retry-after": "none"})
+    assert r.status_code == 429 and "retry-after" not in r.headers
+    assert sim.sim.requests == 3
+    rec = only_record(gw)
+    assert rec["error_type"] == "rate_limited" and rec["attempts"] == 3
+
+
+def test_a_retry_after_longer_than_max_delay_goes_back_to_the_client_at_once(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    gw = chaos()
+    t0 = time.monotonic()
+    r = call(gw, {"x-sim-fault": "http429", "x-sim-retry-after": "120"})
+    assert r.status_code == 429 and r.headers["retry-after"] == "120", "the client learns when to come back"
+    assert time.monotonic() - t0 < 5 and sim.sim.requests == 1
+    assert only_record(gw)["attempts"] == 1
+
+
+def test_insufficient_quota_is_not_retried(chaos: Callable[..., GatewayServer], sim: SimServer) -> None:
+    gw = chaos()
+    r = call(gw, {"x-sim-fault": "quota"})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
+    assert sim.sim.requests == 1, "no wait cures an empty account"
+    rec = only_record(gw)
+    assert rec["error_type"] == "quota_exceeded" and rec["attempts"] == 1
+
+
+def test_a_first_byte_slower_than_the_timeout_is_504_and_not_retried(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    gw = chaos(first_byte_timeout_s=0.3)
+    r = call(gw, {"x-sim-latency-ms": "2000"})
+    assert r.status_code == 504
+    error = r.json()["error"]
+    assert error["code"] == "upstream_timeout" and "first_byte_timeout_s = 0.3 s" in error["message"]
+    assert sim.sim.requests == 1, "it may have done the work: a retry could bill twice"
+    rec = only_record(gw)
+    assert rec["status"] == "error" and rec["error_type"] == "timeout" and rec["attempts"] == 1
+
+
+def test_a_stream_that_stalls_midway_is_cut_after_the_idle_timeout(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    gw = chaos(timeout_s=0.5)
+    t0 = time.monotonic()
+    got = broken_stream(f"{gw.url}/openai/chat/completions", {**CHAT, "stream": True}, {"x-sim-fault": "stall"})
+    assert b"data:" in got and b"[DONE]" not in got, "the client saw the start, and a broken end"
+    assert time.monotonic() - t0 < 10
+    assert sim.sim.requests == 1, "bytes were relayed: never retried"
+    rec = only_record(gw)
+    assert rec["status"] == "error" and rec["error_type"] == "timeout" and rec["attempts"] == 1
+    assert rec["usage_source"] == "estimated" and rec["output_tokens"] > 0
+
+
+def test_a_connection_reset_midstream_is_not_retried(chaos: Callable[..., GatewayServer], sim: SimServer) -> None:
+    gw = chaos()
+    got = broken_stream(f"{gw.url}/openai/chat/completions", {**CHAT, "stream": True}, {"x-sim-fault": "cut"})
+    assert b"data:" in got, "the client's stream breaks as the provider's did"
+    assert sim.sim.requests == 1
+    rec = only_record(gw)
+    assert rec["status"] == "error" and rec["error_type"] == "stream_interrupted" and rec["attempts"] == 1
+    assert rec["usage_source"] == "estimated" and rec["output_tokens"] > 0
+
+
+def test_a_garbage_body_is_a_clear_502_and_not_retried(chaos: Callable[..., GatewayServer], sim: SimServer) -> None:
+    gw = chaos()
+    r = call(gw, {"x-sim-fault": "html"})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_bad_response"
+    assert sim.sim.requests == 1
+    rec = only_record(gw)
+    assert rec["error_type"] == "bad_response" and rec["attempts"] == 1
+
+
+def test_an_unresolvable_host_is_retried_then_a_502_that_says_dns(chaos: Callable[..., GatewayServer]) -> None:
+    gw = chaos(base_url="http://picometer-test.invalid/v1")
+    r = call(gw)
+    assert r.status_code == 502
+    error = r.json()["error"]
+    assert error["code"] == "upstream_unavailable"
+    assert "(picometer-test.invalid) does not resolve" in error["message"] and "after 3 attempts" in error["message"]
+    rec = only_record(gw)
+    assert rec["error_type"] == "dns_error" and rec["attempts"] == 3 and rec["usage_source"] == "none"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_refused_port_is_retried_then_502_and_the_circuit_opens(chaos: Callable[..., GatewayServer]) -> None:
+    gw = chaos(retry={"circuit_failures": 3, "circuit_open_s": 60}, base_url=f"http://127.0.0.1:{closed_port()}/v1")
+    r = call(gw)
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unavailable"
+    assert "is unreachable" in r.json()["error"]["message"]
+    first = only_record(gw)
+    assert first["error_type"] == "connect_error" and first["attempts"] == 3
+
+    r2 = call(gw)  # three failures in a row: the circuit is open, picometer fails fast
+    assert r2.status_code == 503 and r2.json()["error"]["code"] == "upstream_unavailable"
+    assert "failed 3 times in a row" in r2.json()["error"]["message"]
+    assert 0 < int(r2.headers["retry-after"]) <= 60
+    second = gw.records(2)[1]
+    assert second["status"] == "error" and second["error_type"] == "circuit_open" and second["attempts"] == 0
+    status = httpx.get(f"{gw.url}/-/status", trust_env=False).json()["upstream"]["openai"]
+    assert status["circuit"] == "open" and status["consecutive_failures"] == 3
+
+
+def test_after_the_open_time_one_trial_call_closes_the_circuit(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    gw = chaos(retry={"circuit_failures": 2, "circuit_open_s": 30, "max_attempts": 1}, clock=clock)
+    for _ in range(2):
+        assert call(gw, {"x-sim-fault": "http500"}).status_code == 500
+    assert call(gw).status_code == 503, "open: not even a healthy provider is called"
+    assert sim.sim.requests == 2
+    clock.advance(31)
+    assert call(gw).status_code == 200, "the trial call goes through and succeeds"
+    assert call(gw).status_code == 200 and sim.sim.requests == 4
+    assert httpx.get(f"{gw.url}/-/status", trust_env=False).json()["upstream"]["openai"]["circuit"] == "closed"
+
+
+def test_a_minute_of_total_outage_adds_at_most_budget_ratio_in_retries(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    """Every call fails for a (simulated) minute; without a retry budget each would be tried 5 times."""
+    clock = ManualClock(datetime.now(UTC))
+    ratio = 0.2
+    gw = chaos(
+        retry={
+            "max_attempts": 5,
+            "base_delay_s": 0.001,
+            "max_delay_s": 0.002,
+            "budget_ratio": ratio,
+            "circuit_failures": 0,
+        },
+        clock=clock,
+    )
+
+    async def wave(client: httpx.AsyncClient) -> list[int]:
+        rs = await asyncio.gather(
+            *(
+                client.post(f"{gw.url}/openai/chat/completions", json=CHAT, headers={"x-sim-fault": "http503"})
+                for _ in range(10)
+            )
+        )
+        return [r.status_code for r in rs]
+
+    async def outage() -> int:
+        sent = 0
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+            for _ in range(60):
+                statuses = await wave(client)
+                assert statuses == [503] * 10, "each client gets the provider's answer, quickly"
+                sent += len(statuses)
+                clock.advance(1.0)
+        return sent
+
+    requests = asyncio.run(outage())
+    upstream = sim.sim.requests
+    assert upstream <= requests * (1 + ratio) + 6, f"{upstream} upstream calls for {requests} requests"
+    assert upstream > requests, "retries were made while the budget allowed"
+    records = gw.records(requests)
+    assert len(records) == requests and sum(r["attempts"] for r in records) == upstream

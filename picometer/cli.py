@@ -181,6 +181,17 @@ def status(config_path: str | None, as_json: bool) -> None:
             click.echo(line)
     for p in data["pauses"]:
         click.echo(f"PAUSED {p['workflow']} " + (f"until {p['until']}" if p["until"] else "until resumed"))
+    for name, h in data.get("upstream", {}).items():
+        retries = ", ".join(f"{reason} {n}" for reason, n in sorted(h["retries"].items())) or "none"
+        circuit = "" if h["circuit"] == "closed" else f"CIRCUIT {h['circuit'].upper().replace('_', '-')}, "
+        click.echo(f"provider {name}: {circuit}{h['consecutive_failures']} failures in a row, retries: {retries}")
+    for a in data.get("alerts", [])[-5:]:
+        click.echo(f"alert {a['kind']} ({a['severity']}) at {a['at']}: {a['message']}")
+    reload = data.get("config", {}).get("last_reload")
+    if reload and not reload["ok"]:
+        click.echo(f"CONFIG RELOAD FAILED at {reload['at']}: {reload['error']}")
+    elif reload and reload["restart_needed"]:
+        click.echo(f"restart needed for: {', '.join(reload['restart_needed'])}")
 
 
 @main.command()

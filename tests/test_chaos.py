@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 
 from tests.clocks import ManualClock
 from tests.servers import GatewayServer, SimServer, broken_stream
+from tests.test_cli import run
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "summarize the incident"}]}
 FAST_RETRIES = {"max_attempts": 3, "base_delay_s": 0.01, "max_delay_s": 5}
@@ -190,7 +192,9 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_refused_port_is_retried_then_502_and_the_circuit_opens(chaos: Callable[..., GatewayServer]) -> None:
+def test_a_refused_port_is_retried_then_502_and_the_circuit_opens(
+    chaos: Callable[..., GatewayServer], tmp_path: Path
+) -> None:
     gw = chaos(retry={"circuit_failures": 3, "circuit_open_s": 60}, base_url=f"http://127.0.0.1:{closed_port()}/v1")
     r = call(gw)
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unavailable"
@@ -206,6 +210,10 @@ def test_a_refused_port_is_retried_then_502_and_the_circuit_opens(chaos: Callabl
     assert second["status"] == "error" and second["error_type"] == "circuit_open" and second["attempts"] == 0
     status = httpx.get(f"{gw.url}/-/status", trust_env=False).json()["upstream"]["openai"]
     assert status["circuit"] == "open" and status["consecutive_failures"] == 3
+    cfg = tmp_path / "status.toml"
+    cfg.write_text(f'[server]\nlisten = "127.0.0.1:{gw.url.rsplit(":", 1)[1]}"\n')
+    shown = run("status", "--config", str(cfg)).stdout
+    assert "provider openai: CIRCUIT OPEN, 3 failures in a row, retries: connect_error 2" in shown
 
 
 def test_after_the_open_time_one_trial_call_closes_the_circuit(

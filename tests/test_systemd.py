@@ -20,6 +20,7 @@ import pytest
 import tomli_w
 
 from tests.servers import GatewayServer, SimServer, gateway_config
+from tests.test_cli import run
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -177,6 +178,11 @@ def test_sighup_reloads_budgets_and_workflows_keeps_the_money_and_names_what_nee
         reload = status()["config"]["last_reload"]
         assert not reload["ok"] and reload["error"].startswith("[budgets].daily_usd: -3.0 is below 0")
         assert nightly_day()["limit_usd"] == pytest.approx(spent / 2), "a broken file changes nothing"
+        just_listen = tmp_path / "status.toml"
+        just_listen.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n')
+        shown = run("status", "--config", str(just_listen)).stdout
+        assert "CONFIG RELOAD FAILED" in shown and "[budgets].daily_usd: -3.0 is below 0" in shown
+        assert "alert budget_blocked (critical)" in shown, "the lowered cap's first refusal"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert proc.stderr is not None

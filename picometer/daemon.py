@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,15 +131,15 @@ class Daemon:
         self.notifier = Notifier(os.environ)
         self.server.on_started = lambda: self.notifier.ready(self.status_line())
 
-    def reload(self, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def reload(self) -> None:
         """SIGHUP: read the config file again and apply what can change while running (prices, budgets,
-        workflows, providers, keys, alerts). A broken file changes nothing. Returns what happened."""
+        workflows, providers, keys, alerts). A broken file changes nothing; /-/status tells what happened."""
         self.notifier.reloading()
         now = self.clock.now()
         at = now.astimezone(self.zone).isoformat(timespec="seconds")
         path = Path(self.config.source) if self.config.source else None
         try:
-            new = load_config(path, os.environ if env is None else env)
+            new = load_config(path, os.environ)
             restart = restart_needed(self.config, new)
             new = keep_for_restart(self.config, new)
         except ConfigError as e:
@@ -160,7 +160,6 @@ class Daemon:
                     keys=",".join(restart),
                 )
         self.notifier.ready(self.status_line())
-        return self.last_reload
 
     def warm_up(self) -> None:
         """Load the price data now, so the first real call does not wait for it."""

@@ -53,6 +53,8 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
         ({"storage": {"log_max_bytes": 10_000}}, "[storage].log_max_bytes", "4 x log_rotate_bytes"),
         ({"providers": {"x": {"kind": "gemini"}}, "server": {"default_provider": "x"}}, "[providers.x].kind", "openai"),
         ({"providers": {"openai": {"base_url": "api.openai.com"}}}, "[providers.openai].base_url", "https://"),
+        ({"providers": {"openai": {"first_byte_timeout_s": 0}}}, "[providers.openai].first_byte_timeout_s", "600"),
+        ({"retry": {"circuit_failures": -1}}, "[retry].circuit_failures", "at least 0"),
         ({"workflows": {"bot": {"keys": ["secret"]}}}, "[workflows.bot].keys[0]", "pm-"),
         ({"workflows": {"bot": {"slo_target": 99}}}, "[workflows.bot].slo_target", "0.99"),
         ({"prices": {"m": {"input": -1}}}, '[prices."m"].input', "per 1M"),

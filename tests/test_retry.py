@@ -7,6 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -63,7 +64,7 @@ def test_openai_rate_limit_resets_are_read_when_that_limit_is_exhausted(h: int, 
     headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": text}
     assert wait_hint(headers, NOW) == expected
     tokens = {**headers, "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": f"{ms}ms"}
-    assert wait_hint(tokens, NOW) == max(expected, ms / 1000), "the later of two exhausted limits"
+    assert wait_hint(tokens, NOW) == pytest.approx(max(expected, ms / 1000)), "the later of two exhausted limits"
     assert wait_hint({**headers, "x-ratelimit-remaining-requests": "12"}, NOW) is None, "not exhausted: no hint"
 
 

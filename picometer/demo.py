@@ -37,6 +37,8 @@ def demo_config(workdir: Path, sim_port: int) -> dict[str, Any]:
             "openai": {"kind": "openai", "base_url": f"{sim}/v1", "api_key": "env:PICOMETER_DEMO_KEY"},
             "anthropic": {"kind": "anthropic", "base_url": sim, "api_key": "env:PICOMETER_DEMO_KEY"},
         },
+        # Quick retries: a short demo should show a provider hiccup recovered, not wait through it.
+        "retry": {"base_delay_s": 0.05, "max_delay_s": 1.0},
         "workflows": {
             "summarizer": {"owner": "you", "daily_usd": 1.0},
             "telegram-bot": {"owner": "you", "env": "prod"},
@@ -52,7 +54,7 @@ async def _traffic(gateway: str, until: float, spec: tuple[str, str, str, tuple[
     sent = 0
     async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
         while time.monotonic() < until:
-            model = rng.choice(models)
+            model = models[sent % len(models)]  # every model shows up even in a short run
             stream = rng.random() < stream_share
             headers = {"authorization": "Bearer sk-client-key-not-used"}
             base = f"{gateway}/{provider}"
@@ -64,7 +66,10 @@ async def _traffic(gateway: str, until: float, spec: tuple[str, str, str, tuple[
                 headers["authorization"] = f"Bearer {DEMO_KEY}"
             if rng.random() < 0.3:
                 headers["x-sim-cached"] = "40"
-            if rng.random() < 0.04:
+            hiccup = rng.random()
+            if hiccup < 0.08:  # the provider fails once; picometer's retry gets the answer
+                headers |= {"x-sim-fault": "http503", "x-sim-fail-first": "1", "x-sim-id": f"{workflow}-{sent}"}
+            elif hiccup < 0.11:  # a real outage for this call: every attempt fails
                 headers["x-sim-fault"] = "http500"
             text = f"Please summarise item {rng.randint(1, 10_000)} of the {workflow} queue. " * rng.randint(1, 6)
             if provider == "anthropic":
@@ -127,6 +132,9 @@ async def _main(workdir: Path, seconds: float) -> Daemon:
         status = (await client.get(f"{gateway}/-/status")).json()
     for alert in status["alerts"]:
         print(f"alert {alert['kind']}: {alert['message']}")
+    for name, health in status["upstream"].items():
+        retried = ", ".join(f"{n} after {reason}" for reason, n in health["retries"].items()) or "none"
+        print(f"provider {name}: retries {retried}; circuit {health['circuit']}")
     daemon.stop()
     sim_server.should_exit = True
     await asyncio.gather(daemon_task, sim_task)

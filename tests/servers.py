@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -130,3 +131,10 @@ def broken_stream(url: str, body: dict[str, Any], headers: dict[str, str]) -> by
         except httpx.HTTPError:
             return got
     raise AssertionError(f"the stream ended cleanly: {got[-200:]!r}")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (free until someone binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

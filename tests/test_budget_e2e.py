@@ -17,7 +17,7 @@ import pytest
 
 from picometer.simulator import SimSettings
 from tests.clocks import ManualClock
-from tests.servers import GatewayServer, SimServer, gateway_config
+from tests.servers import GatewayServer, SimServer, free_port, gateway_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "summarize the news"}]}
@@ -228,16 +228,12 @@ def test_restart_keeps_the_spend_and_a_pause_that_expires_on_time(sim: SimServer
 
 
 def test_the_cli_pauses_through_the_daemon_or_its_state_file_when_it_is_down(sim: SimServer, tmp_path: Path) -> None:
-    import socket
 
     import tomli_w
 
     from tests.test_cli import run
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    raw = gateway_config(sim.url, tmp_path, server={"listen": f"127.0.0.1:{port}"})
+    raw = gateway_config(sim.url, tmp_path, server={"listen": f"127.0.0.1:{free_port()}"})
     config = tmp_path / "config.toml"
     config.write_text(tomli_w.dumps(raw), encoding="utf-8")
     down = run("pause", "nightly", "--for", "2h", "--config", str(config))

@@ -4,7 +4,6 @@ and exactly one record per client request."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from tests.clocks import ManualClock
-from tests.servers import GatewayServer, SimServer, broken_stream
+from tests.servers import GatewayServer, SimServer, broken_stream, free_port
 from tests.test_cli import run
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "summarize the incident"}]}
@@ -186,21 +185,16 @@ def test_an_unresolvable_host_is_retried_then_a_502_that_says_dns(chaos: Callabl
     assert rec["error_type"] == "dns_error" and rec["attempts"] == 3 and rec["usage_source"] == "none"
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_refused_port_is_retried_then_502_and_the_circuit_opens(
     chaos: Callable[..., GatewayServer], tmp_path: Path
 ) -> None:
-    gw = chaos(retry={"circuit_failures": 3, "circuit_open_s": 60}, base_url=f"http://127.0.0.1:{closed_port()}/v1")
+    gw = chaos(retry={"circuit_failures": 3, "circuit_open_s": 60}, base_url=f"http://127.0.0.1:{free_port()}/v1")
     r = call(gw)
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unavailable"
     assert "is unreachable" in r.json()["error"]["message"]
     first = only_record(gw)
-    assert first["error_type"] == "connect_error" and first["attempts"] == 3
+    assert first["status"] == "error" and first["error_type"] == "connect_error" and first["attempts"] == 3
+    assert first["usage_source"] == "none", "nothing reached the provider: nothing to estimate"
 
     r2 = call(gw)  # three failures in a row: the circuit is open, picometer fails fast
     assert r2.status_code == 503 and r2.json()["error"]["code"] == "upstream_unavailable"

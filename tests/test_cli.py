@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import GatewayServer
+from tests.servers import GatewayServer, free_port
 
 PICOMETER = [sys.executable, "-m", "picometer"]
 
@@ -101,11 +101,7 @@ def test_demo_meters_synthetic_traffic(tmp_path: Path) -> None:
 
 
 def test_pause_with_the_daemon_down_and_no_writable_state_fails_clearly(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     cfg = tmp_path / "c.toml"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,13 +17,7 @@ import httpx
 from picometer.simulator import SimSettings
 from picometer.store.rollups import Rollups, totals
 from picometer.store.usagelog import read_records
-from tests.servers import SimServer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import SimServer, free_port
 
 
 def write_config(tmp: Path, sim_url: str) -> tuple[Path, str]:

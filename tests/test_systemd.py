@@ -19,7 +19,7 @@ import httpx
 import pytest
 import tomli_w
 
-from tests.servers import GatewayServer, SimServer, gateway_config
+from tests.servers import GatewayServer, SimServer, free_port, gateway_config
 from tests.test_cli import run
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -63,12 +63,6 @@ def collect(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
 
 def pings(messages: list[tuple[float, str]]) -> list[float]:
     return [t for t, m in messages if "WATCHDOG=1" in m.split("\n")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -601,10 +601,9 @@ class Gateway:
                     health.circuit.failure(self.clock.monotonic())
                 else:
                     health.circuit.success()
-                ex.record.error_type = None  # earlier attempts failed; this one answered
-                if status >= 400:
-                    body = response.content if status in retry.RETRY_STATUSES else b""
-                    ex.record.error_type = retry.error_type_for_status(status, body)
+                # Earlier attempts failed; this answer decides. Upstream statuses are classified here only.
+                ok = 200 <= status < 300
+                ex.record.error_type = None if ok else retry.error_type_for_status(status, _error_body(response))
                 timeouts["read"] = provider.timeout_s  # from here on: the longest silence between chunks
                 return response
             ex.record.error_type = failure.reason
@@ -644,10 +643,10 @@ class Gateway:
             if response is not None:
                 await response.aclose()
             return None, _transport_failure(e, name, provider)
-        status = response.status_code
-        if status not in retry.RETRY_STATUSES or not retry.is_retryable_status(status, response.content):
+        status, body = response.status_code, _error_body(response)
+        if not retry.is_retryable_status(status, body):
             return response, None
-        reason = retry.error_type_for_status(status, response.content)
+        reason = retry.error_type_for_status(status, body)
         return response, _Failure(reason, down=status >= 500 or status == 408, retryable=True, reached=True)
 
     def _start(self, ex: Exchange, response: httpx.Response, extra: list[tuple[bytes, bytes]]) -> Message:
@@ -747,9 +746,7 @@ class Gateway:
         rec, provider = ex.record, ex.provider
         upstream_failed = bool(ex.upstream_status) and not 200 <= ex.upstream_status < 300
         if rec.status != "blocked":
-            if upstream_failed:
-                rec.error_type = rec.error_type or retry.error_type_for_status(ex.upstream_status)
-            elif not ex.done and not rec.error_type:
+            if not ex.done and not rec.error_type:
                 rec.error_type = "client_disconnected"
             rec.status = "error" if rec.error_type else "ok"
         usage = ex.usage
@@ -804,6 +801,11 @@ class _Failure:
     status: int = 502
     code: str = "upstream_unavailable"
     message: str = ""
+
+
+def _error_body(response: httpx.Response) -> bytes:
+    """The body of an answer with a retryable status (read by _attempt); other bodies stay unread for the relay."""
+    return response.content if response.status_code in retry.RETRY_STATUSES else b""
 
 
 def _transport_failure(e: BaseException, name: str, provider: ProviderConfig) -> _Failure:

@@ -18,6 +18,10 @@ class Kind(StrEnum):
     DISK_LOW = "disk_low"
     RECORDS_DROPPED = "records_dropped"
     UNPRICED_MODEL = "unpriced_model"
+    SPIKE = "spike"
+    RUNAWAY = "runaway"
+    DUPLICATE_STORM = "duplicate_storm"
+    ERROR_RATE = "error_rate"
 
 
 class Severity(StrEnum):
@@ -32,7 +36,14 @@ SEVERITY = {
     Kind.DISK_LOW: Severity.WARNING,
     Kind.RECORDS_DROPPED: Severity.CRITICAL,
     Kind.UNPRICED_MODEL: Severity.WARNING,
+    Kind.SPIKE: Severity.WARNING,
+    Kind.RUNAWAY: Severity.CRITICAL,
+    Kind.DUPLICATE_STORM: Severity.WARNING,
+    Kind.ERROR_RATE: Severity.WARNING,
 }
+
+# Kinds that describe a condition: they are told again as "over" once it has passed.
+ONGOING = frozenset({Kind.SPIKE, Kind.RUNAWAY, Kind.DUPLICATE_STORM, Kind.ERROR_RATE, Kind.DISK_LOW})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,10 @@ class Alert:
     @property
     def severity(self) -> Severity:
         return SEVERITY[self.kind]
+
+    @property
+    def workflow(self) -> str | None:
+        return self.scope.removeprefix("workflow:") if self.scope.startswith("workflow:") else None
 
     def as_dict(self, zone: tzinfo) -> dict[str, Any]:
         return {

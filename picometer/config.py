@@ -162,6 +162,9 @@ class AlertsConfig:
     spike_zscore: float = 3.0
     spike_min_usd: float = 0.50
     spike_min_pct: float = 50.0
+    runaway_factor: float = 10.0  # spend or call rate over 10 minutes this many times the usual
+    duplicate_storm: int = 20  # the same prompt this many times in 5 minutes
+    error_rate_pct: float = 25.0  # a provider failing this share of calls over 10 minutes
 
 
 @dataclass(frozen=True)
@@ -499,6 +502,13 @@ def _validate(c: Config) -> None:
         _at_least(probe.fail_after, 1, f"{where}.fail_after")
         _at_least(probe.max_tokens, 1, f"{where}.max_tokens")
 
+    _at_least(c.alerts.cooldown_s, 0, "[alerts].cooldown_s")
+    _at_least(c.alerts.spike_zscore, 0, "[alerts].spike_zscore")
+    _at_least(c.alerts.spike_min_usd, 0, "[alerts].spike_min_usd")
+    _at_least(c.alerts.spike_min_pct, 0, "[alerts].spike_min_pct")
+    _at_least(c.alerts.runaway_factor, 1, "[alerts].runaway_factor")
+    _at_least(c.alerts.duplicate_storm, 2, "[alerts].duplicate_storm")
+    _at_least(c.alerts.error_rate_pct, 1, "[alerts].error_rate_pct")
     if c.alerts.quiet_hours and not re.fullmatch(
         r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", c.alerts.quiet_hours
     ):
@@ -546,7 +556,8 @@ def _check_client_key(key: str, where: str) -> None:
 
 
 def restart_needed(old: Config, new: Config) -> list[str]:
-    """Keys that changed but take effect only at the next start: the listener, storage, the budget calendar."""
+    """Keys that changed but take effect only at the next start: the listener, storage, the budget calendar,
+    and the Telegram bot (its connection is made once)."""
     keys = []
     if old.server.listen != new.server.listen:
         keys.append("server.listen")
@@ -557,6 +568,11 @@ def restart_needed(old: Config, new: Config) -> list[str]:
     ]
     if old.budgets.timezone != new.budgets.timezone:
         keys.append("budgets.timezone")
+    keys += [
+        f"telegram.{f.name}"
+        for f in dataclasses.fields(TelegramConfig)
+        if getattr(old.telegram, f.name) != getattr(new.telegram, f.name)
+    ]
     return keys
 
 
@@ -567,6 +583,11 @@ def keep_for_restart(old: Config, new: Config) -> Config:
         server=dataclasses.replace(new.server, listen=old.server.listen),
         storage=old.storage,
         budgets=dataclasses.replace(new.budgets, timezone=old.budgets.timezone),
+        telegram=old.telegram,
+        secrets=types.MappingProxyType(
+            {k: v for k, v in new.secrets.items() if k != "telegram.bot_token"}
+            | {k: v for k, v in old.secrets.items() if k == "telegram.bot_token"}
+        ),
     )
     _validate(kept)  # e.g. client keys dropped while the running listener is still on the network
     return kept

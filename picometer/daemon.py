@@ -13,7 +13,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
@@ -24,11 +24,18 @@ from picometer.config import Config, ConfigError, keep_for_restart, load_config,
 from picometer.gateway.app import Gateway
 from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
 from picometer.metering.pricing import Pricer
-from picometer.record import Recorder
+from picometer.record import Record, Recorder
 from picometer.service import Notifier
+from picometer.store.outbox import Outbox
 from picometer.store.rollups import Rollups
 from picometer.store.state import State
 from picometer.store.usagelog import UsageLog
+from picometer.watch.alerts import Alerter
+from picometer.watch.anomaly import BASELINE_HOURS, baselines
+from picometer.watch.watchers import Watchers
+
+if TYPE_CHECKING:
+    from picometer.watch.telegram import TelegramBot
 
 log = structlog.get_logger("picometer.daemon")
 
@@ -94,6 +101,12 @@ def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -
 ALERTS_KEPT = 50  # recent alerts shown in /-/status
 FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
 PRUNE_INTERVAL_S = 3600.0
+BASELINE_INTERVAL_S = 3600.0  # the anomaly baselines (last 7 days from the rollups) are rebuilt hourly
+
+
+def alert_chats(config: Config) -> tuple[int, ...]:
+    """Where alerts are queued for delivery; none without Telegram (then: the log and /-/status)."""
+    return config.telegram.chat_ids if config.telegram.enabled else ()
 
 
 class Daemon:
@@ -108,8 +121,11 @@ class Daemon:
         self.rollups.replay(self.usage_log.dir)
         self.state = State(Path(config.storage.data_dir) / "state.db")
         self.alerts: collections.deque[Alert] = collections.deque(maxlen=ALERTS_KEPT)
-        # Disk trouble is told when it starts, not on every tick while it lasts.
-        self._disk_low = self._dropping = False
+        self.outbox = Outbox(Path(config.storage.data_dir) / "alerts.db")
+        self.bot: TelegramBot | None = None
+        self.alerter = Alerter(config.alerts, self.zone, self.outbox, alert_chats(config), wake=self._wake_bot)
+        self.watchers = Watchers(config, self.zone, self.clock.now())
+        self._dropping = False  # records dropped: told when an episode starts
         self._dropped_seen = 0
         self.budget = Budget(caps_from_config(config), self.zone, notify=self.on_budget_event)
         # Spend this day and month so far, from the durable records: a restart never resets a budget.
@@ -119,7 +135,7 @@ class Daemon:
             config,
             clock=self.clock,
             pricer=self.pricer,
-            recorder=Recorder(self.usage_log, self.rollups),
+            recorder=Recorder(self.usage_log, self.rollups, observe=self._observe),
             budget=self.budget,
             state=self.state,
             status_extra=self.status,
@@ -150,6 +166,8 @@ class Daemon:
             self.budget.reconfigure(caps_from_config(new), now, self.rollups.spend_since)
             self.pricer = Pricer(new.prices)
             self.gateway.reconfigure(new, self.pricer)
+            self.alerter.reconfigure(new.alerts, alert_chats(new))
+            self.watchers.config = new
             self.config = new
             self.loaded_at = now
             self.last_reload = {"at": at, "ok": True, "restart_needed": restart}
@@ -178,9 +196,33 @@ class Daemon:
         return ", ".join(parts)
 
     def alert(self, alert: Alert) -> None:
-        """Log it and keep it for /-/status."""
-        log.warning(str(alert.kind), severity=str(alert.severity), scope=alert.scope, message=alert.message)
-        self.alerts.append(alert)
+        """Through the alert policy; what is told is logged, kept for /-/status and queued for Telegram."""
+        outcome = self.alerter.handle(alert)
+        if outcome in ("told", "held"):
+            log.warning(str(alert.kind), severity=str(alert.severity), scope=alert.scope, message=alert.message)
+            self.alerts.append(alert)
+
+    def _observe(self, record: Record) -> None:
+        self.watchers.observe(record, self.clock.now())
+
+    def _wake_bot(self) -> None:
+        if self.bot is not None:
+            self.bot.wake()
+
+    def watch(self) -> None:
+        """Anomalies now, and the "over" note for those that passed."""
+        now = self.clock.now()
+        for alert in self.watchers.check(now):
+            self.alert(alert)
+        self.watch_usage_log()
+        self.alerter.retry_unsaved()
+        for key in self.alerter.settle(now):
+            log.info("alert over", key=key)
+
+    def refresh_baselines(self) -> None:
+        """The last 7 days per workflow, hour by hour, from the rollups (on a worker thread)."""
+        end = int(self.clock.now().timestamp()) // 3600
+        self.watchers.baselines = baselines(self.rollups.history(end - BASELINE_HOURS, end), end)
 
     def on_budget_event(self, event: Event) -> None:
         """A threshold crossed or a cap's first refusal."""
@@ -192,7 +234,7 @@ class Daemon:
     def watch_usage_log(self) -> None:
         """Disk low and dropped records, told when they start (the log says when they stop)."""
         log_, now = self.usage_log, self.clock.now()
-        if log_.disk_low and not self._disk_low:
+        if log_.disk_low:  # raised on every check while it lasts; the policy tells it once, then "over"
             self.alert(
                 Alert(
                     Kind.DISK_LOW,
@@ -202,7 +244,6 @@ class Daemon:
                     now,
                 )
             )
-        self._disk_low = log_.disk_low
         dropping = log_.dropped > self._dropped_seen
         if dropping and not self._dropping:
             self.alert(
@@ -243,6 +284,12 @@ class Daemon:
                 for p in self.state.pauses(now)
             ],
             "alerts": [a.as_dict(self.zone) for a in self.alerts],
+            "telegram": {
+                "enabled": self.config.telegram.enabled,
+                "connected": self.bot is not None and self.bot.connected,
+                "queued": self.outbox.pending(),
+                "failures_in_a_row": self.bot.failures if self.bot is not None else 0,
+            },
             "usage_log": {
                 "path": str(log_.path),
                 "bytes": log_.total_bytes(),
@@ -261,17 +308,20 @@ class Daemon:
 
     async def _tick(self) -> None:
         """Flush rollups, fsync the log, prune old files: each on a worker thread, never on the loop."""
-        last_sync = last_prune = self.clock.monotonic()
+        last_sync = last_prune = last_baseline = self.clock.monotonic()
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
-            self.watch_usage_log()
+            self.watch()
             if self.notifier.enabled:
                 self.notifier.status(self.status_line())
             now = self.clock.monotonic()
             if now - last_sync >= self.config.storage.fsync_interval_s:
                 last_sync = now
                 await asyncio.to_thread(self.usage_log.sync)
+            if now - last_baseline >= BASELINE_INTERVAL_S:
+                last_baseline = now
+                await asyncio.to_thread(self.refresh_baselines)
             if now - last_prune >= PRUNE_INTERVAL_S:
                 last_prune = now
                 await asyncio.to_thread(self.usage_log.prune)
@@ -285,21 +335,34 @@ class Daemon:
         gc.collect()
         gc.freeze()
         log.info("picometer listening", listen=cfg.listen, usage_log=str(self.usage_log.path))
-        ticker = asyncio.create_task(self._tick())
-        watchdog = asyncio.create_task(self.notifier.watchdog())
+        await asyncio.to_thread(self.refresh_baselines)
+        tasks = [asyncio.create_task(self._tick()), asyncio.create_task(self.notifier.watchdog())]
+        if self.config.telegram.enabled:
+            tasks.append(asyncio.create_task(self._start_bot()))
         try:
             # uvicorn stops accepting on SIGTERM and lets in-flight requests finish (bounded) first.
             await self.server.serve(sockets=[sock])
         finally:
-            ticker.cancel()
-            watchdog.cancel()
+            for task in tasks:
+                task.cancel()
+            if self.bot is not None:
+                await self.bot.close()
             self.close()
             log.info("picometer stopped", requests=self.gateway.stats.requests)
+
+    async def _start_bot(self) -> None:
+        from picometer.watch.commands import Commands
+        from picometer.watch.telegram import TelegramBot  # the library loads only when Telegram is on
+
+        token = self.config.secrets["telegram.bot_token"].value
+        self.bot = TelegramBot(self.config.telegram, token, self.outbox, Commands(self), self.clock)
+        await self.bot.run()
 
     def close(self) -> None:
         self.usage_log.close()
         self.rollups.close()
         self.state.close()
+        self.outbox.close()
 
     def stop(self) -> None:
         self.notifier.stopping()

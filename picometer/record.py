@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -115,9 +115,12 @@ class RollupSink(Protocol):
 class Recorder:
     """The one path of every finished record: usage log first, then rollups with the log position."""
 
-    def __init__(self, usage_log: LogSink, rollups: RollupSink) -> None:
+    def __init__(
+        self, usage_log: LogSink, rollups: RollupSink, observe: Callable[[Record], None] | None = None
+    ) -> None:
         self._log = usage_log
         self._rollups = rollups
+        self._observe = observe  # the anomaly watchers
 
     def __call__(self, record: Record) -> None:
         position = None
@@ -129,3 +132,8 @@ class Recorder:
             self._rollups.add(record, position)
         except Exception:
             log.exception("rollup fold failed")
+        if self._observe is not None:
+            try:
+                self._observe(record)
+            except Exception:
+                log.exception("watcher failed")

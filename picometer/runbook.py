@@ -31,6 +31,12 @@ def render(config: Config) -> str:
         "default_provider": config.server.default_provider,
         "secrets_table": _secrets(config),
         "budgets_table": _budgets(config),
+        "alerts_db": str(data / "alerts.db"),
+        "cooldown": f"{config.alerts.cooldown_s:g} s",
+        "quiet": config.alerts.quiet_hours or "none set",
+        "telegram": f"chats {', '.join(map(str, config.telegram.chat_ids))} via {config.telegram.api_base}"
+        if config.telegram.enabled
+        else "off",
     }
     return Template(files("picometer").joinpath("runbook.md").read_text(encoding="utf-8")).substitute(values)
 

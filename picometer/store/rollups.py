@@ -278,6 +278,19 @@ class Rollups:
             row_bins[b] = row_bins.get(b, 0) + n
         return sorted(out.values(), key=lambda r: (-r["cost_usd"], r["key"]))
 
+    def history(self, start_hour: int, end_hour: int) -> list[tuple[int, str, str, int, int, int, int, float]]:
+        """(hour, workflow, model, requests, retries, input_tokens, cached_input_tokens, cost) per hour in
+        [start_hour, end_hour), over envs and providers: what the anomaly baselines are made of."""
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT r.hour, s.workflow, s.model, SUM(r.requests - r.blocked), SUM(r.retries),"
+                " SUM(r.input_tokens), SUM(r.cached_input_tokens), SUM(r.cost_usd)"
+                " FROM rollup r JOIN series s ON s.id = r.series WHERE r.hour >= ? AND r.hour < ?"
+                " GROUP BY r.hour, s.workflow, s.model",
+                (start_hour, end_hour),
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
     def spend_since(self, start: datetime, workflow: str | None = None) -> float:
         """Dollars spent from `start` (a quarter-hour boundary) on, for one workflow or all; unflushed included."""
         first = quarter_of(start)

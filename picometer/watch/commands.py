@@ -1,0 +1,207 @@
+"""The bot's answers: /status, /spend, /top, /budget, /pause, /resume, /mute, /unmute, /help.
+
+Answers are Telegram HTML with every user-supplied text escaped, split under Telegram's length
+limit. They read and change the same state the CLI does (rollups, budgets, pauses)."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from picometer.alert import Kind
+from picometer.duration import format_duration, parse_duration
+from picometer.gateway.tags import clean_tag
+from picometer.metering.budget import to_pico, usd
+from picometer.reports import report
+from picometer.reports.periods import PERIODS
+
+if TYPE_CHECKING:
+    from picometer.daemon import Daemon
+
+log = structlog.get_logger("picometer.telegram")
+
+LIMIT = 4000  # Telegram takes 4096 characters (UTF-16 units) per message; keep a margin
+STALE_S = 600  # a command older than this (sent while picometer was down) is not carried out
+
+HELP = """<b>picometer</b> answers:
+/status: spend, budgets, pauses, providers, recent alerts
+/spend [today|week|month]: spend by workflow
+/top: today's most expensive workflows and models
+/budget: every cap, what is used and when it resets
+/pause WORKFLOW [2h]: refuse its calls (until resumed, or for a while)
+/resume WORKFLOW
+/mute KIND [24h]: stop telling this kind of alert (kinds: {kinds})
+/unmute KIND
+/help: this list"""
+
+
+def split(text: str, limit: int = LIMIT) -> list[str]:
+    """Pieces under `limit` UTF-16 units, cut between lines (or, for one huge line, between characters)."""
+    pieces: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while _units(line) > limit:
+            cut = _fit(line, limit)
+            pieces += [current] if current else []
+            current = ""
+            pieces.append(line[:cut])
+            line = line[cut:]
+        candidate = f"{current}\n{line}" if current else line
+        if _units(candidate) > limit:
+            pieces.append(current)
+            candidate = line
+        current = candidate
+    if current or not pieces:
+        pieces.append(current)
+    return pieces
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fit(line: str, limit: int) -> int:
+    """The longest prefix under the limit that does not cut an HTML entity such as &amp;."""
+    cut = limit
+    while _units(line[:cut]) > limit:
+        cut -= 1
+    amp = line.rfind("&", max(cut - 8, 0), cut)
+    if amp != -1 and ";" not in line[amp:cut]:
+        cut = amp
+    return cut
+
+
+class Commands:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def answer(self, text: str, by: str) -> list[str]:
+        """The reply to one command message, in pieces ready to send."""
+        word, *args = text.split() or [""]
+        return await self.run(word.lstrip("/").split("@", 1)[0].lower(), args, by)
+
+    async def run(self, name: str, args: list[str], by: str) -> list[str]:
+        handler = {
+            "status": self.status,
+            "spend": self.spend,
+            "top": self.top,
+            "budget": self.budget,
+            "pause": self.pause,
+            "resume": self.resume,
+            "mute": self.mute,
+            "unmute": self.unmute,
+        }.get(name)
+        if handler is None:
+            return split(HELP.format(kinds=", ".join(Kind)))
+        try:
+            reply = await handler(args, by)
+        except ValueError as e:
+            reply = f"⚠️ {html.escape(str(e))}"
+        return split(reply)
+
+    async def status(self, args: list[str], by: str) -> str:
+        d = self.daemon
+        now = d.clock.now()
+        lines = [f"<b>picometer</b>: {html.escape(d.status_line())}"]
+        for cap in d.budgets():
+            lines.append(_cap_line(cap))
+        for p in d.state.pauses(now):
+            until = f"for {format_duration(p.until - now)}" if p.until else "until resumed"
+            lines.append(f"⏸ {html.escape(p.workflow)} paused {until} (by {html.escape(p.by)})")
+        for name in d.config.providers:
+            health = d.gateway.health(name)
+            if health.circuit.state != "closed":
+                lines.append(f"🔌 {html.escape(name)}: circuit {health.circuit.state}")
+        recent = list(d.alerts)[-3:]
+        if recent:
+            lines.append("Recent alerts:")
+            lines += [
+                f"• {a.at.astimezone(d.zone):%H:%M} {html.escape(str(a.kind))} {html.escape(a.scope)}" for a in recent
+            ]
+        return "\n".join(lines)
+
+    async def spend(self, args: list[str], by: str) -> str:
+        period = args[0].lower() if args else "today"
+        if period not in PERIODS:
+            raise ValueError(f"unknown period {period!r}: use one of {', '.join(PERIODS)}")
+        rep = await self._report(period, "workflow")
+        lines = [f"<b>Spend {period}</b> ({html.escape(rep['from'])} to {html.escape(rep['to'])})"]
+        for row in rep["rows"]:
+            lines.append(f"{html.escape(str(row['key']))}: ${row['cost_usd']:.4f}, {row['requests']:.0f} calls")
+        lines.append(f"<b>Total</b>: ${rep['total']['cost_usd']:.4f}, {rep['total']['requests']:.0f} calls")
+        return "\n".join(lines)
+
+    async def top(self, args: list[str], by: str) -> str:
+        lines = ["<b>Today's top spenders</b>"]
+        for dimension in ("workflow", "model"):
+            rep = await self._report("today", dimension)
+            lines.append(f"By {dimension}:")
+            for row in rep["rows"][:5]:
+                lines.append(f"  {html.escape(str(row['key']) or '-')}: ${row['cost_usd']:.4f} ({row['requests']:.0f})")
+        return "\n".join(lines)
+
+    async def budget(self, args: list[str], by: str) -> str:
+        caps = self.daemon.budgets()
+        if not caps:
+            return "No budget caps are set ([budgets] and [workflows.NAME] daily_usd / monthly_usd)."
+        return "\n".join(["<b>Budgets</b>", *(_cap_line(c) for c in caps)])
+
+    async def pause(self, args: list[str], by: str) -> str:
+        workflow = clean_tag(args[0]) if args else None
+        if not workflow:
+            raise ValueError("which workflow? /pause WORKFLOW [2h]")
+        d = self.daemon
+        now = d.clock.now()
+        until = now + parse_duration(args[1]) if len(args) > 1 else None
+        d.state.pause(workflow, until, by, now)
+        log.warning("workflow paused", workflow=workflow, until=until and until.isoformat(), by=by)
+        span = f"for {format_duration(until - now)}" if until else "until /resume"
+        return f"⏸ <b>{html.escape(workflow)}</b> is paused {span}: its calls get 429 workflow_paused."
+
+    async def resume(self, args: list[str], by: str) -> str:
+        workflow = clean_tag(args[0]) if args else None
+        if not workflow:
+            raise ValueError("which workflow? /resume WORKFLOW")
+        was = self.daemon.state.resume(workflow)
+        log.info("workflow resumed", workflow=workflow, was_paused=was, by=by)
+        name = html.escape(workflow)
+        return f"▶️ <b>{name}</b> resumed." if was else f"{name} was not paused."
+
+    async def mute(self, args: list[str], by: str) -> str:
+        kind, scope = _kind(args, "/mute KIND [24h]")
+        span = parse_duration(args[1]) if len(args) > 1 else parse_duration("24h")
+        until = self.daemon.clock.now() + span
+        self.daemon.outbox.mute(kind, scope, until)
+        where = f" for {html.escape(scope)}" if scope else ""
+        return f"🔕 {kind} alerts{where} muted for {format_duration(span)}; critical ones too, so mind the budget caps."
+
+    async def unmute(self, args: list[str], by: str) -> str:
+        kind, _ = _kind(args, "/unmute KIND")
+        return f"🔔 {kind} alerts unmuted." if self.daemon.outbox.unmute(kind) else f"{kind} alerts were not muted."
+
+    async def _report(self, period: str, by: str) -> dict[str, Any]:
+        d = self.daemon
+        await asyncio.to_thread(d.rollups.flush)  # include the last seconds of calls
+        return report.build(d.rollups, period, by, d.clock.now(), d.zone)
+
+
+def _kind(args: list[str], usage: str) -> tuple[str, str]:
+    """KIND or KIND@workflow:NAME (what a button mutes)."""
+    if not args:
+        raise ValueError(f"which kind? {usage}; kinds: {', '.join(Kind)}")
+    kind, _, scope = args[0].partition("@")
+    if kind not in set(Kind):
+        raise ValueError(f"{kind!r} is not an alert kind; kinds: {', '.join(Kind)}")
+    return kind, scope
+
+
+def _cap_line(cap: Mapping[str, Any]) -> str:
+    pct = f"{cap['used']:.0%}" if cap["used"] is not None else "-"
+    return (
+        f"💰 {html.escape(cap['scope'])}/{cap['period']}: {usd(to_pico(cap['spent_usd']))} of "
+        f"{usd(to_pico(cap['limit_usd']))} ({pct}), {html.escape(cap['forecast'])}"
+    )

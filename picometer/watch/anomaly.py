@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 BASELINE_HOURS = 7 * 24
 MIN_SAMPLES = 6  # same-time-of-day samples needed before a baseline is trusted (two days)
-SPREAD_FLOOR = 0.25  # a very steady baseline still allows ±25% before it counts as unusual
+SPREAD_FLOOR = 0.35  # day-to-day noise: a steady baseline still allows about +100% (z 3) before a spike
 WINDOW_MINUTES = 60  # the recent activity kept per workflow, minute by minute
 RUNAWAY_MINUTES = 10
 STORM_MINUTES = 5
@@ -51,6 +51,7 @@ class Activity:
     cached_input_tokens: int = 0
     models: Mapping[str, int] = field(default_factory=dict)
     first_seen: Mapping[str, int] = field(default_factory=dict)  # model -> first minute in the window
+    calls_before: Mapping[str, int] = field(default_factory=dict)  # model -> calls in the window before then
     prompts: Mapping[str, int] = field(default_factory=dict)
     versions: Mapping[str, int] = field(default_factory=dict)
 
@@ -99,11 +100,15 @@ class Recent:
         cost = 0.0
         models: dict[str, int] = {}
         first: dict[str, int] = {}
+        before: dict[str, int] = {}
         prompts: dict[str, int] = {}
         versions: dict[str, int] = {}
         for m in self._minutes:
             if not now_minute - minutes < m.minute <= now_minute:
                 continue
+            for name in m.models:
+                if name not in first:
+                    first[name], before[name] = m.minute, requests
             requests += m.requests
             errors += m.errors
             retries += m.retries
@@ -112,13 +117,12 @@ class Recent:
             cached += m.cached_input_tokens
             for name, n in m.models.items():
                 models[name] = models.get(name, 0) + n
-                first.setdefault(name, m.minute)
             for h, n in m.prompts.items():
                 prompts[h] = prompts.get(h, 0) + n
             for v, n in m.versions.items():
                 versions[v] = versions.get(v, 0) + n
         return Activity(
-            minutes, requests, errors, retries, cost, input_tokens, cached, models, first, prompts, versions
+            minutes, requests, errors, retries, cost, input_tokens, cached, models, first, before, prompts, versions
         )
 
     def idle_since(self, now_minute: int) -> bool:
@@ -174,20 +178,33 @@ def baselines(rows: Iterable[tuple[int, str, str, int, int, int, int, float]], e
     }
 
 
-def expected(series: Mapping[int, float], first_hour: int, end_hour: int, at_hour: float) -> Expected | None:
+def expected(
+    series: Mapping[int, float],
+    first_hour: int,
+    end_hour: int,
+    at_hour: float,
+    weekend: Callable[[float], bool] = lambda hour: False,
+) -> Expected | None:
     """The usual value of an hourly series for the hour ending at `at_hour` (fractional, UTC).
 
     Samples are the same time of day on each earlier day of the baseline, and an hour either side;
-    a rolling hour that straddles two clock hours is read as the weighted mix of both.
+    a rolling hour that straddles two clock hours is read as the weighted mix of both. A weekday is
+    compared with weekdays and a weekend day with weekend days when there are enough of them.
     """
-    samples: list[float] = []
+    samples: list[tuple[bool, float]] = []
     for day in range(1, BASELINE_HOURS // 24 + 1):
         for shift in (-1, 0, 1):
             end = at_hour - 24 * day + shift
             start = end - 1
             if math.floor(start) < first_hour or math.ceil(end) > end_hour:
                 continue
-            samples.append(_hour_mix(series, start))
+            samples.append((weekend(end), _hour_mix(series, start)))
+    alike = [v for w, v in samples if w == weekend(at_hour)]
+    values = alike if len(alike) >= MIN_SAMPLES else [v for _, v in samples]
+    return _usual(values)
+
+
+def _usual(samples: list[float]) -> Expected | None:
     if len(samples) < MIN_SAMPLES:
         return None
     mean = sum(samples) / len(samples)
@@ -240,10 +257,11 @@ def runaway(
     factor: float,
     min_usd: float,
 ) -> Runaway | None:
-    """Minutes, not hours: spend or call rate `factor` times the usual for the same stretch of time."""
+    """Minutes, not hours: spend or call rate `factor` times the usual for the same stretch of time.
+    `min_usd` is per hour (like a spike's), so 10 minutes need a sixth of it."""
     share = recent.minutes / 60
     usual_cost, usual_requests = usual_cost_per_hour * share, usual_requests_per_hour * share
-    if recent.cost >= min_usd and recent.cost >= factor * usual_cost:
+    if recent.cost >= min_usd * share and recent.cost >= factor * usual_cost:
         return Runaway("spend", recent.cost, usual_cost, _ratio(recent.cost, usual_cost))
     if recent.requests >= RUNAWAY_MIN_REQUESTS and recent.requests >= factor * usual_requests:
         return Runaway("requests", recent.requests, usual_requests, _ratio(recent.requests, usual_requests))
@@ -274,7 +292,11 @@ def error_rate(recent: Activity, threshold_pct: float, min_requests: int = 10) -
 
 
 def likely_causes(
-    base: Baseline, now: Activity, at: Callable[[int], str], new_versions: Iterable[tuple[str, int]] = ()
+    base: Baseline,
+    now: Activity,
+    usual_calls_per_hour: float,
+    at: Callable[[int], str],
+    new_versions: Iterable[tuple[str, int]] = (),
 ) -> list[str]:
     """What changed between the baseline and now, most telling first; `at` formats a minute as HH:MM."""
     causes: list[str] = []
@@ -283,11 +305,17 @@ def likely_causes(
     if now_n and base_n:
         for model, count in sorted(now.models.items(), key=lambda kv: -kv[1]):
             before, after = base.models.get(model, 0) / base_n, count / now_n
-            if after - before >= 0.25:
+            if before == 0 and model in now.first_seen:
+                # A model new to this workflow: its share since it first appeared, and when.
+                after = count / max(now_n - now.calls_before.get(model, 0), 1)
+                if after < 0.25:
+                    continue
                 causes.append(
-                    f"the model mix changed: {model} share went from {before:.0%} to {after:.0%}"
-                    + (f" at {at(now.first_seen[model])}" if before == 0 and model in now.first_seen else "")
+                    f"the model mix changed: {model} share went from 0% to {after:.0%} at {at(now.first_seen[model])}"
                 )
+                break
+            if after - before >= 0.25:
+                causes.append(f"the model mix changed: {model} share went from {before:.0%} to {after:.0%}")
                 break
         per_now, per_base = now.input_tokens / now_n, base.input_tokens / base_n
         if per_base and per_now >= 1.5 * per_base:
@@ -299,8 +327,7 @@ def likely_causes(
         retry_before, retry_now = base.retries / base_n, now.retries / now_n
         if retry_now >= 0.2 and retry_now >= 2 * retry_before:
             causes.append(f"retries rose to {retry_now:.1f} per call (usually {retry_before:.1f})")
-    hours = max(base.end_hour - base.first_hour, 1)
-    rate_before, rate_now = base_n / hours, now_n * 60 / now.minutes
-    if now_n and rate_now >= 2 * max(rate_before, 1e-9):
-        causes.append(f"calls per hour rose from {rate_before:,.1f} to {rate_now:,.0f}")
+    rate_now = now_n * 60 / now.minutes
+    if now_n and rate_now >= 2 * max(usual_calls_per_hour, 1e-9):
+        causes.append(f"calls per hour rose to {rate_now:,.0f} (usually {usual_calls_per_hour:,.0f} at this time)")
     return causes

@@ -108,9 +108,9 @@ class Watchers:
         if base is None:
             return out
         hour_now = now.timestamp() / 3600
-        usual_cost = anomaly.expected(base.cost, base.first_hour, base.end_hour, hour_now)
+        usual_cost = anomaly.expected(base.cost, base.first_hour, base.end_hour, hour_now, self._weekend)
         usual_requests = anomaly.expected(
-            {h: float(n) for h, n in base.requests.items()}, base.first_hour, base.end_hour, hour_now
+            {h: float(n) for h, n in base.requests.items()}, base.first_hour, base.end_hour, hour_now, self._weekend
         )
         if usual_cost is None or usual_requests is None:
             return out  # under two days of history: the budget caps guard it
@@ -123,7 +123,7 @@ class Watchers:
                     f"runaway:{scope}",
                     f"{who} is running away: {_amount(run.what, run.value)} in the last {short.minutes} minutes, "
                     f"usually {_amount(run.what, run.usual)} ({_times(run.factor)}). "
-                    + self._cause(base, short, minute, workflow)
+                    + self._cause(base, short, usual_requests.mean, minute, workflow)
                     + f"Do: pause it now with /pause {workflow} 1h, then look at what started it.",
                     now,
                     scope,
@@ -138,7 +138,7 @@ class Watchers:
                     f"spike:{scope}",
                     f"{who} spent ${found.value:.2f} in the last hour, usually ${found.usual:.2f} at this time of day "
                     f"({_times(found.pct / 100 + 1)}, z-score {found.zscore:.1f}). "
-                    + self._cause(base, hour, minute, workflow)
+                    + self._cause(base, hour, usual_requests.mean, minute, workflow)
                     + f"Do: check what changed; if it is not intended, pause it with /pause {workflow} 1h.",
                     now,
                     scope,
@@ -165,14 +165,18 @@ class Watchers:
         owner = self.config.workflows.get(workflow)
         return f"Workflow {workflow}" + (f" (owner {owner.owner})" if owner and owner.owner else "")
 
-    def _cause(self, base: Baseline, now: anomaly.Activity, minute: int, workflow: str) -> str:
+    def _cause(self, base: Baseline, now: anomaly.Activity, usual_calls: float, minute: int, workflow: str) -> str:
         fresh = []
         if minute - self._started >= VERSION_NEW_S // 60:  # right after a start every version looks new
             fresh = [(v, m) for v, m in self._versions.get(workflow, {}).items() if minute - m < VERSION_NEW_S // 60]
-        causes = anomaly.likely_causes(base, now, self._hhmm, fresh)
+        causes = anomaly.likely_causes(base, now, usual_calls, self._hhmm, fresh)
         if not causes:
             return ""
         return "Likely cause: " + "; ".join(causes) + ". "
+
+    def _weekend(self, hour: float) -> bool:
+        """Whether the moment (UTC hours since the epoch) falls on a Saturday or Sunday, local time."""
+        return datetime.fromtimestamp(hour * 3600, UTC).astimezone(self.zone).weekday() >= 5
 
     def _hhmm(self, minute: int) -> str:
         return datetime.fromtimestamp(minute * 60, UTC).astimezone(self.zone).strftime("%H:%M")

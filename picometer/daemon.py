@@ -197,7 +197,11 @@ class Daemon:
 
     def alert(self, alert: Alert) -> None:
         """Through the alert policy; what is told is logged, kept for /-/status and queued for Telegram."""
-        outcome = self.alerter.handle(alert)
+        try:
+            outcome = self.alerter.handle(alert)
+        except Exception:  # an alert must never fail the call that raised it
+            log.exception("alert handling failed", kind=str(alert.kind), message=alert.message)
+            outcome = "told"
         if outcome in ("told", "held"):
             log.warning(str(alert.kind), severity=str(alert.severity), scope=alert.scope, message=alert.message)
             self.alerts.append(alert)

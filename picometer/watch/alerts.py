@@ -24,6 +24,11 @@ UNSAVED_MAX = 100  # alerts kept in memory while alerts.db cannot be written (di
 OVER_AFTER_S = 300.0  # a condition is told as over only after it has not held for this long (no flapping)
 
 
+def esc(text: object) -> str:
+    """Text for Telegram HTML: <, > and & escaped; quotes stay readable."""
+    return html.escape(str(text), quote=False)
+
+
 def quiet_until(spec: str, now: datetime, zone: tzinfo) -> datetime | None:
     """The end of the quiet period `now` falls in ("23:00-07:00", local time), or None outside it."""
     if not spec:
@@ -44,8 +49,8 @@ def quiet_until(spec: str, now: datetime, zone: tzinfo) -> datetime | None:
 
 def render(alert: Alert, zone: tzinfo, repeats: int = 0) -> str:
     """Telegram HTML: a bold headline, the message, then the kind and local time; all user text escaped."""
-    where = f" · {html.escape(alert.scope)}" if alert.scope else ""
-    lines = [f"{ICON[alert.severity]} <b>{html.escape(str(alert.kind))}</b>{where}", html.escape(alert.message)]
+    where = f" · {esc(alert.scope)}" if alert.scope else ""
+    lines = [f"{ICON[alert.severity]} <b>{esc(str(alert.kind))}</b>{where}", esc(alert.message)]
     if repeats:
         lines.append(f"(raised {repeats} more times since last told)")
     lines.append(f"<i>{alert.severity} · {alert.at.astimezone(zone):%a %d %b %H:%M %Z}</i>")
@@ -116,7 +121,7 @@ class Alerter:
             lasted = format_duration(now - state.first)
             where = f" for {state.scope}" if state.scope else ""
             text = (
-                f"✅ <b>over: {html.escape(state.kind)}</b>{html.escape(where)}\n"
+                f"✅ <b>over: {esc(state.kind)}</b>{esc(where)}\n"
                 f"The condition raised at {state.first.astimezone(self.zone):%H:%M} has passed (it lasted {lasted})."
             )
             self._queue(Alert(Kind(state.kind), state.key, "", now, state.scope), text, ())

@@ -6,7 +6,6 @@ limit. They read and change the same state the CLI does (rollups, budgets, pause
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from picometer.gateway.tags import clean_tag
 from picometer.metering.budget import to_pico, usd
 from picometer.reports import report
 from picometer.reports.periods import PERIODS
+from picometer.watch.alerts import esc
 
 if TYPE_CHECKING:
     from picometer.daemon import Daemon
@@ -100,28 +100,26 @@ class Commands:
         try:
             reply = await handler(args, by)
         except ValueError as e:
-            reply = f"⚠️ {html.escape(str(e))}"
+            reply = f"⚠️ {esc(str(e))}"
         return split(reply)
 
     async def status(self, args: list[str], by: str) -> str:
         d = self.daemon
         now = d.clock.now()
-        lines = [f"<b>picometer</b>: {html.escape(d.status_line())}"]
+        lines = [f"<b>picometer</b>: {esc(d.status_line())}"]
         for cap in d.budgets():
             lines.append(_cap_line(cap))
         for p in d.state.pauses(now):
             until = f"for {format_duration(p.until - now)}" if p.until else "until resumed"
-            lines.append(f"⏸ {html.escape(p.workflow)} paused {until} (by {html.escape(p.by)})")
+            lines.append(f"⏸ {esc(p.workflow)} paused {until} (by {esc(p.by)})")
         for name in d.config.providers:
             health = d.gateway.health(name)
             if health.circuit.state != "closed":
-                lines.append(f"🔌 {html.escape(name)}: circuit {health.circuit.state}")
+                lines.append(f"🔌 {esc(name)}: circuit {health.circuit.state}")
         recent = list(d.alerts)[-3:]
         if recent:
             lines.append("Recent alerts:")
-            lines += [
-                f"• {a.at.astimezone(d.zone):%H:%M} {html.escape(str(a.kind))} {html.escape(a.scope)}" for a in recent
-            ]
+            lines += [f"• {a.at.astimezone(d.zone):%H:%M} {esc(str(a.kind))} {esc(a.scope)}" for a in recent]
         return "\n".join(lines)
 
     async def spend(self, args: list[str], by: str) -> str:
@@ -129,9 +127,9 @@ class Commands:
         if period not in PERIODS:
             raise ValueError(f"unknown period {period!r}: use one of {', '.join(PERIODS)}")
         rep = await self._report(period, "workflow")
-        lines = [f"<b>Spend {period}</b> ({html.escape(rep['from'])} to {html.escape(rep['to'])})"]
+        lines = [f"<b>Spend {period}</b> ({esc(rep['from'])} to {esc(rep['to'])})"]
         for row in rep["rows"]:
-            lines.append(f"{html.escape(str(row['key']))}: ${row['cost_usd']:.4f}, {row['requests']:.0f} calls")
+            lines.append(f"{esc(str(row['key']))}: ${row['cost_usd']:.4f}, {row['requests']:.0f} calls")
         lines.append(f"<b>Total</b>: ${rep['total']['cost_usd']:.4f}, {rep['total']['requests']:.0f} calls")
         return "\n".join(lines)
 
@@ -141,7 +139,7 @@ class Commands:
             rep = await self._report("today", dimension)
             lines.append(f"By {dimension}:")
             for row in rep["rows"][:5]:
-                lines.append(f"  {html.escape(str(row['key']) or '-')}: ${row['cost_usd']:.4f} ({row['requests']:.0f})")
+                lines.append(f"  {esc(str(row['key']) or '-')}: ${row['cost_usd']:.4f} ({row['requests']:.0f})")
         return "\n".join(lines)
 
     async def budget(self, args: list[str], by: str) -> str:
@@ -160,7 +158,7 @@ class Commands:
         d.state.pause(workflow, until, by, now)
         log.warning("workflow paused", workflow=workflow, until=until and until.isoformat(), by=by)
         span = f"for {format_duration(until - now)}" if until else "until /resume"
-        return f"⏸ <b>{html.escape(workflow)}</b> is paused {span}: its calls get 429 workflow_paused."
+        return f"⏸ <b>{esc(workflow)}</b> is paused {span}: its calls get 429 workflow_paused."
 
     async def resume(self, args: list[str], by: str) -> str:
         workflow = clean_tag(args[0]) if args else None
@@ -168,7 +166,7 @@ class Commands:
             raise ValueError("which workflow? /resume WORKFLOW")
         was = self.daemon.state.resume(workflow)
         log.info("workflow resumed", workflow=workflow, was_paused=was, by=by)
-        name = html.escape(workflow)
+        name = esc(workflow)
         return f"▶️ <b>{name}</b> resumed." if was else f"{name} was not paused."
 
     async def mute(self, args: list[str], by: str) -> str:
@@ -176,7 +174,7 @@ class Commands:
         span = parse_duration(args[1]) if len(args) > 1 else parse_duration("24h")
         until = self.daemon.clock.now() + span
         self.daemon.outbox.mute(kind, scope, until)
-        where = f" for {html.escape(scope)}" if scope else ""
+        where = f" for {esc(scope)}" if scope else ""
         return f"🔕 {kind} alerts{where} muted for {format_duration(span)}; critical ones too, so mind the budget caps."
 
     async def unmute(self, args: list[str], by: str) -> str:
@@ -202,6 +200,6 @@ def _kind(args: list[str], usage: str) -> tuple[str, str]:
 def _cap_line(cap: Mapping[str, Any]) -> str:
     pct = f"{cap['used']:.0%}" if cap["used"] is not None else "-"
     return (
-        f"💰 {html.escape(cap['scope'])}/{cap['period']}: {usd(to_pico(cap['spent_usd']))} of "
-        f"{usd(to_pico(cap['limit_usd']))} ({pct}), {html.escape(cap['forecast'])}"
+        f"💰 {esc(cap['scope'])}/{cap['period']}: {usd(to_pico(cap['spent_usd']))} of "
+        f"{usd(to_pico(cap['limit_usd']))} ({pct}), {esc(cap['forecast'])}"
     )

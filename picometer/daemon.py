@@ -101,6 +101,7 @@ def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -
 ALERTS_KEPT = 50  # recent alerts shown in /-/status
 FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
 PRUNE_INTERVAL_S = 3600.0
+WATCH_INTERVAL_S = 10.0  # anomaly checks; budget alerts do not wait for this, they come from the call itself
 BASELINE_INTERVAL_S = 3600.0  # the anomaly baselines (last 7 days from the rollups) are rebuilt hourly
 
 
@@ -312,14 +313,16 @@ class Daemon:
 
     async def _tick(self) -> None:
         """Flush rollups, fsync the log, prune old files: each on a worker thread, never on the loop."""
-        last_sync = last_prune = last_baseline = self.clock.monotonic()
+        last_sync = last_prune = last_baseline = last_watch = self.clock.monotonic()
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
-            self.watch()
+            now = self.clock.monotonic()
+            if now - last_watch >= WATCH_INTERVAL_S:
+                last_watch = now
+                self.watch()
             if self.notifier.enabled:
                 self.notifier.status(self.status_line())
-            now = self.clock.monotonic()
             if now - last_sync >= self.config.storage.fsync_interval_s:
                 last_sync = now
                 await asyncio.to_thread(self.usage_log.sync)

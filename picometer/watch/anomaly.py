@@ -125,7 +125,8 @@ class Recent:
             minutes, requests, errors, retries, cost, input_tokens, cached, models, first, before, prompts, versions
         )
 
-    def idle_since(self, now_minute: int) -> bool:
+    def idle(self, now_minute: int) -> bool:
+        """Nothing within the window: the watchers forget it."""
         return not self._minutes or self._minutes[-1].minute <= now_minute - WINDOW_MINUTES
 
 

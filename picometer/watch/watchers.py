@@ -43,14 +43,11 @@ class Watchers:
         error = rec.status == "error"
         retries = max(rec.attempts - 1, 0)
         recent = self._workflows.get(rec.workflow)
-        if recent is None:
-            if len(self._workflows) >= TRACKED_MAX:
-                if not self._full_warned:
-                    log.warning("too many workflows to watch; new names are metered but not watched", limit=TRACKED_MAX)
-                    self._full_warned = True
-                recent = None
-            else:
-                recent = self._workflows[rec.workflow] = Recent()
+        if recent is None and len(self._workflows) < TRACKED_MAX:
+            recent = self._workflows[rec.workflow] = Recent()
+        elif recent is None and not self._full_warned:
+            log.warning("too many workflows to watch; new names are metered but not watched", limit=TRACKED_MAX)
+            self._full_warned = True
         if recent is not None:
             recent.add(
                 minute,
@@ -74,7 +71,7 @@ class Watchers:
         """Every unusual condition holding now (the alert policy tells each once)."""
         minute = minute_of(now)
         alerts: list[Alert] = []
-        for name in [n for n, r in self._workflows.items() if r.idle_since(minute)]:
+        for name in [n for n, r in self._workflows.items() if r.idle(minute)]:
             del self._workflows[name]  # idle for an hour: nothing left to compare
         for workflow, recent in self._workflows.items():
             alerts += self._check_workflow(workflow, recent, now, minute)

@@ -561,19 +561,15 @@ def restart_needed(old: Config, new: Config) -> list[str]:
     keys = []
     if old.server.listen != new.server.listen:
         keys.append("server.listen")
-    keys += [
-        f"storage.{f.name}"
-        for f in dataclasses.fields(StorageConfig)
-        if getattr(old.storage, f.name) != getattr(new.storage, f.name)
-    ]
+    keys += _changed("storage", old.storage, new.storage)
     if old.budgets.timezone != new.budgets.timezone:
         keys.append("budgets.timezone")
-    keys += [
-        f"telegram.{f.name}"
-        for f in dataclasses.fields(TelegramConfig)
-        if getattr(old.telegram, f.name) != getattr(new.telegram, f.name)
-    ]
-    return keys
+    return keys + _changed("telegram", old.telegram, new.telegram)
+
+
+def _changed(section: str, old: Any, new: Any) -> list[str]:
+    """The dotted keys of a section whose values differ."""
+    return [f"{section}.{f.name}" for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
 
 
 def keep_for_restart(old: Config, new: Config) -> Config:

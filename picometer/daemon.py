@@ -313,7 +313,8 @@ class Daemon:
 
     async def _tick(self) -> None:
         """Flush rollups, fsync the log, prune old files: each on a worker thread, never on the loop."""
-        last_sync = last_prune = last_baseline = last_watch = self.clock.monotonic()
+        last_sync = last_prune = last_watch = self.clock.monotonic()
+        last_baseline = -BASELINE_INTERVAL_S  # the first tick builds them: start-up does not wait for the query
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
@@ -342,7 +343,6 @@ class Daemon:
         gc.collect()
         gc.freeze()
         log.info("picometer listening", listen=cfg.listen, usage_log=str(self.usage_log.path))
-        await asyncio.to_thread(self.refresh_baselines)
         tasks = [asyncio.create_task(self._tick()), asyncio.create_task(self.notifier.watchdog())]
         if self.config.telegram.enabled:
             tasks.append(asyncio.create_task(self._start_bot()))

@@ -95,7 +95,7 @@ def test_recent_sums_are_the_sums_of_what_came_in_the_window(
 
 @given(st.integers(0, 500), st.integers(0, 500), st.floats(1, 50))
 def test_a_runaway_needs_both_the_factor_and_a_floor(requests: int, usual_per_hour: int, factor: float) -> None:
-    act = Activity(anomaly.RUNAWAY_MINUTES, requests=requests)
+    act = Activity(minutes=anomaly.RUNAWAY_MINUTES, requests=requests)
     found = anomaly.runaway(act, 0.0, usual_per_hour, factor, min_usd=1.0)
     usual = usual_per_hour * anomaly.RUNAWAY_MINUTES / 60
     assert (found is not None) == (requests >= anomaly.RUNAWAY_MIN_REQUESTS and requests >= factor * usual)

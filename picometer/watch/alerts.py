@@ -97,8 +97,12 @@ class Alerter:
         if self.outbox.muted(str(alert.kind), alert.scope, now) is not None:
             return "muted"
         state = self.outbox.key(alert.key)
-        recent = state is not None and (now - state.last_told).total_seconds() < self.config.cooldown_s
-        if recent and (state is None or state.active or alert.kind not in ONGOING):
+        # An ongoing condition that was told "over" may start again at once; anything else waits out the cooldown.
+        if (
+            state is not None
+            and (now - state.last_told).total_seconds() < self.config.cooldown_s
+            and (state.active or alert.kind not in ONGOING)
+        ):
             self.outbox.repeated(alert.key)
             return "cooldown"
         repeats = state.repeats if state is not None else 0

@@ -25,8 +25,9 @@ RUNAWAY_MIN_REQUESTS = 60  # a request-rate runaway needs at least this many cal
 
 
 @dataclass(slots=True)
-class Minute:
-    minute: int  # minutes since the epoch
+class Tally:
+    """Counts of calls: one minute's, or the sum over several."""
+
     requests: int = 0
     errors: int = 0
     retries: int = 0
@@ -37,23 +38,34 @@ class Minute:
     prompts: dict[str, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
 
+    def absorb(self, other: Tally) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.retries += other.retries
+        self.cost += other.cost
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        for mine, theirs in (
+            (self.models, other.models),
+            (self.prompts, other.prompts),
+            (self.versions, other.versions),
+        ):
+            for name, n in theirs.items():
+                mine[name] = mine.get(name, 0) + n
 
-@dataclass(frozen=True, slots=True)
-class Activity:
+
+@dataclass(slots=True)
+class Minute(Tally):
+    minute: int = 0  # minutes since the epoch
+
+
+@dataclass(slots=True)
+class Activity(Tally):
     """Sums over some recent minutes."""
 
-    minutes: int
-    requests: int = 0
-    errors: int = 0
-    retries: int = 0
-    cost: float = 0.0
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    models: Mapping[str, int] = field(default_factory=dict)
-    first_seen: Mapping[str, int] = field(default_factory=dict)  # model -> first minute in the window
-    calls_before: Mapping[str, int] = field(default_factory=dict)  # model -> calls in the window before then
-    prompts: Mapping[str, int] = field(default_factory=dict)
-    versions: Mapping[str, int] = field(default_factory=dict)
+    minutes: int = 0
+    first_seen: dict[str, int] = field(default_factory=dict)  # model -> first minute in the window
+    calls_before: dict[str, int] = field(default_factory=dict)  # model -> calls in the window before then
 
 
 class Recent:
@@ -79,7 +91,7 @@ class Recent:
     ) -> None:
         # A record stamped before the newest minute (the clock stepped back) counts in the newest.
         if not self._minutes or self._minutes[-1].minute < minute:
-            self._minutes.append(Minute(minute))
+            self._minutes.append(Minute(minute=minute))
         m = self._minutes[-1]
         m.requests += 1
         m.errors += error
@@ -96,34 +108,15 @@ class Recent:
 
     def last(self, now_minute: int, minutes: int) -> Activity:
         """Sums over the minutes (now_minute - minutes, now_minute]."""
-        requests = errors = retries = input_tokens = cached = 0
-        cost = 0.0
-        models: dict[str, int] = {}
-        first: dict[str, int] = {}
-        before: dict[str, int] = {}
-        prompts: dict[str, int] = {}
-        versions: dict[str, int] = {}
+        total = Activity(minutes=minutes)
         for m in self._minutes:
             if not now_minute - minutes < m.minute <= now_minute:
                 continue
             for name in m.models:
-                if name not in first:
-                    first[name], before[name] = m.minute, requests
-            requests += m.requests
-            errors += m.errors
-            retries += m.retries
-            cost += m.cost
-            input_tokens += m.input_tokens
-            cached += m.cached_input_tokens
-            for name, n in m.models.items():
-                models[name] = models.get(name, 0) + n
-            for h, n in m.prompts.items():
-                prompts[h] = prompts.get(h, 0) + n
-            for v, n in m.versions.items():
-                versions[v] = versions.get(v, 0) + n
-        return Activity(
-            minutes, requests, errors, retries, cost, input_tokens, cached, models, first, before, prompts, versions
-        )
+                if name not in total.first_seen:
+                    total.first_seen[name], total.calls_before[name] = m.minute, total.requests
+            total.absorb(m)
+        return total
 
     def idle(self, now_minute: int) -> bool:
         """Nothing within the window: the watchers forget it."""
@@ -140,7 +133,7 @@ class Baseline:
     first_hour: int  # the first hour with any call (zeros before it are not history)
     end_hour: int  # exclusive: the hour being watched is not part of its own baseline
     cost: Mapping[int, float]
-    requests: Mapping[int, int]
+    requests: Mapping[int, float]  # float, so the same `expected()` reads it as it reads cost
     models: Mapping[str, int]
     input_tokens: int = 0
     cached_input_tokens: int = 0
@@ -148,7 +141,7 @@ class Baseline:
 
     @property
     def total_requests(self) -> int:
-        return sum(self.requests.values())
+        return round(sum(self.requests.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +154,7 @@ class Expected:
 def baselines(rows: Iterable[tuple[int, str, str, int, int, int, int, float]], end_hour: int) -> dict[str, Baseline]:
     """Rows of (hour, workflow, model, requests, retries, input_tokens, cached_input_tokens, cost)."""
     cost: dict[str, dict[int, float]] = {}
-    calls: dict[str, dict[int, int]] = {}
+    calls: dict[str, dict[int, float]] = {}
     models: dict[str, dict[str, int]] = {}
     sums: dict[str, list[int]] = {}
     for hour, workflow, model, requests, retries, input_tokens, cached, dollars in rows:
@@ -169,7 +162,7 @@ def baselines(rows: Iterable[tuple[int, str, str, int, int, int, int, float]], e
             continue
         c, n, m = cost.setdefault(workflow, {}), calls.setdefault(workflow, {}), models.setdefault(workflow, {})
         c[hour] = c.get(hour, 0.0) + dollars
-        n[hour] = n.get(hour, 0) + requests
+        n[hour] = n.get(hour, 0.0) + requests
         m[model] = m.get(model, 0) + requests
         s = sums.setdefault(workflow, [0, 0, 0])
         s[0], s[1], s[2] = s[0] + input_tokens, s[1] + cached, s[2] + retries

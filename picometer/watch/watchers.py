@@ -106,9 +106,7 @@ class Watchers:
             return out
         hour_now = now.timestamp() / 3600
         usual_cost = anomaly.expected(base.cost, base.first_hour, base.end_hour, hour_now, self._weekend)
-        usual_requests = anomaly.expected(
-            {h: float(n) for h, n in base.requests.items()}, base.first_hour, base.end_hour, hour_now, self._weekend
-        )
+        usual_requests = anomaly.expected(base.requests, base.first_hour, base.end_hour, hour_now, self._weekend)
         if usual_cost is None or usual_requests is None:
             return out  # under two days of history: the budget caps guard it
         short = recent.last(minute, anomaly.RUNAWAY_MINUTES)

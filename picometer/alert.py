@@ -22,6 +22,10 @@ class Kind(StrEnum):
     RUNAWAY = "runaway"
     DUPLICATE_STORM = "duplicate_storm"
     ERROR_RATE = "error_rate"
+    CANARY_FAILED = "canary_failed"
+    CANARY_RECOVERED = "canary_recovered"
+    SLO_BURN_FAST = "slo_burn_fast"
+    SLO_BURN_SLOW = "slo_burn_slow"
 
 
 class Severity(StrEnum):
@@ -40,10 +44,17 @@ SEVERITY = {
     Kind.RUNAWAY: Severity.CRITICAL,
     Kind.DUPLICATE_STORM: Severity.WARNING,
     Kind.ERROR_RATE: Severity.WARNING,
+    Kind.CANARY_FAILED: Severity.WARNING,
+    Kind.CANARY_RECOVERED: Severity.INFO,
+    Kind.SLO_BURN_FAST: Severity.CRITICAL,  # at this rate a month's error budget is gone in two days
+    Kind.SLO_BURN_SLOW: Severity.WARNING,
 }
 
 # Kinds that describe a condition: they are told again as "over" once it has passed.
-ONGOING = frozenset({Kind.SPIKE, Kind.RUNAWAY, Kind.DUPLICATE_STORM, Kind.ERROR_RATE, Kind.DISK_LOW})
+ONGOING = frozenset(
+    {Kind.SPIKE, Kind.RUNAWAY, Kind.DUPLICATE_STORM, Kind.ERROR_RATE, Kind.DISK_LOW}
+    | {Kind.SLO_BURN_FAST, Kind.SLO_BURN_SLOW}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +63,7 @@ class Alert:
     key: str  # the same situation again has the same key, so it can be told once
     message: str  # whole sentences: what happened, the numbers, what to do
     at: datetime
-    scope: str = ""  # "global", "workflow:NAME", "provider:NAME" or "" for the daemon itself
+    scope: str = ""  # "global", "workflow:NAME", "provider:NAME", "probe:NAME" or "" for the daemon itself
 
     @property
     def severity(self) -> Severity:

@@ -185,6 +185,10 @@ def status(config_path: str | None, as_json: bool) -> None:
         retries = ", ".join(f"{reason} {n}" for reason, n in sorted(h["retries"].items())) or "none"
         circuit = "" if h["circuit"] == "closed" else f"CIRCUIT {h['circuit'].upper().replace('_', '-')}, "
         click.echo(f"provider {name}: {circuit}{h['consecutive_failures']} failures in a row, retries: {retries}")
+    for probe in data.get("canary", {}).get("probes", []):
+        last = probe["last"]
+        seen = f"{last['outcome'].upper()} at {last['at']}: {last['detail']}" if last else "not run yet"
+        click.echo(f"canary {probe['probe']}: {seen}")
     for a in data.get("alerts", [])[-5:]:
         click.echo(f"alert {a['kind']} ({a['severity']}) at {a['at']}: {a['message']}")
     reload = data.get("config", {}).get("last_reload")
@@ -192,6 +196,45 @@ def status(config_path: str | None, as_json: bool) -> None:
         click.echo(f"CONFIG RELOAD FAILED at {reload['at']}: {reload['error']}")
     elif reload and reload["restart_needed"]:
         click.echo(f"restart needed for: {', '.join(reload['restart_needed'])}")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def canary(config_path: str | None, as_json: bool) -> None:
+    """Run the canary probes once now and print the results (exit 1 when any fails).
+
+    Through the running daemon; when it is down, through the same gateway in this process."""
+    import asyncio
+
+    import httpx
+
+    from picometer.watch.canary import table
+
+    config = load(config_path)
+    if not config.canary.probes:
+        click.echo("no canary probes configured: add a [[canary.probes]] table (picometer runbook shows one)")
+        return
+    headers = {}
+    token = config.secrets.get("server.admin_token")
+    if token is not None:
+        headers["authorization"] = f"Bearer {token.value}"
+    timeout = sum(p.max_latency_s + 10 for p in config.canary.probes) + 30  # a scheduled run may be going first
+    try:
+        answer = httpx.post(f"{config.server.url}/-/canary", headers=headers, timeout=timeout, trust_env=False)
+    except httpx.TransportError:
+        from picometer.daemon import canary_once
+
+        click.echo("(picometer is not running: probing through an in-process gateway)", err=True)
+        data = asyncio.run(canary_once(config))
+    else:
+        data = answer.json() if answer.headers.get("content-type") == "application/json" else {}
+        if answer.status_code != 200 or "results" not in data:
+            message = (data.get("error") or {}).get("message") or f"HTTP {answer.status_code}"
+            click.echo(f"picometer refused: {message}", err=True)
+            sys.exit(1)
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else table(data["results"]))
+    sys.exit(0 if data["ok"] else 1)
 
 
 @main.command()
@@ -218,7 +261,9 @@ def report(config_path: str | None, period: str, by: str, as_json: bool) -> None
     rollups = Rollups(db)
     try:
         caps = [cap for pair in caps_from_config(config).values() for cap in pair]
-        data = build(rollups, period, by, SystemClock().now(), resolve_zone(config.budgets.timezone), caps)
+        data = build(
+            rollups, period, by, SystemClock().now(), resolve_zone(config.budgets.timezone), caps, config.workflows
+        )
     finally:
         rollups.close()
     click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else render(data))

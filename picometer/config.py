@@ -144,6 +144,7 @@ class ProbeConfig:
     model: str = "gpt-4o-mini"
     prompt: str = "Reply with exactly: PONG"
     expect_regex: str = "PONG"
+    expect_json_keys: tuple[str, ...] = ()  # the answer must be a JSON object with these keys
     max_latency_s: float = 15.0
     max_tokens: int = 8
     fail_after: int = 2
@@ -500,6 +501,7 @@ def _validate(c: Config) -> None:
                 f"{where}.expect_regex", f"not a valid regular expression ({e})", "fix the pattern"
             ) from None
         _at_least(probe.fail_after, 1, f"{where}.fail_after")
+        _at_least(probe.max_latency_s, 0.1, f"{where}.max_latency_s")
         _at_least(probe.max_tokens, 1, f"{where}.max_tokens")
 
     _at_least(c.alerts.cooldown_s, 0, "[alerts].cooldown_s")

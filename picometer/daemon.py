@@ -25,6 +25,7 @@ from picometer.gateway.app import Gateway
 from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
 from picometer.metering.pricing import Pricer
 from picometer.record import Record, Recorder
+from picometer.reports.report import objectives
 from picometer.service import Notifier
 from picometer.store.outbox import Outbox
 from picometer.store.rollups import Rollups
@@ -32,6 +33,7 @@ from picometer.store.state import State
 from picometer.store.usagelog import UsageLog
 from picometer.watch.alerts import Alerter
 from picometer.watch.anomaly import BASELINE_HOURS, baselines
+from picometer.watch.canary import Canary
 from picometer.watch.watchers import Watchers
 
 if TYPE_CHECKING:
@@ -79,6 +81,13 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started and self.on_started is not None:
             self.on_started()  # listening, and the app's startup has completed: /-/health answers 200
+
+
+def own_url(sock: socket.socket) -> str:
+    """How this process reaches its own listener (the canary goes through it): a wildcard address via loopback."""
+    host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -> _Server:
@@ -132,6 +141,7 @@ class Daemon:
         # Spend this day and month so far, from the durable records: a restart never resets a budget.
         self.budget.seed(self.clock.now(), self.rollups.spend_since)
         self.pricer = Pricer(config.prices)
+        self.canary = Canary(config, self.state, self.clock, self.zone, self.alert)
         self.gateway = Gateway(
             config,
             clock=self.clock,
@@ -141,6 +151,8 @@ class Daemon:
             state=self.state,
             status_extra=self.status,
             alert=self.alert,
+            canary_token=self.canary.token,
+            run_canary=self.run_canary,
         )
         self.loaded_at = self.clock.now()
         self.last_reload: dict[str, Any] | None = None
@@ -169,6 +181,7 @@ class Daemon:
             self.gateway.reconfigure(new, self.pricer)
             self.alerter.reconfigure(new.alerts, alert_chats(new))
             self.watchers.config = new
+            self.canary.config = new
             self.config = new
             self.loaded_at = now
             self.last_reload = {"at": at, "ok": True, "restart_needed": restart}
@@ -194,7 +207,34 @@ class Daemon:
         parts.append(f"month {usd(month)}" + (f" of {usd(month_cap.limit)}" if month_cap.limit else ""))
         stats = self.gateway.stats
         parts.append(f"{stats.requests} requests ({stats.by_status.get('blocked', 0)} blocked) since start")
+        results = self.canary.last.values()
+        if results:
+            parts.append(f"canary {sum(r.ok for r in results)}/{len(results)} ok")
         return ", ".join(parts)
+
+    async def run_canary(self) -> dict[str, Any]:
+        """Every probe now (after a scheduled run in progress, if any): what /-/canary answers."""
+        results = await self.canary.run()
+        return {"ok": all(r.ok for r in results), "results": [r.as_dict(self.zone) for r in results]}
+
+    def objectives(self) -> list[dict[str, Any]]:
+        """Each configured workflow's objectives: 28 days from the rollups, burn rates from the last hours."""
+        now = self.clock.now()
+        return objectives(self.rollups, self.config.workflows, now, lambda name: self.watchers.burns(name, now))
+
+    def canary_status(self) -> dict[str, Any]:
+        last = self.canary.last
+        return {
+            "interval_s": self.config.canary.interval_s,
+            "probes": [
+                {
+                    "probe": p.name,
+                    "failures_in_a_row": self.state.probe(p.name).count,
+                    "last": last[p.name].as_dict(self.zone) if p.name in last else None,
+                }
+                for p in self.config.canary.probes
+            ],
+        }
 
     def alert(self, alert: Alert) -> None:
         """Through the alert policy; what is told is logged, kept for /-/status and queued for Telegram."""
@@ -289,6 +329,8 @@ class Daemon:
                 for p in self.state.pauses(now)
             ],
             "alerts": [a.as_dict(self.zone) for a in self.alerts],
+            "canary": self.canary_status(),
+            "objectives": self.objectives(),
             "telegram": {
                 "enabled": self.config.telegram.enabled,
                 "connected": self.bot is not None and self.bot.connected,
@@ -343,7 +385,12 @@ class Daemon:
         gc.collect()
         gc.freeze()
         log.info("picometer listening", listen=cfg.listen, usage_log=str(self.usage_log.path))
-        tasks = [asyncio.create_task(self._tick()), asyncio.create_task(self.notifier.watchdog())]
+        self.canary.connect(own_url(sock))
+        tasks = [
+            asyncio.create_task(self._tick()),
+            asyncio.create_task(self.notifier.watchdog()),
+            asyncio.create_task(self.canary.loop()),
+        ]
         if self.config.telegram.enabled:
             tasks.append(asyncio.create_task(self._start_bot()))
         try:
@@ -354,6 +401,7 @@ class Daemon:
                 task.cancel()
             if self.bot is not None:
                 await self.bot.close()
+            await self.canary.aclose()
             self.close()
             log.info("picometer stopped", requests=self.gateway.stats.requests)
 
@@ -388,3 +436,18 @@ def run(config: Config) -> None:
         await daemon.serve()
 
     asyncio.run(main())
+
+
+async def canary_once(config: Config) -> dict[str, Any]:
+    """`picometer canary` while the daemon is down: the same gateway in-process, writing the same records."""
+    import httpx
+
+    configure_logging("warning")  # stdout is for the results; alerts raised here still show on stderr
+    daemon = Daemon(config)
+    daemon.canary.connect("http://picometer", transport=httpx.ASGITransport(app=daemon.gateway))
+    try:
+        return await daemon.run_canary()
+    finally:
+        await daemon.canary.aclose()
+        await daemon.gateway.aclose()
+        daemon.close()

@@ -17,6 +17,7 @@ from picometer.metering.budget import caps_from_config
 from picometer.reports.report import build, render
 from picometer.simulator import SimSettings, Simulator
 from picometer.store.rollups import Rollups
+from picometer.watch.canary import table
 
 # (workflow, how it tags itself, provider, models, seconds between calls, stream share)
 WORKFLOWS: tuple[tuple[str, str, str, tuple[str, ...], float, float], ...] = (
@@ -40,10 +41,16 @@ def demo_config(workdir: Path, sim_port: int) -> dict[str, Any]:
         # Quick retries: a short demo should show a provider hiccup recovered, not wait through it.
         "retry": {"base_delay_s": 0.05, "max_delay_s": 1.0},
         "workflows": {
-            "summarizer": {"owner": "you", "daily_usd": 1.0},
+            "summarizer": {"owner": "you", "daily_usd": 1.0, "slo_latency_s": 5},
             "telegram-bot": {"owner": "you", "env": "prod"},
             # A small cap, so the demo shows the guard refusing calls once it is used up.
             "nightly-report": {"keys": [DEMO_KEY], "env": "batch", "daily_usd": 0.005, "max_tokens_per_request": 300},
+        },
+        "canary": {
+            "probes": [
+                {"name": "openai-mini", "provider": "openai", "model": "gpt-4o-mini"},
+                {"name": "anthropic-haiku", "provider": "anthropic", "model": "claude-haiku-4-5"},
+            ]
         },
     }
 
@@ -123,6 +130,10 @@ async def _main(workdir: Path, seconds: float) -> Daemon:
     while not daemon.server.started:
         await asyncio.sleep(0.05)
     print(f"picometer demo: daemon on {gateway}, simulated provider on port {sim_sock.getsockname()[1]}")
+    async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+        probes = (await client.post(f"{gateway}/-/canary")).json()
+    print("canary probes (what `picometer canary` prints):")
+    print(table(probes["results"]))
     print(f"sending {seconds:.0f} s of traffic from {len(WORKFLOWS)} workflows ...", flush=True)
     until = time.monotonic() + seconds
     counts, _ = await asyncio.gather(
@@ -138,7 +149,8 @@ async def _main(workdir: Path, seconds: float) -> Daemon:
     daemon.stop()
     sim_server.should_exit = True
     await asyncio.gather(daemon_task, sim_task)
-    print(f"sent {sum(counts)} requests; the daemon counted {status['requests']}")
+    probed = len(probes["results"])
+    print(f"sent {sum(counts)} requests and {probed} canary probes; the daemon counted {status['requests']}")
     return daemon
 
 
@@ -150,7 +162,8 @@ def run_demo(workdir: Path, seconds: float) -> None:
     for by in ("workflow", "model"):
         print()
         caps = [cap for pair in caps_from_config(daemon.config).values() for cap in pair] if by == "workflow" else []
-        print(render(build(rollups, "today", by, now, daemon.zone, caps)))
+        workflows = daemon.config.workflows if by == "workflow" else {}
+        print(render(build(rollups, "today", by, now, daemon.zone, caps, workflows)))
     rollups.close()
     print()
     print(f"usage log: {daemon.usage_log.path}")

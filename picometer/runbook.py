@@ -32,6 +32,8 @@ def render(config: Config) -> str:
         "secrets_table": _secrets(config),
         "budgets_table": _budgets(config),
         "alerts_db": str(data / "alerts.db"),
+        "canary": ", ".join(f"{p.name} every {config.canary.interval_s:g} s" for p in config.canary.probes)
+        or "none configured",
         "cooldown": f"{config.alerts.cooldown_s:g} s",
         "quiet": config.alerts.quiet_hours or "none set",
         "telegram": f"chats {', '.join(map(str, config.telegram.chat_ids))} via {config.telegram.api_base}"

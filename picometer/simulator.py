@@ -48,6 +48,7 @@ class SimSettings:
     latency_s: float = 0.0  # before the first byte
     chunk_delay_s: float = 0.0  # between stream events
     words: int = 12  # length of a reply, in words, before max_tokens trims it
+    reply: str = ""  # a fixed answer to every prompt: a provider that answers out of format
 
 
 @dataclass
@@ -140,6 +141,8 @@ class Simulator:
         await _raw(send, 200, data, b"application/json", cookie)
 
     def _reply(self, req: dict[str, Any]) -> str:
+        if self.settings.reply:
+            return self.settings.reply
         prompt = _text_of(req.get("messages") or req.get("input") or req.get("prompt") or "")
         if "PONG" in prompt:
             return "PONG"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import settings
 
 from picometer.clock import Clock
+from tests.botapi import BotApi
 from tests.servers import GatewayServer, SimServer, gateway_config
 
 # No per-example deadline: a loaded CI machine must not turn a slow example into a failure.
@@ -41,3 +42,10 @@ def make_gateway(sim: SimServer, tmp_path: Path) -> Iterator[Callable[..., Gatew
     yield make
     for server in started:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def botapi() -> Iterator[BotApi]:
+    api = BotApi().start()
+    yield api
+    api.stop()

@@ -59,6 +59,8 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
         ({"workflows": {"bot": {"slo_target": 99}}}, "[workflows.bot].slo_target", "0.99"),
         ({"prices": {"m": {"input": -1}}}, '[prices."m"].input', "per 1M"),
         ({"canary": {"probes": [{"name": "a", "expect_regex": "("}]}}, "expect_regex", "fix the pattern"),
+        ({"canary": {"probes": [{"name": "a", "max_latency_s": 0}]}}, "max_latency_s", "at least 0.1"),
+        ({"canary": {"probes": [{"name": "a", "expect_json_keys": "status"}]}}, "expect_json_keys", "["),
         ({"alerts": {"quiet_hours": "late"}}, "[alerts].quiet_hours", "23:00-07:00"),
         ({"telegram": {"enabled": True}}, "[telegram].chat_ids", "chat_ids = ["),
     ],

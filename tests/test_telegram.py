@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import tomli_w
 
 from tests.botapi import TOKEN, BotApi
@@ -23,13 +22,6 @@ from tests.servers import SimServer, free_port, gateway_config
 
 CHAT_ID = 111
 STRANGER = 999
-
-
-@pytest.fixture
-def botapi() -> Iterator[BotApi]:
-    api = BotApi().start()
-    yield api
-    api.stop()
 
 
 @contextmanager

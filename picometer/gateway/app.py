@@ -54,6 +54,7 @@ JSON = (b"content-type", b"application/json")
 NO_RETRY = (b"x-should-retry", b"false")  # the official SDKs would otherwise retry a refusal that cannot pass
 CONTROL_BODY_LIMIT = 65_536
 _UNPRICED_WARNED_LIMIT = 1000
+CANARY_HEADER = "x-picometer-canary"  # a per-process secret: only picometer's own probes are marked canary
 
 
 class ClientGone(Exception):
@@ -160,6 +161,8 @@ class Gateway:
         status_extra: Callable[[], dict[str, Any]] | None = None,
         alert: Callable[[Alert], None] | None = None,
         rand: Callable[[], float] = random.random,
+        canary_token: str | None = None,
+        run_canary: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -174,6 +177,8 @@ class Gateway:
         self._status_extra = status_extra
         self._alert = alert
         self._rand = rand  # backoff jitter; tests pass their own
+        self._canary_token = canary_token.encode() if canary_token else None  # marks picometer's own probes
+        self._run_canary = run_canary
         self._health: dict[str, retry.Health] = {}  # per provider: retry budget, circuit, retry counts
         self.started_at = clock.now()
         self.ready = False
@@ -238,9 +243,9 @@ class Gateway:
             await _respond(send, status, json.dumps({"status": "ok" if self.ready else "starting"}).encode())
         elif path == "/-/status":
             await _respond(send, 200, json.dumps(self.status(), ensure_ascii=False).encode())
-        elif path.startswith(("/-/pause/", "/-/resume/")):
+        elif path.startswith(("/-/pause/", "/-/resume/")) or path == "/-/canary":
             try:
-                answer = await self._control(scope, receive)
+                answer = await (self._canary(scope) if path == "/-/canary" else self._control(scope, receive))
             except ClientGone:
                 return
             except Refusal as r:
@@ -249,6 +254,15 @@ class Gateway:
                 await _respond(send, 200, json.dumps(answer, ensure_ascii=False).encode())
         else:
             await _respond(send, 404, error_body("openai", "not_found", f"no admin route {path}"))
+
+    async def _canary(self, scope: Scope) -> dict[str, Any]:
+        """POST /-/canary: run every probe now and answer with the results (what `picometer canary` shows)."""
+        if scope["method"] != "POST":
+            raise Refusal(405, "invalid_request_error", "use POST for /-/canary")
+        self._authorize_control(scope, header_map(scope["headers"]))
+        if self._run_canary is None:
+            raise Refusal(404, "not_found", "this picometer runs no canary")
+        return await self._run_canary()
 
     async def _control(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         """POST /-/pause/{workflow} (optional "for": "2h" as query or JSON) and POST /-/resume/{workflow}."""
@@ -364,7 +378,8 @@ class Gateway:
 
         key = self.keyring.match(presented_key(headers))
         ex.tags = resolve_tags(headers, route.workflow, key, cfg)
-        if self.keyring.required and key is None:
+        ex.record.canary = self._is_canary(headers)
+        if self.keyring.required and key is None and not ex.record.canary:
             raise Refusal(401, "invalid_api_key", "a picometer client key is required: send it as the API key")
         provider_key = cfg.provider_key(route.provider)
         if key is not None and provider_key is None:
@@ -401,6 +416,12 @@ class Gateway:
         if ex.metered:
             assert ex.body is not None
             self._check_metered(ex, provider, route.provider)
+
+    def _is_canary(self, headers: dict[str, str]) -> bool:
+        given = headers.get(CANARY_HEADER)
+        if given is None or self._canary_token is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._canary_token)
 
     def _check_metered(self, ex: Exchange, provider: ProviderConfig, provider_name: str) -> None:
         body = ex.body

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 
+from picometer.config import WorkflowConfig
 from picometer.metering import histogram
 from picometer.metering.budget import Cap, cap_status, period_key, period_start, to_pico, usd
 from picometer.reports.periods import hour_range, period_bounds
 from picometer.store.rollups import Rollups, totals
+from picometer.watch import slo
 
 
 def build(
-    rollups: Rollups, period: str, by: str, now: datetime, zone: tzinfo, caps: Iterable[Cap] = ()
+    rollups: Rollups,
+    period: str,
+    by: str,
+    now: datetime,
+    zone: tzinfo,
+    caps: Iterable[Cap] = (),
+    workflows: Mapping[str, WorkflowConfig] | None = None,
 ) -> dict[str, Any]:
     start, end = period_bounds(period, now, zone)
     rows = rollups.summary(*hour_range(start, end), by=by)
@@ -26,7 +34,50 @@ def build(
         "rows": [_with_percentiles(r) for r in rows],
         "total": _with_percentiles({**totals(rows), "key": "total", "bins": all_bins}),
         "budgets": budgets(rollups, caps, now, zone),
+        "objectives": objectives(rollups, workflows or {}, now),
     }
+
+
+def objectives(
+    rollups: Rollups,
+    workflows: Mapping[str, WorkflowConfig],
+    now: datetime,
+    burns: Callable[[str], Iterable[slo.Burn]] = lambda name: (),
+) -> list[dict[str, Any]]:
+    """Each configured workflow's objectives over the rolling 28 days (this hour included)."""
+    if not workflows:
+        return []
+    end = int(now.timestamp()) // 3600 + 1
+    rows = {r["key"]: r for r in rollups.summary(end - slo.WINDOW_DAYS * 24, end, "workflow")}
+    return [
+        slo.objective(
+            name, w.slo_target, w.slo_latency_s, slo.events_from_rollup(rows.get(name), w.slo_latency_s), burns(name)
+        )
+        for name, w in sorted(workflows.items())
+    ]
+
+
+def budget_words(left: float) -> str:
+    if left >= 0:
+        return f"{left:.0%} of the error budget left"
+    return f"error budget overspent ({1 - left:.0%} used)"
+
+
+def render_objectives(items: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for o in items:
+        for sli in ("success", "latency"):
+            if sli not in o:
+                continue
+            s = o[sli]
+            goal = "succeed" if sli == "success" else f"within {o['latency_s']:g} s"
+            good = "-" if s["good_ratio"] is None else f"{s['good_ratio']:.3%}"
+            burning = f", BURNING ({', '.join(s['burning'])})" if s["burning"] else ""
+            lines.append(
+                f"  {o['workflow'][:23]:<24}{o['target']:.2%} {goal}: {good} of {s['events']} calls, "
+                f"{budget_words(s['budget_left'])}{burning}"
+            )
+    return lines
 
 
 def budgets(rollups: Rollups, caps: Iterable[Cap], now: datetime, zone: tzinfo) -> list[dict[str, Any]]:
@@ -81,6 +132,8 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"latency percentiles from a log-scale histogram: within {histogram.RELATIVE_ERROR:.1%}")
     if report["budgets"]:
         lines += ["", "budgets:", *render_budgets(report["budgets"])]
+    if report["objectives"]:
+        lines += ["", f"objectives (last {slo.WINDOW_DAYS} days):", *render_objectives(report["objectives"])]
     return "\n".join(lines)
 
 

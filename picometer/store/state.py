@@ -1,4 +1,5 @@
-"""Operator state in SQLite: pauses (the kill switch), so they survive restarts and expire on time."""
+"""Operator state in SQLite: pauses (the kill switch), so they survive restarts and expire on time;
+and each canary probe's run of failures, so a restart neither repeats nor loses a failure alert."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE pause (
             workflow TEXT PRIMARY KEY, until REAL, since REAL NOT NULL, by TEXT NOT NULL)""",
     ),
+    (
+        """CREATE TABLE probe (
+            name TEXT PRIMARY KEY, failures INTEGER NOT NULL, first_failed REAL, told INTEGER NOT NULL)""",
+    ),
 )
 
 
@@ -26,6 +31,15 @@ class Pause:
 
     def active(self, now: datetime) -> bool:
         return self.until is None or now < self.until
+
+
+@dataclass(frozen=True, slots=True)
+class Failures:
+    """A canary probe's current run of failed checks."""
+
+    count: int = 0
+    since: datetime | None = None  # the first failure of the run
+    told: bool = False  # canary_failed was raised: the next pass is told as a recovery
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -71,6 +85,19 @@ class State:
     def resume(self, workflow: str) -> bool:
         self._db.execute("DELETE FROM pause WHERE workflow = ?", (workflow,))
         return self._pauses.pop(workflow, None) is not None
+
+    def probe(self, name: str) -> Failures:
+        row = self._db.execute("SELECT failures, first_failed, told FROM probe WHERE name = ?", (name,)).fetchone()
+        return Failures() if row is None else Failures(row[0], _dt(row[1]), bool(row[2]))
+
+    def save_probe(self, name: str, failures: Failures) -> None:
+        if failures.count == 0:
+            self._db.execute("DELETE FROM probe WHERE name = ?", (name,))
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO probe (name, failures, first_failed, told) VALUES (?, ?, ?, ?)",
+            (name, failures.count, _ts(failures.since), int(failures.told)),
+        )
 
     def close(self) -> None:
         self._db.close()

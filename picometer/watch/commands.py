@@ -1,4 +1,4 @@
-"""The bot's answers: /status, /spend, /top, /budget, /pause, /resume, /mute, /unmute, /help.
+"""The bot's answers: /status, /spend, /top, /budget, /canary, /pause, /resume, /mute, /unmute, /help.
 
 Answers are Telegram HTML with every user-supplied text escaped, split under Telegram's length
 limit. They read and change the same state the CLI does (rollups, budgets, pauses)."""
@@ -18,6 +18,7 @@ from picometer.metering.budget import to_pico, usd
 from picometer.reports import report
 from picometer.reports.periods import PERIODS
 from picometer.watch.alerts import esc
+from picometer.watch.canary import table
 
 if TYPE_CHECKING:
     from picometer.daemon import Daemon
@@ -32,6 +33,7 @@ HELP = """<b>picometer</b> answers:
 /spend [today|week|month]: spend by workflow
 /top: today's most expensive workflows and models
 /budget: every cap, what is used and when it resets
+/canary: run the canary probes now
 /pause WORKFLOW [2h]: refuse its calls (until resumed, or for a while)
 /resume WORKFLOW
 /mute KIND [24h]: stop telling this kind of alert (kinds: {kinds})
@@ -90,6 +92,7 @@ class Commands:
             "spend": self.spend,
             "top": self.top,
             "budget": self.budget,
+            "canary": self.canary,
             "pause": self.pause,
             "resume": self.resume,
             "mute": self.mute,
@@ -112,6 +115,11 @@ class Commands:
         for p in d.state.pauses(now):
             until = f"for {format_duration(p.until - now)}" if p.until else "until resumed"
             lines.append(f"⏸ {esc(p.workflow)} paused {until} (by {esc(p.by)})")
+        for o in d.objectives():
+            lines.append(_objective_line(o))
+        for name, result in d.canary.last.items():
+            mark = "✅" if result.ok else "❌"
+            lines.append(f"{mark} canary {esc(name)}: {esc(result.outcome)}, {esc(result.detail)}")
         for name in d.config.providers:
             health = d.gateway.health(name)
             if health.circuit.state != "closed":
@@ -147,6 +155,13 @@ class Commands:
         if not caps:
             return "No budget caps are set ([budgets] and [workflows.NAME] daily_usd / monthly_usd)."
         return "\n".join(["<b>Budgets</b>", *(_cap_line(c) for c in caps)])
+
+    async def canary(self, args: list[str], by: str) -> str:
+        if not self.daemon.config.canary.probes:
+            return "No canary probes are configured (add [[canary.probes]] to the config)."
+        data = await self.daemon.run_canary()
+        head = "✅ <b>Canary: all pass</b>" if data["ok"] else "❌ <b>Canary: failing</b>"
+        return f"{head}\n<pre>{esc(table(data['results']))}</pre>"
 
     async def pause(self, args: list[str], by: str) -> str:
         workflow = clean_tag(args[0]) if args else None
@@ -195,6 +210,17 @@ def _kind(args: list[str], usage: str) -> tuple[str, str]:
     if kind not in set(Kind):
         raise ValueError(f"{kind!r} is not an alert kind; kinds: {', '.join(Kind)}")
     return kind, scope
+
+
+def _objective_line(o: Mapping[str, Any]) -> str:
+    parts = []
+    for sli in ("success", "latency"):
+        if sli in o:
+            s = o[sli]
+            good = "-" if s["good_ratio"] is None else f"{s['good_ratio']:.2%}"
+            fire = " 🔥" if s["burning"] else ""
+            parts.append(f"{sli} {good}, {report.budget_words(s['budget_left'])}{fire}")
+    return f"🎯 {esc(o['workflow'])} (target {o['target']:.2%}): " + "; ".join(parts)
 
 
 def _cap_line(cap: Mapping[str, Any]) -> str:

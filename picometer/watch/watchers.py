@@ -11,7 +11,7 @@ import structlog
 from picometer.alert import Alert, Kind
 from picometer.config import Config
 from picometer.record import Record
-from picometer.watch import anomaly
+from picometer.watch import anomaly, slo
 from picometer.watch.anomaly import Baseline, Recent
 
 log = structlog.get_logger("picometer.watch")
@@ -34,6 +34,7 @@ class Watchers:
         self._versions: dict[str, dict[str, int]] = {}  # workflow -> prompt_version -> minute first seen
         self.baselines: Mapping[str, Baseline] = {}
         self._full_warned = False
+        self._slo: dict[str, slo.Ring] = {}  # configured workflows only: their names are bounded
 
     def observe(self, rec: Record, now: datetime) -> None:
         """Count one finished call (on the hot path: a few dict updates)."""
@@ -66,6 +67,12 @@ class Watchers:
         if provider is None:
             provider = self._providers[rec.provider] = Recent()
         provider.add(minute, cost=rec.cost_usd or 0.0, error=error, retries=retries)
+        objective = self.config.workflows.get(rec.workflow)
+        if objective is not None:
+            ring = self._slo.get(rec.workflow)
+            if ring is None:
+                ring = self._slo[rec.workflow] = slo.Ring()
+            ring.add(minute, error, 0 < objective.slo_latency_s * 1000 < rec.latency_ms)
 
     def check(self, now: datetime) -> list[Alert]:
         """Every unusual condition holding now (the alert policy tells each once)."""
@@ -79,7 +86,37 @@ class Watchers:
             alert = self._check_provider(provider, recent, now, minute)
             if alert is not None:
                 alerts.append(alert)
+        for workflow in self._slo:
+            alerts += [self._burn_alert(workflow, burn, now) for burn in self.burns(workflow, now)]
         return alerts
+
+    def burns(self, workflow: str, now: datetime) -> list[slo.Burn]:
+        """The burn-rate rules a configured workflow breaks now (none after a restart until calls arrive)."""
+        objective, ring = self.config.workflows.get(workflow), self._slo.get(workflow)
+        if objective is None or ring is None:
+            return []
+        return slo.burning(ring, minute_of(now), objective.slo_target, objective.slo_latency_s > 0)
+
+    def _burn_alert(self, workflow: str, burn: slo.Burn, now: datetime) -> Alert:
+        objective = self.config.workflows[workflow]
+        rule, events = burn.rule, burn.events
+        what = "failed" if burn.sli == "success" else f"took longer than {objective.slo_latency_s:g} s"
+        goal = "succeed" if burn.sli == "success" else f"finish within {objective.slo_latency_s:g} s"
+        target = f"{objective.slo_target * 100:g}%"
+        lasts = slo.WINDOW_DAYS / burn.long
+        scope = f"workflow:{workflow}"
+        return Alert(
+            rule.kind,
+            f"{rule.kind}:{burn.sli}:{scope}",
+            f"{self._who(workflow)} is using its error budget {burn.long:,.1f}× too fast: "
+            f"{events.bad / events.total:.1%} of calls {what} in the last {_span(rule.long_minutes)} "
+            f"({events.bad} of {events.total}; {burn.short:,.1f}× over the last {_span(rule.short_minutes)}), "
+            f"against the objective that {target} of calls {goal}. At this rate a whole {slo.WINDOW_DAYS}-day "
+            f"error budget lasts {lasts:.1f} days. Do: picometer status shows the provider's circuit and retries; "
+            f"if the provider is down, pause the job with /pause {workflow} 1h.",
+            now,
+            scope,
+        )
 
     def _check_workflow(self, workflow: str, recent: Recent, now: datetime, minute: int) -> list[Alert]:
         cfg = self.config.alerts
@@ -179,6 +216,10 @@ class Watchers:
 
 def _amount(what: str, value: float) -> str:
     return f"${value:.2f}" if what == "spend" else f"{value:,.0f} calls"
+
+
+def _span(minutes: int) -> str:
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 def _times(factor: float) -> str:

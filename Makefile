@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	sh scripts/test-deps.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)

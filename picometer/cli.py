@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -196,6 +197,75 @@ def status(config_path: str | None, as_json: bool) -> None:
         click.echo(f"CONFIG RELOAD FAILED at {reload['at']}: {reload['error']}")
     elif reload and reload["restart_needed"]:
         click.echo(f"restart needed for: {', '.join(reload['restart_needed'])}")
+
+
+@main.command()
+@config_option
+@click.option("--week", default=None, help="ISO week, e.g. 2026-W47 (default: the last full week, local time).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE (default: stdout).")
+def export(config_path: str | None, week: str | None, out: str | None) -> None:
+    """The weekly CSV: one row per day x workflow x env x provider x model, from the rollups."""
+    from picometer.clock import SystemClock, resolve_zone
+    from picometer.reports.export import last_full_week, parse_week, to_csv, week_rows, write_atomic
+    from picometer.store.rollups import Rollups
+
+    config = load(config_path)
+    zone = resolve_zone(config.budgets.timezone)
+    try:
+        monday = parse_week(week) if week else last_full_week(SystemClock().now(), zone)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--week") from None
+    rollups = Rollups(Path(config.storage.data_dir) / "rollups.db")
+    try:
+        text = to_csv(week_rows(rollups, monday, zone))
+    finally:
+        rollups.close()
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(Path(out), text)
+        click.echo(f"wrote {out} ({text.count(chr(10)) - 1} rows)", err=True)
+
+
+@main.command()
+@config_option
+@click.argument("invoice", type=click.Path(exists=True, dir_okay=False))
+@click.option("--provider", default=None, help="Compare with this provider's calls only (default: all).")
+@click.option("--threshold-pct", type=float, default=5.0, show_default=True, help="Flag a day off by more.")
+@click.option("--min-usd", type=float, default=0.01, show_default=True, help="...and by at least this much.")
+def reconcile(
+    config_path: str | None, invoice: str, provider: str | None, threshold_pct: float, min_usd: float
+) -> None:
+    """Hold a provider's cost export (CSV) against the metered spend, per UTC day and model.
+
+    INVOICE needs a day column (date, usage_date_utc or start_time), a cost in dollars (cost_usd,
+    amount_value or cost) and, best, a model (model or line_item): OpenAI's cost export and Anthropic's
+    console export have them. Exit 1 when a day is off by more than the threshold."""
+    from picometer.reports.reconcile import InvoiceError, compare, metered, read_invoice, render
+    from picometer.store.rollups import Rollups
+
+    config = load(config_path)
+    if provider is not None and provider not in config.providers:
+        raise click.BadParameter(f"no provider {provider!r}; configured: {', '.join(config.providers)}")
+    try:
+        billed = read_invoice(Path(invoice).read_bytes())
+    except InvoiceError as e:
+        click.echo(f"picometer: cannot read {invoice}: {e}", err=True)
+        sys.exit(2)
+    if not billed:
+        click.echo(f"{invoice} has no cost rows", err=True)
+        sys.exit(2)
+    days = sorted(day for day, _ in billed)
+    first = int(datetime.combine(days[0], time(), UTC).timestamp()) // 3600
+    end = int(datetime.combine(days[-1], time(), UTC).timestamp()) // 3600 + 24
+    rollups = Rollups(Path(config.storage.data_dir) / "rollups.db")
+    try:
+        ours = metered(rollups.hourly(first, end), frozenset({provider}) if provider else None)
+    finally:
+        rollups.close()
+    lines = compare(billed, ours, threshold_pct, min_usd)
+    click.echo(render(lines))
+    sys.exit(1 if any(ln.flagged for ln in lines) else 0)
 
 
 @main.command()

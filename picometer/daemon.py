@@ -10,8 +10,10 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +27,15 @@ from picometer.gateway.app import Gateway
 from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
 from picometer.metering.pricing import Pricer
 from picometer.record import Record, Recorder
+from picometer.reports.export import file_name, last_full_week, summary, to_csv, week_label, week_rows, write_atomic
+from picometer.reports.metrics import Gauges, Meter, exposition
 from picometer.reports.report import objectives
 from picometer.service import Notifier
 from picometer.store.outbox import Outbox
 from picometer.store.rollups import Rollups
 from picometer.store.state import State
 from picometer.store.usagelog import UsageLog
-from picometer.watch.alerts import Alerter
+from picometer.watch.alerts import Alerter, esc
 from picometer.watch.anomaly import BASELINE_HOURS, baselines
 from picometer.watch.canary import Canary
 from picometer.watch.watchers import Watchers
@@ -112,6 +116,9 @@ FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the r
 PRUNE_INTERVAL_S = 3600.0
 WATCH_INTERVAL_S = 10.0  # anomaly checks; budget alerts do not wait for this, they come from the call itself
 BASELINE_INTERVAL_S = 3600.0  # the anomaly baselines (last 7 days from the rollups) are rebuilt hourly
+EXPORT_AFTER = timedelta(minutes=10)  # the weekly CSV is written on Monday at 00:10, local time
+EXPORT_CATCH_UP_WEEKS = 8  # weeks missed while down that are written at the next start
+EXPORT_RETRY_S = 600.0  # after a failed write (disk full, permissions)
 
 
 def alert_chats(config: Config) -> tuple[int, ...]:
@@ -142,6 +149,7 @@ class Daemon:
         self.budget.seed(self.clock.now(), self.rollups.spend_since)
         self.pricer = Pricer(config.prices)
         self.canary = Canary(config, self.state, self.clock, self.zone, self.alert)
+        self.meter = Meter(config)
         self.gateway = Gateway(
             config,
             clock=self.clock,
@@ -153,6 +161,7 @@ class Daemon:
             alert=self.alert,
             canary_token=self.canary.token,
             run_canary=self.run_canary,
+            metrics=self.metrics,
         )
         self.loaded_at = self.clock.now()
         self.last_reload: dict[str, Any] | None = None
@@ -182,6 +191,7 @@ class Daemon:
             self.alerter.reconfigure(new.alerts, alert_chats(new))
             self.watchers.config = new
             self.canary.config = new
+            self.meter.reconfigure(new)
             self.config = new
             self.loaded_at = now
             self.last_reload = {"at": at, "ok": True, "restart_needed": restart}
@@ -248,7 +258,22 @@ class Daemon:
             self.alerts.append(alert)
 
     def _observe(self, record: Record) -> None:
+        self.meter.observe(record)
         self.watchers.observe(record, self.clock.now())
+
+    def metrics(self) -> tuple[bytes, str]:
+        """GET /metrics: the counters, and the gauges read now."""
+        log_ = self.usage_log
+        gauges = Gauges(
+            retries={name: self.gateway.health(name).retries for name in self.config.providers},
+            budgets=self.budgets(),
+            canary={name: result.ok for name, result in self.canary.last.items()},
+            alerts_sent=self.alerter.told,
+            usage_log_bytes=log_.total_bytes(),
+            records_dropped=log_.dropped,
+            objectives=self.objectives(),
+        )
+        return exposition(self.meter, gauges)
 
     def _wake_bot(self) -> None:
         if self.bot is not None:
@@ -263,6 +288,39 @@ class Daemon:
         self.alerter.retry_unsaved()
         for key in self.alerter.settle(now):
             log.info("alert over", key=key)
+
+    def weekly_export(self) -> list[tuple[Path, str]]:
+        """Write each finished week not written yet into [export].dir (on a worker thread); each file with
+        its two-line summary. Due on Monday 00:10 local; weeks missed while down are written at the next check."""
+        cfg = self.config.export
+        due = last_full_week(self.clock.now() - EXPORT_AFTER, self.zone)
+        done = self.state.meta("export_week")
+        if not cfg.weekly or (done is not None and done >= week_label(due)):
+            return []
+        mondays = [due - timedelta(weeks=k) for k in reversed(range(EXPORT_CATCH_UP_WEEKS))]
+        self.rollups.flush()
+        written = []
+        for monday in [due] if done is None else [m for m in mondays if week_label(m) > done]:
+            rows = week_rows(self.rollups, monday, self.zone)
+            if done is None and not rows:  # a first start: no file for a week before picometer ran
+                self.state.set_meta("export_week", week_label(monday))
+                continue
+            path = Path(cfg.dir) / file_name(monday)
+            write_atomic(path, to_csv(rows))
+            self.state.set_meta("export_week", week_label(monday))
+            log.info("weekly CSV written", path=str(path), rows=len(rows))
+            previous = week_rows(self.rollups, monday - timedelta(weeks=1), self.zone)
+            written.append((path, summary(rows, previous, monday)))
+        return written
+
+    def send_export(self, path: Path, caption: str) -> None:
+        """Queue a written CSV for the Telegram chats (on the loop: the outbox and the bot's wake-up live there)."""
+        chats = alert_chats(self.config)
+        if self.config.export.send_to_telegram and chats:
+            now = self.clock.now()
+            text = f"📊 <b>weekly CSV</b>\n{esc(caption)}"
+            self.outbox.put(chats, "weekly_csv", 2, text, (), now, now, document=str(path))
+            self._wake_bot()
 
     def refresh_baselines(self) -> None:
         """The last 7 days per workflow, hour by hour, from the rollups (on a worker thread)."""
@@ -357,6 +415,8 @@ class Daemon:
         """Flush rollups, fsync the log, prune old files: each on a worker thread, never on the loop."""
         last_sync = last_prune = last_watch = self.clock.monotonic()
         last_baseline = -BASELINE_INTERVAL_S  # the first tick builds them: start-up does not wait for the query
+        last_export = -WATCH_INTERVAL_S  # the first tick writes a week missed while down
+        export_retry_at = 0.0
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
@@ -364,6 +424,14 @@ class Daemon:
             if now - last_watch >= WATCH_INTERVAL_S:
                 last_watch = now
                 self.watch()
+            if now - last_export >= WATCH_INTERVAL_S and now >= export_retry_at:
+                last_export = now
+                try:
+                    for path, caption in await asyncio.to_thread(self.weekly_export):
+                        self.send_export(path, caption)
+                except (OSError, sqlite3.Error) as e:
+                    export_retry_at = now + EXPORT_RETRY_S
+                    log.error("weekly CSV not written; will retry", dir=self.config.export.dir, error=str(e))
             if self.notifier.enabled:
                 self.notifier.status(self.status_line())
             if now - last_sync >= self.config.storage.fsync_interval_s:

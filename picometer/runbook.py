@@ -27,6 +27,9 @@ def render(config: Config) -> str:
         "rollups_db": str(data / "rollups.db"),
         "state_db": str(data / "state.db"),
         "export_dir": config.export.dir,
+        "export_telegram": " and goes to the Telegram chats"
+        if config.export.send_to_telegram and config.telegram.enabled
+        else "",
         "timezone": config.budgets.timezone,
         "default_provider": config.server.default_provider,
         "secrets_table": _secrets(config),

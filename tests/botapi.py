@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import email.parser
+import email.policy
 import json
 import threading
 import time
@@ -104,13 +106,20 @@ class BotApi:
 
     # ---------------------------------------------------------------- the API
 
+    def documents(self) -> list[dict[str, Any]]:
+        """sendDocument calls: chat_id, caption, and the file as filename and bytes under "document"."""
+        return [p for _, m, p in self.calls if m == "sendDocument"]
+
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("content-length") or 0)
-        raw = req.rfile.read(length).decode("utf-8") if length else ""
-        if "json" in (req.headers.get("content-type") or ""):
-            params = json.loads(raw or "{}")
+        body = req.rfile.read(length) if length else b""
+        content_type = req.headers.get("content-type") or ""
+        if "json" in content_type:
+            params = json.loads(body or b"{}")
+        elif content_type.startswith("multipart/form-data"):
+            params = _form_data(content_type, body)
         else:
-            params = {k: v[0] for k, v in parse_qs(raw).items()}
+            params = {k: v[0] for k, v in parse_qs(body.decode("utf-8")).items()}
         path = req.path.split("?")[0]
         token, _, method = path.removeprefix("/bot").partition("/")
         if self.down:
@@ -123,6 +132,14 @@ class BotApi:
             result = BOT
         elif method == "getUpdates":
             result = self._get_updates(int(params.get("offset") or 0), float(params.get("timeout") or 0))
+        elif method == "sendDocument":
+            result = {
+                "message_id": self._next_message,
+                "date": int(time.time()),
+                "chat": {"id": int(params["chat_id"]), "type": "private"},
+                "document": {"file_id": "f1", "file_unique_id": "u1", "file_name": params["document"]["filename"]},
+            }
+            self._next_message += 1
         elif method == "sendMessage":
             result = {
                 "message_id": self._next_message,
@@ -150,3 +167,20 @@ class BotApi:
         req.end_headers()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the daemon left a long poll
             req.wfile.write(data)
+
+
+def _form_data(content_type: str, body: bytes) -> dict[str, Any]:
+    """A multipart/form-data body (how a file is uploaded): text fields as str, files as name and bytes."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"content-type: {content_type}\r\n\r\n".encode() + body
+    )
+    params: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", header="content-disposition"))
+        data = part.get_payload(decode=True)
+        assert isinstance(data, bytes)
+        if part.get_filename():
+            params[name] = {"filename": part.get_filename(), "bytes": data}
+        else:
+            params[name] = data.decode("utf-8")
+    return params

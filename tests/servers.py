@@ -78,6 +78,7 @@ def gateway_config(sim_url: str, tmp: Path, **sections: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "server": {"listen": "127.0.0.1:0"},
         "storage": {"data_dir": str(tmp / "data"), "log_dir": str(tmp / "logs")},
+        "export": {"dir": str(tmp / "exports")},
         "providers": {
             "openai": {"kind": "openai", "base_url": f"{sim_url}/v1"},
             "anthropic": {"kind": "anthropic", "base_url": sim_url},

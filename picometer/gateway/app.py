@@ -163,6 +163,7 @@ class Gateway:
         rand: Callable[[], float] = random.random,
         canary_token: str | None = None,
         run_canary: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -179,6 +180,7 @@ class Gateway:
         self._rand = rand  # backoff jitter; tests pass their own
         self._canary_token = canary_token.encode() if canary_token else None  # marks picometer's own probes
         self._run_canary = run_canary
+        self._metrics = metrics
         self._health: dict[str, retry.Health] = {}  # per provider: retry budget, circuit, retry counts
         self.started_at = clock.now()
         self.ready = False
@@ -213,7 +215,7 @@ class Gateway:
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith("/-/"):
+            if path.startswith("/-/") or path == "/metrics":
                 await self._admin(scope, receive, send)
             else:
                 self.in_flight += 1
@@ -243,6 +245,14 @@ class Gateway:
             await _respond(send, status, json.dumps({"status": "ok" if self.ready else "starting"}).encode())
         elif path == "/-/status":
             await _respond(send, 200, json.dumps(self.status(), ensure_ascii=False).encode())
+        elif path == "/metrics" and self._metrics is not None:
+            try:
+                self._authorize_control(scope, header_map(scope["headers"]))
+            except Refusal as r:
+                await _respond(send, r.status, error_body("openai", r.code, r.message))
+                return
+            body, content_type = self._metrics()
+            await _respond(send, 200, body, extra=[(b"content-type", content_type.encode())])
         elif path.startswith(("/-/pause/", "/-/resume/")) or path == "/-/canary":
             try:
                 answer = await (self._canary(scope) if path == "/-/canary" else self._control(scope, receive))
@@ -889,10 +899,13 @@ async def _respond(
     request_id: str | None = None,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    headers = [JSON, (b"content-length", str(len(body)).encode())]
+    extra = extra or []
+    headers = [(b"content-length", str(len(body)).encode())]
+    if not any(name == b"content-type" for name, _ in extra):
+        headers.append(JSON)
     if request_id:
         headers.append((b"x-picometer-request-id", request_id.encode()))
-    headers.extend(extra or [])
+    headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -26,6 +26,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             scope TEXT NOT NULL, duration TEXT NOT NULL, created REAL NOT NULL)""",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     ),
+    ("ALTER TABLE message ADD COLUMN document TEXT",),  # a file to send, the text as its caption
 )
 QUEUE_MAX = 500  # messages kept per chat while Telegram is unreachable; the least urgent go first
 ACTION_KEEP_S = 7 * 86400  # a button older than a week answers "expired"
@@ -42,6 +43,7 @@ class Message:
     text: str
     buttons: tuple[Button, ...]
     attempts: int
+    document: str | None = None  # a file's path: sent as a document with the text as caption
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +85,16 @@ class Outbox:
         buttons: tuple[Button, ...],
         now: datetime,
         not_before: datetime,
+        document: str | None = None,
     ) -> None:
         """Queue one message per chat; a full queue drops its least urgent, oldest message (counted)."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for chat in chats:
                 self._db.execute(
-                    "INSERT INTO message (chat, created, not_before, rank, kind, text, buttons) VALUES (?,?,?,?,?,?,?)",
-                    (chat, now.timestamp(), not_before.timestamp(), rank, kind, text, json.dumps(buttons)),
+                    "INSERT INTO message (chat, created, not_before, rank, kind, text, buttons, document)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (chat, now.timestamp(), not_before.timestamp(), rank, kind, text, json.dumps(buttons), document),
                 )
                 (count,) = self._db.execute("SELECT COUNT(*) FROM message WHERE chat = ?", (chat,)).fetchone()
                 if count > QUEUE_MAX:
@@ -108,14 +112,14 @@ class Outbox:
     def next_due(self, now: datetime) -> Message | None:
         """The oldest message that may go now: delivery is in order of raising."""
         row = self._db.execute(
-            "SELECT id, chat, created, kind, text, buttons, attempts FROM message WHERE not_before <= ?"
+            "SELECT id, chat, created, kind, text, buttons, attempts, document FROM message WHERE not_before <= ?"
             " ORDER BY id LIMIT 1",
             (now.timestamp(),),
         ).fetchone()
         if row is None:
             return None
         buttons = tuple((label, int(action)) for label, action in json.loads(row[5]))
-        return Message(row[0], row[1], _dt(row[2]), row[3], row[4], buttons, row[6])
+        return Message(row[0], row[1], _dt(row[2]), row[3], row[4], buttons, row[6], row[7])
 
     def next_time(self) -> datetime | None:
         """When the earliest held message (quiet hours) may go."""

@@ -278,6 +278,31 @@ class Rollups:
             row_bins[b] = row_bins.get(b, 0) + n
         return sorted(out.values(), key=lambda r: (-r["cost_usd"], r["key"]))
 
+    def hourly(self, start_hour: int, end_hour: int) -> list[dict[str, Any]]:
+        """Every stored (hour, series) row in [start_hour, end_hour), with its latency bins: what the weekly
+        CSV is made of."""
+        with self._db_lock:
+            rows = self._db.execute(
+                f"SELECT r.hour, s.workflow, s.env, s.provider, s.model, {', '.join(f'r.{c}' for c in COUNTERS)}"
+                " FROM rollup r JOIN series s ON s.id = r.series WHERE r.hour >= ? AND r.hour < ?",
+                (start_hour, end_hour),
+            ).fetchall()
+            bins = self._db.execute(
+                "SELECT l.hour, s.workflow, s.env, s.provider, s.model, l.bin, l.count FROM latency l"
+                " JOIN series s ON s.id = l.series WHERE l.hour >= ? AND l.hour < ?",
+                (start_hour, end_hour),
+            ).fetchall()
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for hour, *key_and_sums in rows:
+            key, sums = tuple(key_and_sums[:4]), key_and_sums[4:]
+            out[(hour, *key)] = {"hour": hour, **dict(zip(DIMENSIONS, key, strict=True)),
+                                 **dict(zip(COUNTERS, sums, strict=True)), "bins": {}}  # fmt: skip
+        for hour, w, e, p, m, b, n in bins:
+            row = out.get((hour, w, e, p, m))
+            if row is not None:
+                row["bins"][b] = n
+        return list(out.values())
+
     def history(self, start_hour: int, end_hour: int) -> list[tuple[int, str, str, int, int, int, int, float]]:
         """(hour, workflow, model, requests, retries, input_tokens, cached_input_tokens, cost) per hour in
         [start_hour, end_hour), over envs and providers: what the anomaly baselines are made of."""

@@ -1,5 +1,6 @@
 """Operator state in SQLite: pauses (the kill switch), so they survive restarts and expire on time;
-and each canary probe's run of failures, so a restart neither repeats nor loses a failure alert."""
+each canary probe's run of failures, so a restart neither repeats nor loses a failure alert; and the
+last weekly CSV written, so a week missed while down is written at the next start."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE probe (
             name TEXT PRIMARY KEY, failures INTEGER NOT NULL, first_failed REAL, told INTEGER NOT NULL)""",
     ),
+    ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),  # e.g. the last weekly CSV written
 )
 
 
@@ -98,6 +100,13 @@ class State:
             "INSERT OR REPLACE INTO probe (name, failures, first_failed, told) VALUES (?, ?, ?, ?)",
             (name, failures.count, _ts(failures.since), int(failures.told)),
         )
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         self._db.close()

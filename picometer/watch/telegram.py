@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
@@ -132,7 +133,14 @@ class TelegramBot:
                 [[InlineKeyboardButton(label, callback_data=f"a:{action}") for label, action in message.buttons]]
             )
         try:
-            await self.app.bot.send_message(message.chat, text, parse_mode=ParseMode.HTML, reply_markup=markup)
+            if message.document is not None:
+                await self._send_document(message, text)
+            else:
+                await self.app.bot.send_message(message.chat, text, parse_mode=ParseMode.HTML, reply_markup=markup)
+        except OSError as e:  # the file is gone (deleted by hand): nothing to send
+            log.error("telegram document not found; dropped", chat=message.chat, path=message.document, error=str(e))
+            self.outbox.done(message.id)
+            return 0.0
         except RetryAfter as e:
             return retry_seconds(e)
         except (BadRequest, Forbidden) as e:
@@ -150,6 +158,14 @@ class TelegramBot:
         self.outbox.done(message.id)
         self.on_sent(message)
         return 0.0
+
+    async def _send_document(self, message: Message, caption: str) -> None:
+        assert message.document is not None
+        path = Path(message.document)
+        data = await asyncio.to_thread(path.read_bytes)
+        await self.app.bot.send_document(
+            message.chat, data, filename=path.name, caption=caption, parse_mode=ParseMode.HTML
+        )
 
     # ---------------------------------------------------------------- commands and buttons
 

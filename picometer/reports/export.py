@@ -1,0 +1,139 @@
+"""The weekly CSV (CONTRACT section 6): one row per local day x workflow x env x provider x model, from the
+rollups, for one ISO week in the configured time zone.
+
+An hour of the rollups (UTC) belongs to the local day on which it starts: exact for every zone whose
+offset is a whole number of hours, at DST changes too (a week then has 167 or 169 hours); in a zone
+with a half-hour offset, the hour around midnight counts to the day it starts in.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from picometer.metering import histogram
+from picometer.metering.budget import period_key, period_start
+from picometer.store.rollups import Rollups
+
+COLUMNS = (
+    "week", "date", "workflow", "env", "provider", "model", "requests", "ok", "errors", "blocked", "retries",
+    "input_tokens", "cached_input_tokens", "output_tokens", "cost_usd", "cost_per_ok_usd", "p50_ms", "p95_ms", "p99_ms",
+)  # fmt: skip
+SUMMED = ("requests", "ok", "errors", "blocked", "retries", "input_tokens", "cached_input_tokens", "output_tokens")
+DOLLAR_DECIMALS = 9  # a single small call costs about $0.000001: nine places keep it exact to a thousandth
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
+
+
+def parse_week(text: str) -> date:
+    """The Monday of an ISO week written like 2026-W47."""
+    match = re.fullmatch(r"(\d{4})-W(\d{2})", text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not an ISO week: write it like 2026-W47")
+    try:
+        return date.fromisocalendar(int(match[1]), int(match[2]), 1)
+    except ValueError:
+        raise ValueError(f"{text!r}: year {match[1]} has no week {match[2]}") from None
+
+
+def week_label(monday: date) -> str:
+    year, week, _ = monday.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def last_full_week(now: datetime, zone: tzinfo) -> date:
+    """The Monday of the last ISO week that has ended, in `zone`."""
+    today = period_key("day", now, zone)
+    return today - timedelta(days=today.weekday() + 7)
+
+
+def week_rows(rollups: Rollups, monday: date, zone: tzinfo) -> list[dict[str, Any]]:
+    """The week's rows, summed per local day and series, in a stable order."""
+    start, end = period_start(monday, zone), period_start(monday + timedelta(days=7), zone)
+    first, last = math.floor(start.timestamp() / 3600), math.ceil(end.timestamp() / 3600)
+    label = week_label(monday)
+    days: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+    for row in rollups.hourly(first - 1, last + 1):
+        day = datetime.fromtimestamp(row["hour"] * 3600, UTC).astimezone(zone).date()
+        if not monday <= day < monday + timedelta(days=7):
+            continue
+        key = (day.isoformat(), row["workflow"], row["env"], row["provider"], row["model"])
+        out = days.get(key)
+        if out is None:
+            out = days[key] = {"week": label, **dict(zip(COLUMNS[1:6], key, strict=True)),
+                               **dict.fromkeys(SUMMED, 0), "cost_usd": 0.0, "bins": {}}  # fmt: skip
+        for c in SUMMED:
+            out[c] += int(row[c])
+        out["cost_usd"] += row["cost_usd"]
+        for b, n in row["bins"].items():
+            out["bins"][b] = out["bins"].get(b, 0) + n
+    return [days[k] for k in sorted(days)]
+
+
+def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    """UTF-8 text, header first, RFC 4180 quoting (names with commas, quotes or line breaks stay whole)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        ok = row["ok"]
+        percentiles = [histogram.percentile(row["bins"], q) for q in (0.50, 0.95, 0.99)]
+        writer.writerow(
+            [
+                row["week"],
+                row["date"],
+                *(_text(row[c]) for c in ("workflow", "env", "provider", "model")),
+                *(row[c] for c in SUMMED),
+                _dollars(row["cost_usd"]),
+                _dollars(row["cost_usd"] / ok) if ok else "",
+                *("" if p is None else f"{p:.1f}" for p in percentiles),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _dollars(value: float) -> str:
+    return f"{value:.{DOLLAR_DECIMALS}f}"
+
+
+def _text(value: str) -> str:
+    """A name as text: one that starts like a formula gets a leading apostrophe, as spreadsheets expect."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
+def summary(rows: list[dict[str, Any]], previous: list[dict[str, Any]], monday: date) -> str:
+    """Two lines for the message the file goes with: the total against the week before, the top workflow."""
+    total = sum(r["cost_usd"] for r in rows)
+    before = sum(r["cost_usd"] for r in previous)
+    calls = sum(r["requests"] for r in rows)
+    change = f"{(total - before) / before:+.0%} on the week before" if before else "no spend the week before"
+    by_workflow: dict[str, float] = {}
+    for r in rows:
+        by_workflow[r["workflow"]] = by_workflow.get(r["workflow"], 0.0) + r["cost_usd"]
+    line1 = f"Week {week_label(monday)}: ${total:,.2f} over {calls:,} calls ({change})."
+    if not by_workflow:
+        return line1 + "\nNo calls that week."
+    top, cost = max(by_workflow.items(), key=lambda kv: (kv[1], kv[0]))
+    share = f" ({cost / total:.0%})" if total else ""
+    return f"{line1}\nTop workflow: {top}, ${cost:,.2f}{share}."
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename: a reader (or a power cut) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def file_name(monday: date) -> str:
+    return f"picometer-{week_label(monday)}.csv"

@@ -1,0 +1,177 @@
+"""Prometheus metrics (`GET /metrics`).
+
+Calls are counted on the record path with plain arithmetic; metric families are built only when
+/metrics is scraped, and prometheus-client is imported then, not at start. Counters count from the
+start of the process, as Prometheus expects (it handles the reset at a restart).
+
+Label values are bounded, so a client sending a new X-Picometer-Workflow on every call cannot grow
+memory or the scrape: workflows are the configured ones, "untagged", "canary", and the first
+EXTRA_WORKFLOWS_MAX others seen; models the first MODELS_MAX seen; providers the configured ones.
+Anything beyond is counted under "other".
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from picometer.config import Config
+from picometer.record import Record
+
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+EXTRA_WORKFLOWS_MAX = 20
+MODELS_MAX = 50
+OTHER = "other"
+STATUSES = ("ok", "error", "blocked")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus version reads
+TOKEN_TYPES = ("input", "cached_input", "cache_write", "output", "reasoning")
+
+SeriesKey = tuple[str, str, str]  # workflow, provider, model
+
+
+class Series:
+    """Everything counted for one workflow x provider x model."""
+
+    __slots__ = ("buckets", "cost", "duration_sum", "requests", "tokens")
+
+    def __init__(self) -> None:
+        self.requests = [0, 0, 0]  # by STATUSES
+        self.tokens = [0, 0, 0, 0, 0]  # by TOKEN_TYPES
+        self.cost = 0.0
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.duration_sum = 0.0
+
+
+@dataclass
+class Gauges:
+    """What is read from the daemon at scrape time."""
+
+    retries: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # provider -> reason -> count
+    budgets: Iterable[Mapping[str, Any]] = ()  # Daemon.budgets()
+    canary: Mapping[str, bool] = field(default_factory=dict)  # probe -> last run passed
+    alerts_sent: Mapping[str, int] = field(default_factory=dict)  # kind -> count
+    usage_log_bytes: int = 0
+    records_dropped: int = 0
+    objectives: Iterable[Mapping[str, Any]] = ()  # Daemon.objectives()
+
+
+class Meter:
+    def __init__(self, config: Config) -> None:
+        self.series: dict[SeriesKey, Series] = {}
+        self._extra_workflows: set[str] = set()
+        self._models: set[str] = set()
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        self._workflows = frozenset(config.workflows) | {"untagged", "canary"}
+        self._providers = frozenset(config.providers)
+
+    def observe(self, rec: Record) -> None:
+        """Count one finished call (on the hot path: a few list updates)."""
+        key = (self._workflow(rec.workflow), rec.provider if rec.provider in self._providers else OTHER,
+               self._model(rec.model or ""))  # fmt: skip
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series()
+        s.requests[STATUSES.index(rec.status) if rec.status in STATUSES else 1] += 1
+        t = s.tokens
+        t[0] += rec.input_tokens
+        t[1] += rec.cached_input_tokens
+        t[2] += rec.cache_write_tokens
+        t[3] += rec.output_tokens
+        t[4] += rec.reasoning_tokens
+        s.cost += rec.cost_usd or 0.0
+        seconds = rec.latency_ms / 1000
+        s.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        s.duration_sum += seconds
+
+    def _workflow(self, name: str) -> str:
+        if name in self._workflows or name in self._extra_workflows:
+            return name
+        if len(self._extra_workflows) < EXTRA_WORKFLOWS_MAX:
+            self._extra_workflows.add(name)
+            return name
+        return OTHER
+
+    def _model(self, name: str) -> str:
+        if name in self._models:
+            return name
+        if len(self._models) < MODELS_MAX:
+            self._models.add(name)
+            return name
+        return OTHER
+
+
+def exposition(meter: Meter, gauges: Gauges) -> tuple[bytes, str]:
+    """The text format and its content type."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(meter, gauges))
+    return generate_latest(registry), CONTENT_TYPE
+
+
+class _Collector:
+    def __init__(self, meter: Meter, gauges: Gauges) -> None:
+        self.meter, self.gauges = meter, gauges
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        dims = ["workflow", "provider", "model"]
+        requests = CounterMetricFamily("picometer_requests", "Calls by outcome", labels=[*dims, "status"])
+        tokens = CounterMetricFamily("picometer_tokens", "Tokens by type", labels=[*dims, "type"])
+        cost = CounterMetricFamily("picometer_cost_usd", "Metered cost in US dollars", labels=dims)
+        duration = HistogramMetricFamily(
+            "picometer_request_duration_seconds", "Call latency as the client saw it", labels=dims
+        )
+        for key, s in sorted(self.meter.series.items()):
+            labels = list(key)
+            for status, n in zip(STATUSES, s.requests, strict=True):
+                if n:
+                    requests.add_metric([*labels, status], n)
+            for kind, n in zip(TOKEN_TYPES, s.tokens, strict=True):
+                tokens.add_metric([*labels, kind], n)
+            cost.add_metric(labels, s.cost)
+            cumulative, seen = [], 0
+            for bound, n in zip([*map(str, DURATION_BUCKETS), "+Inf"], s.buckets, strict=True):
+                seen += n
+                cumulative.append((bound, float(seen)))
+            duration.add_metric(labels, cumulative, s.duration_sum)
+        yield from (requests, tokens, cost, duration)
+
+        g = self.gauges
+        retries = CounterMetricFamily("picometer_retries", "Retries upstream, by cause", labels=["provider", "reason"])
+        for provider, by_reason in sorted(g.retries.items()):
+            for reason, n in sorted(by_reason.items()):
+                retries.add_metric([provider, reason], n)
+        spent = GaugeMetricFamily("picometer_budget_spent_usd", "Spend this period", labels=["scope", "period"])
+        limit = GaugeMetricFamily("picometer_budget_limit_usd", "The cap this period", labels=["scope", "period"])
+        for cap in g.budgets:
+            spent.add_metric([cap["scope"], cap["period"]], cap["spent_usd"])
+            limit.add_metric([cap["scope"], cap["period"]], cap["limit_usd"])
+        canary = GaugeMetricFamily("picometer_canary_up", "1 when the probe's last run passed", labels=["probe"])
+        for probe, ok in sorted(g.canary.items()):
+            canary.add_metric([probe], 1.0 if ok else 0.0)
+        alerts = CounterMetricFamily("picometer_alerts_sent", "Alerts told, by kind", labels=["kind"])
+        for kind, n in sorted(g.alerts_sent.items()):
+            alerts.add_metric([kind], n)
+        log_bytes = GaugeMetricFamily("picometer_usage_log_bytes", "Bytes the usage log files take on disk")
+        log_bytes.add_metric([], g.usage_log_bytes)
+        dropped = CounterMetricFamily("picometer_usage_records_dropped", "Usage log lines not written (disk full)")
+        dropped.add_metric([], g.records_dropped)
+        budget_left = GaugeMetricFamily(
+            "picometer_slo_error_budget_left",
+            "Share of the 28-day error budget not used (1 untouched, below 0 overspent)",
+            labels=["workflow", "sli"],
+        )
+        objective = GaugeMetricFamily("picometer_slo_target", "The objective's target ratio", labels=["workflow"])
+        for o in g.objectives:
+            objective.add_metric([o["workflow"]], o["target"])
+            for sli in ("success", "latency"):
+                if sli in o:
+                    budget_left.add_metric([o["workflow"], sli], o[sli]["budget_left"])
+        yield from (retries, spent, limit, canary, alerts, log_bytes, dropped, budget_left, objective)

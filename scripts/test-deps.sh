@@ -5,7 +5,18 @@ set -eu
 missing=""
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
-command -v soffice >/dev/null 2>&1 || missing="$missing libreoffice-calc-nogui"
+# soffice alone is not enough: without the Calc component a CSV converts to nothing, silently.
+calc_installed() {
+    for pkg in libreoffice-calc-nogui libreoffice-calc; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" && return 0
+    done
+    return 1
+}
+if command -v dpkg-query >/dev/null 2>&1; then
+    calc_installed || missing="$missing libreoffice-calc-nogui"
+else
+    command -v soffice >/dev/null 2>&1 || missing="$missing libreoffice-calc-nogui"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
     sudo=""

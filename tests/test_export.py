@@ -219,11 +219,12 @@ def test_picometer_export_writes_a_file_that_libreoffice_opens(tmp_path: Path) -
 
     soffice = shutil.which("soffice")
     assert soffice, "LibreOffice is installed by scripts/test-deps.sh (Debian package libreoffice-calc-nogui)"
-    subprocess.run(
+    converted = subprocess.run(
         [soffice, f"-env:UserInstallation=file://{tmp_path}/lo", "--headless", "--convert-to", "xlsx",
          "--infilter=CSV:44,34,76,1", "--outdir", str(tmp_path), str(out)],
-        capture_output=True, timeout=180, check=True,
+        capture_output=True, text=True, timeout=180,
     )  # fmt: skip
+    assert (tmp_path / "week.xlsx").exists(), f"LibreOffice made no xlsx: {converted.stdout} {converted.stderr}"
     cells = xlsx_rows(tmp_path / "week.xlsx")
     assert cells[0] == list(COLUMNS)
     assert len(cells) == len(rows) + 1

@@ -153,7 +153,11 @@ class _Collector:
         for cap in g.budgets:
             spent.add_metric([cap["scope"], cap["period"]], cap["spent_usd"])
             limit.add_metric([cap["scope"], cap["period"]], cap["limit_usd"])
-        canary = GaugeMetricFamily("picometer_canary_up", "1 when the probe's last run passed", labels=["probe"])
+        canary = GaugeMetricFamily(
+            "picometer_canary_up",
+            "0 when the probe's last run failed; 1 passed, or skipped by a cap or pause",
+            labels=["probe"],
+        )
         for probe, ok in sorted(g.canary.items()):
             canary.add_metric([probe], 1.0 if ok else 0.0)
         alerts = CounterMetricFamily("picometer_alerts_sent", "Alerts told, by kind", labels=["kind"])

@@ -252,7 +252,7 @@ class Gateway:
                 await _respond(send, r.status, error_body("openai", r.code, r.message))
                 return
             body, content_type = self._metrics()
-            await _respond(send, 200, body, extra=[(b"content-type", content_type.encode())])
+            await _respond(send, 200, body, content_type=content_type.encode())
         elif path.startswith(("/-/pause/", "/-/resume/")) or path == "/-/canary":
             try:
                 answer = await (self._canary(scope) if path == "/-/canary" else self._control(scope, receive))
@@ -898,14 +898,12 @@ async def _respond(
     body: bytes,
     request_id: str | None = None,
     extra: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = JSON[1],
 ) -> None:
-    extra = extra or []
-    headers = [(b"content-length", str(len(body)).encode())]
-    if not any(name == b"content-type" for name, _ in extra):
-        headers.append(JSON)
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if request_id:
         headers.append((b"x-picometer-request-id", request_id.encode()))
-    headers.extend(extra)
+    headers.extend(extra or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -40,6 +40,12 @@ def load(config_path: str | None, *, resolve: bool = True) -> Config:
         sys.exit(2)
 
 
+def control_headers(config: Config) -> dict[str, str]:
+    """What the daemon's control routes need: the admin token, when one is set."""
+    token = config.secrets.get("server.admin_token")
+    return {} if token is None else {"authorization": f"Bearer {token.value}"}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="picometer")
 @config_option
@@ -285,10 +291,7 @@ def canary(config_path: str | None, as_json: bool) -> None:
     if not config.canary.probes:
         click.echo("no canary probes configured: add a [[canary.probes]] table (picometer runbook shows one)")
         return
-    headers = {}
-    token = config.secrets.get("server.admin_token")
-    if token is not None:
-        headers["authorization"] = f"Bearer {token.value}"
+    headers = control_headers(config)
     timeout = sum(p.max_latency_s + 10 for p in config.canary.probes) + 30  # a scheduled run may be going first
     try:
         answer = httpx.post(f"{config.server.url}/-/canary", headers=headers, timeout=timeout, trust_env=False)
@@ -389,10 +392,7 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
         length = parse_duration(duration) if duration else None
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--for") from None
-    headers = {"x-picometer-by": "cli"}
-    token = config.secrets.get("server.admin_token")
-    if token is not None:
-        headers["authorization"] = f"Bearer {token.value}"
+    headers = {"x-picometer-by": "cli", **control_headers(config)}
     url = f"{config.server.url}/-/{action}/{quote(workflow, safe='')}"
     try:
         answer = httpx.post(

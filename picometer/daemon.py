@@ -265,7 +265,7 @@ class Daemon:
         """GET /metrics: the counters, and the gauges read now."""
         log_ = self.usage_log
         gauges = Gauges(
-            retries={name: self.gateway.health(name).retries for name in self.config.providers},
+            retries=self.gateway.retries(),
             budgets=self.budgets(),
             canary={name: result.ok for name, result in self.canary.last.items()},
             alerts_sent=self.alerter.told,

@@ -9,7 +9,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from picometer.config import ProbeConfig
 from picometer.store.usagelog import read_records
 from picometer.watch.canary import Schedule, judge
 from tests.botapi import TOKEN, BotApi
+from tests.clocks import ManualClock
 from tests.servers import GatewayServer, SimServer, gateway_config
 
 PROBE = ProbeConfig(name="mini", prompt="Reply with exactly: PONG", expect_regex="^PONG$", max_latency_s=2)
@@ -106,70 +107,55 @@ def test_a_probe_passes_only_with_success_the_expected_text_and_keys_in_time(
 # ---------------------------------------------------------------- the schedule
 
 
-def drive(
-    schedule: Schedule,
-    clock: Callable[[], tuple[float, float]],
-    advance: Callable[[float], None],
-    seconds: float,
-    interval: float,
-    rng: random.Random,
-) -> list[float]:
+def drive(schedule: Schedule, clock: ManualClock, seconds: float, interval: float, rng: random.Random) -> list[float]:
     """Run the scheduler loop against a simulated clock (sleeps overshoot, runs take time); run wall times."""
     runs: list[float] = []
-    start = clock()[1]
-    while clock()[1] - start < seconds:
-        wall, mono = clock()
-        wait = schedule.delay(wall, mono, interval)
+    start = clock.monotonic()
+    while clock.monotonic() - start < seconds:
+        wall = clock.now().timestamp()
+        wait = schedule.delay(wall, clock.monotonic(), interval)
         if wait > 0:
-            advance(min(wait, 300.0) + rng.uniform(0, 0.05))  # asyncio.sleep wakes a little late
+            clock.advance(min(wait, 300.0) + rng.uniform(0, 0.05))  # asyncio.sleep wakes a little late
             continue
         schedule.ran(wall, interval)
         runs.append(wall)
-        advance(rng.uniform(0.2, 20.0))  # the probes take time
+        clock.advance(rng.uniform(0.2, 20.0))  # the probes take time
     return runs
 
 
-class Clock:
-    def __init__(self, wall: float) -> None:
-        self.wall, self.mono = wall, 500.0
-
-    def read(self) -> tuple[float, float]:
-        return self.wall, self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.wall += seconds
-        self.mono += seconds
+def at(timestamp: float) -> ManualClock:
+    return ManualClock(datetime.fromtimestamp(timestamp, UTC))
 
 
 def test_the_schedule_stays_on_the_hour_over_a_simulated_month() -> None:
     start = 1_795_000_000.0 + 1234.5  # mid-hour
-    clock = Clock(start)
-    schedule = Schedule(first_at=clock.mono + 17.0)  # the jittered first run
-    runs = drive(schedule, clock.read, clock.advance, 30 * 86400, 3600.0, random.Random(7))
+    clock = at(start)
+    schedule = Schedule(first_at=clock.monotonic() + 17.0)  # the jittered first run
+    runs = drive(schedule, clock, 30 * 86400, 3600.0, random.Random(7))
     assert runs[0] == pytest.approx(start + 17.0, abs=0.1)
     hourly = runs[1:]
     assert len(hourly) == 30 * 24  # one a slot, none missed, none doubled
-    for i, at in enumerate(hourly):
+    for i, run in enumerate(hourly):
         slot_start = (int(start // 3600) + 1 + i) * 3600
-        assert slot_start <= at < slot_start + 0.2, "each run starts right on its hour: no drift after a month"
+        assert slot_start <= run < slot_start + 0.2, "each run starts right on its hour: no drift after a month"
 
 
 def test_a_clock_jump_gives_one_run_forward_and_no_burst_backward() -> None:
-    clock = Clock(1_795_000_000.0)
-    schedule = Schedule(first_at=clock.mono)
+    clock = at(1_795_000_000.0)
+    schedule = Schedule(first_at=clock.monotonic())
     rng = random.Random(3)
-    runs = drive(schedule, clock.read, clock.advance, 3 * 3600, 3600.0, rng)
+    runs = drive(schedule, clock, 3 * 3600, 3600.0, rng)
     assert len(runs) == 4
-    clock.wall += 5 * 86400  # NTP after a boot without an RTC: five days ahead
-    jumped_at = clock.wall
-    jumped = drive(schedule, clock.read, clock.advance, 2 * 3600, 3600.0, rng)
+    clock.wall += timedelta(days=5)  # NTP after a boot without an RTC: five days ahead
+    jumped_at = clock.now().timestamp()
+    jumped = drive(schedule, clock, 2 * 3600, 3600.0, rng)
     assert jumped[0] == jumped_at, "the missed slot runs at once"
     assert len(jumped) == 3, "one catch-up run, not one per missed hour"
-    clock.wall -= 3 * 3600  # and back three hours
-    back = drive(schedule, clock.read, clock.advance, 4 * 3600, 3600.0, rng)
+    clock.wall -= timedelta(hours=3)  # and back three hours
+    back = drive(schedule, clock, 4 * 3600, 3600.0, rng)
     assert len(back) == 4
-    for at in back:
-        assert at % 3600 < 1, "back on the hour at once"
+    for run in back:
+        assert run % 3600 < 1, "back on the hour at once"
 
 
 # ---------------------------------------------------------------- end to end

@@ -554,6 +554,10 @@ class Gateway:
             watcher.remove_done_callback(on_disconnect)
             watcher.cancel()
 
+    def retries(self) -> dict[str, dict[str, int]]:
+        """Retries by cause, per provider called so far (reading them creates no entry for the others)."""
+        return {name: dict(h.retries) for name, h in self._health.items()}
+
     def health(self, provider: str) -> retry.Health:
         health = self._health.get(provider)
         if health is None:

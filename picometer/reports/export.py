@@ -71,8 +71,7 @@ def week_rows(rollups: Rollups, monday: date, zone: tzinfo) -> list[dict[str, An
         for c in SUMMED:
             out[c] += int(row[c])
         out["cost_usd"] += row["cost_usd"]
-        for b, n in row["bins"].items():
-            out["bins"][b] = out["bins"].get(b, 0) + n
+        out["bins"] = histogram.merge((out["bins"], row["bins"]))
     return [days[k] for k in sorted(days)]
 
 

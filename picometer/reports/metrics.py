@@ -57,11 +57,27 @@ class Gauges:
     objectives: Iterable[Mapping[str, Any]] = ()  # Daemon.objectives()
 
 
+class Bounded:
+    """Label values kept as first seen, up to a limit; later ones count as OTHER."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def fold(self, name: str, known: frozenset[str] = frozenset()) -> str:
+        if name in known or name in self.seen:
+            return name
+        if len(self.seen) < self.limit:
+            self.seen.add(name)
+            return name
+        return OTHER
+
+
 class Meter:
     def __init__(self, config: Config) -> None:
         self.series: dict[SeriesKey, Series] = {}
-        self._extra_workflows: set[str] = set()
-        self._models: set[str] = set()
+        self._extra_workflows = Bounded(EXTRA_WORKFLOWS_MAX)
+        self._models = Bounded(MODELS_MAX)
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
@@ -70,8 +86,9 @@ class Meter:
 
     def observe(self, rec: Record) -> None:
         """Count one finished call (on the hot path: a few list updates)."""
-        key = (self._workflow(rec.workflow), rec.provider if rec.provider in self._providers else OTHER,
-               self._model(rec.model or ""))  # fmt: skip
+        key = (self._extra_workflows.fold(rec.workflow, self._workflows),
+               rec.provider if rec.provider in self._providers else OTHER,
+               self._models.fold(rec.model or ""))  # fmt: skip
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = Series()
@@ -86,22 +103,6 @@ class Meter:
         seconds = rec.latency_ms / 1000
         s.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
         s.duration_sum += seconds
-
-    def _workflow(self, name: str) -> str:
-        if name in self._workflows or name in self._extra_workflows:
-            return name
-        if len(self._extra_workflows) < EXTRA_WORKFLOWS_MAX:
-            self._extra_workflows.add(name)
-            return name
-        return OTHER
-
-    def _model(self, name: str) -> str:
-        if name in self._models:
-            return name
-        if len(self._models) < MODELS_MAX:
-            self._models.add(name)
-            return name
-        return OTHER
 
 
 def exposition(meter: Meter, gauges: Gauges) -> tuple[bytes, str]:

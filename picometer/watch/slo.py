@@ -108,19 +108,23 @@ class Burn:
     events: Events  # the long window's
 
 
+def slis(latency: bool) -> tuple[str, ...]:
+    """The SLIs an objective has, in the order Ring.window gives their events."""
+    return ("success", "latency") if latency else ("success",)
+
+
 def burning(ring: Ring, now_minute: int, target: float, latency: bool) -> list[Burn]:
     """The rules each SLI breaks now; a fast burn makes the slow one for the same SLI redundant."""
     out: list[Burn] = []
-    for index, sli in enumerate(("success", "latency")):
-        if sli == "latency" and not latency:
-            continue
-        for rule in RULES:
-            long = ring.window(now_minute, rule.long_minutes)[index]
-            short = ring.window(now_minute, rule.short_minutes)[index]
+    for rule in RULES:
+        longs = ring.window(now_minute, rule.long_minutes)
+        shorts = ring.window(now_minute, rule.short_minutes)
+        for sli, long, short in zip(slis(latency), longs, shorts, strict=False):
+            if any(b.sli == sli for b in out):
+                continue
             long_rate, short_rate = burn_rate(long, target), burn_rate(short, target)
             if long_rate >= rule.factor and short_rate >= rule.factor:
                 out.append(Burn(rule, sli, long_rate, short_rate, long))
-                break
     return out
 
 
@@ -129,16 +133,13 @@ def objective(
 ) -> dict[str, Any]:
     """One workflow's objectives for /-/status, report and metrics."""
     burns = list(burns)
-    slis: dict[str, Any] = {}
-    for index, sli in enumerate(("success", "latency")):
-        if sli == "latency" and not latency_s:
-            continue
-        events = month[index]
-        slis[sli] = {
+    found: dict[str, Any] = {}
+    for sli, events in zip(slis(bool(latency_s)), month, strict=False):
+        found[sli] = {
             "events": events.total,
             "bad": events.bad,
             "good_ratio": None if events.total == 0 else round(1 - events.bad / events.total, 6),
             "budget_left": round(budget_left(events, target), 4),
             "burning": [str(b.rule.kind) for b in burns if b.sli == sli],
         }
-    return {"workflow": name, "target": target, "latency_s": latency_s or None, "window_days": WINDOW_DAYS, **slis}
+    return {"workflow": name, "target": target, "latency_s": latency_s or None, "window_days": WINDOW_DAYS, **found}

@@ -1,7 +1,9 @@
-"""make bench: what picometer adds to a call, measured against a direct call in the same run.
+"""make bench: what picometer adds to a call, measured against a direct call and against a bare pass-through
+proxy (the same server and HTTP client stack, no metering) in the same run.
 
-The simulated provider and the daemon each run in their own process; this process is the client.
-Direct and proxied calls alternate (and swap order every round), so both see the same machine state.
+The simulated provider, the bare proxy and the daemon each run in their own process; this process is the
+client. Direct, bare and picometer calls take turns (the order rotates every round), so all see the same
+machine state.
 """
 
 from __future__ import annotations
@@ -37,6 +39,51 @@ def serve_sim(port: int) -> None:
     from picometer.simulator import Simulator
 
     server = uvicorn_server(Simulator(), log_level="error")
+    asyncio.run(server.serve(sockets=[bind_socket("127.0.0.1", port)]))
+
+
+def serve_bare(port: int, upstream: str) -> None:
+    """A pass-through proxy with picometer's own server and connection pool, and nothing else: the floor."""
+    import asyncio
+
+    import httpx as hx
+
+    from picometer.daemon import bind_socket, uvicorn_server
+    from picometer.gateway.forward import new_transport, response_headers
+
+    transport = new_transport()
+
+    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def, type-arg]
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"host", b"content-length")]
+        request = hx.Request(
+            scope["method"], upstream + scope["path"].removeprefix("/openai"), headers=headers, content=body
+        )
+        response = await transport.handle_async_request(request)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response_headers(response.headers),
+            }
+        )
+        async for chunk in response.aiter_bytes():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await response.aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    server = uvicorn_server(app, log_level="error")
     asyncio.run(server.serve(sockets=[bind_socket("127.0.0.1", port)]))
 
 
@@ -78,26 +125,30 @@ def timed(client: httpx.Client, url: str, stream: bool) -> float:
     return elapsed * 1000
 
 
-def measure(client: httpx.Client, direct: str, via: str, stream: bool) -> tuple[list[float], list[float]]:
-    d, v = [], []
+def measure(client: httpx.Client, urls: list[str], stream: bool) -> list[list[float]]:
+    sinks: list[list[float]] = [[] for _ in urls]
     for i in range(WARMUP + ROUNDS):
-        order = ((direct, d), (via, v)) if i % 2 == 0 else ((via, v), (direct, d))
-        for url, sink in order:
+        k = i % len(urls)
+        for url, sink in list(zip(urls, sinks, strict=True))[k:] + list(zip(urls, sinks, strict=True))[:k]:
             ms = timed(client, url, stream)
             if i >= WARMUP:
                 sink.append(ms)
-    return d, v
+    return sinks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sim", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sim:
         serve_sim(args.sim)
         return
+    if args.bare:
+        serve_bare(int(args.bare[0]), args.bare[1])
+        return
 
-    sim_port, pm_port = free_port(), free_port()
+    sim_port, pm_port, bare_port = free_port(), free_port(), free_port()
     work = Path(tempfile.mkdtemp(prefix="picometer-bench-"))
     config = work / "config.toml"
     config.write_text(
@@ -113,46 +164,54 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
 """
     )
     sim = subprocess.Popen([sys.executable, __file__, "--sim", str(sim_port)])
+    bare = subprocess.Popen([sys.executable, __file__, "--bare", str(bare_port), f"http://127.0.0.1:{sim_port}/v1"])
     daemon = subprocess.Popen(
         [sys.executable, "-m", "picometer", "run", "--config", str(config)], stderr=subprocess.DEVNULL
     )
     try:
         to_healthy = wait_healthy(f"http://127.0.0.1:{pm_port}/-/health")
         wait_healthy(f"http://127.0.0.1:{sim_port}/v1/models")
+        wait_healthy(f"http://127.0.0.1:{bare_port}/openai/models")
         time.sleep(1.0)
         idle_rss = rss_mb(daemon.pid)
         direct = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
         via = f"http://127.0.0.1:{pm_port}/openai/chat/completions"
+        floor = f"http://127.0.0.1:{bare_port}/openai/chat/completions"
         rows = []
         # The same socket options picometer uses upstream, so the baseline has no Nagle stall either.
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         with httpx.Client(timeout=30, trust_env=False, transport=transport) as client:
             for stream in (False, True):
-                d, v = measure(client, direct, via, stream)
-                rows.append(("streaming" if stream else "non-streaming", d, v))
+                d, b, v = measure(client, [direct, floor, via], stream)
+                rows.append(("streaming" if stream else "non-streaming", d, b, v))
         loaded_rss = rss_mb(daemon.pid)
         raw = b"".join(p.read_bytes() for p in sorted((work / "logs").glob("usage-*.jsonl")))
         records = raw.count(b"\n")
         gzipped = len(gzip.compress(raw))  # what rotation leaves on disk
     finally:
-        daemon.terminate()
-        sim.terminate()
-        daemon.wait(10)
-        sim.wait(10)
+        for process in (daemon, sim, bare):
+            process.terminate()
+        for process in (daemon, sim, bare):
+            process.wait(10)
 
     print(
         f"picometer overhead, {ROUNDS} interleaved rounds per mode after {WARMUP} warm-up, "
         f"{os.cpu_count()} cores (daemon pinned to its own), Python {sys.version.split()[0]}"
     )
     print()
-    print(f"{'mode':<15}{'':>8}{'direct ms':>11}{'via ms':>9}{'added ms':>10}")
-    for name, d, v in rows:
+    print(f"{'mode':<15}{'':>6}{'direct ms':>11}{'bare ms':>9}{'via ms':>8}{'bare adds':>11}{'picometer adds':>16}")
+    for name, d, b, v in rows:
         for label, q in (("p50", 0.50), ("p90", 0.90), ("p99", 0.99)):
-            print(f"{name:<15}{label:>8}{pct(d, q):>11.2f}{pct(v, q):>9.2f}{pct(v, q) - pct(d, q):>10.2f}")
-        print(
-            f"{'':<15}{'mean':>8}{statistics.fmean(d):>11.2f}{statistics.fmean(v):>9.2f}"
-            f"{statistics.fmean(v) - statistics.fmean(d):>10.2f}"
-        )
+            print(
+                f"{name:<15}{label:>6}{pct(d, q):>11.2f}{pct(b, q):>9.2f}{pct(v, q):>8.2f}"
+                f"{pct(b, q) - pct(d, q):>11.2f}{pct(v, q) - pct(d, q):>16.2f}"
+            )
+        fd, fb, fv = statistics.fmean(d), statistics.fmean(b), statistics.fmean(v)
+        print(f"{'':<15}{'mean':>6}{fd:>11.2f}{fb:>9.2f}{fv:>8.2f}{fb - fd:>11.2f}{fv - fd:>16.2f}")
+    print()
+    for name, d, b, v in rows:
+        bare_added, pm_added = pct(b, 0.5) - pct(d, 0.5), pct(v, 0.5) - pct(d, 0.5)
+        print(f"{name}: picometer's added p50 is {pm_added / bare_added:.2f}x the bare proxy's")
     print()
     print(f"time to healthy (process start to /-/health 200): {to_healthy * 1000:.0f} ms")
     print(f"RSS idle after start: {idle_rss:.1f} MB; after {records} requests: {loaded_rss:.1f} MB")

@@ -108,6 +108,7 @@ class BudgetConfig:
     alert_at: tuple[float, ...] = (0.5, 0.8, 1.0)
     on_exceed: str = "block"
     unpriced: str = "block"
+    unmetered: str = "block"  # a POST picometer cannot meter while a dollar cap applies: "block" (403) | "allow"
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class WorkflowConfig:
     alert_at: tuple[float, ...] | None = None
     on_exceed: str | None = None
     unpriced: str | None = None
+    unmetered: str | None = None
     keys: tuple[str, ...] = ()
     env: str = "prod"
     owner: str = ""
@@ -532,6 +534,7 @@ def _validate_budget(b: BudgetConfig | WorkflowConfig, where: str) -> None:
     _one_of(b.over_cap, ("clamp", "reject"), f"{where}.over_cap")
     _one_of(b.on_exceed, ("block", "alert"), f"{where}.on_exceed")
     _one_of(b.unpriced, ("block", "allow"), f"{where}.unpriced")
+    _one_of(b.unmetered, ("block", "allow"), f"{where}.unmetered")
     for step in b.alert_at or ():
         if not 0 < step <= 10:
             raise ConfigError(

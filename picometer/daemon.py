@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import gc
 import logging
 import os
@@ -29,7 +30,7 @@ from picometer.metering.pricing import Pricer
 from picometer.record import Record, Recorder
 from picometer.reports.export import file_name, last_full_week, summary, to_csv, week_label, week_rows, write_atomic
 from picometer.reports.metrics import Gauges, Meter, exposition
-from picometer.reports.report import objectives
+from picometer.reports.report import objective_rows, objectives
 from picometer.service import Notifier
 from picometer.store.outbox import Outbox
 from picometer.store.rollups import Rollups
@@ -142,6 +143,7 @@ class Daemon:
         self.bot: TelegramBot | None = None
         self.alerter = Alerter(config.alerts, self.zone, self.outbox, alert_chats(config), wake=self._wake_bot)
         self.watchers = Watchers(config, self.zone, self.clock.now())
+        self._background: set[asyncio.Task[None]] = set()  # alerts being told off the request path
         self._dropping = False  # records dropped: told when an episode starts
         self._dropped_seen = 0
         self.budget = Budget(caps_from_config(config), self.zone, notify=self.on_budget_event)
@@ -157,11 +159,11 @@ class Daemon:
             recorder=Recorder(self.usage_log, self.rollups, observe=self._observe),
             budget=self.budget,
             state=self.state,
-            status_extra=self.status,
-            alert=self.alert,
+            status_extra=self.status_async,
+            alert=self._alert_later,
             canary_token=self.canary.token,
             run_canary=self.run_canary,
-            metrics=self.metrics,
+            metrics=self.metrics_async,
         )
         self.loaded_at = self.clock.now()
         self.last_reload: dict[str, Any] | None = None
@@ -227,10 +229,21 @@ class Daemon:
         results = await self.canary.run()
         return {"ok": all(r.ok for r in results), "results": [r.as_dict(self.zone) for r in results]}
 
-    def objectives(self) -> list[dict[str, Any]]:
+    def objectives(self, rows: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Each configured workflow's objectives: 28 days from the rollups, burn rates from the last hours."""
         now = self.clock.now()
-        return objectives(self.rollups, self.config.workflows, now, lambda name: self.watchers.burns(name, now))
+        return objectives(self.rollups, self.config.workflows, now, lambda name: self.watchers.burns(name, now), rows)
+
+    def rollup_reads(self) -> tuple[dict[str | None, int], dict[str, dict[str, Any]]]:
+        """What /-/status and /metrics need from SQLite (each cap's pace, the objectives' 28 days): read on a
+        worker thread, so the event loop never waits for the rollups lock a flush may hold."""
+        now = self.clock.now()
+        paces = {
+            lg.cap.workflow: to_pico(self.rollups.pace(now, lg.cap.workflow))
+            for lg in self.budget.ledgers()
+            if lg.cap.limit
+        }
+        return paces, objective_rows(self.rollups, now) if self.config.workflows else {}
 
     def canary_status(self) -> dict[str, Any]:
         last = self.canary.last
@@ -257,21 +270,36 @@ class Daemon:
             log.warning(str(alert.kind), severity=str(alert.severity), scope=alert.scope, message=alert.message)
             self.alerts.append(alert)
 
+    def _alert_later(self, alert: Alert) -> None:
+        """An alert raised on the request path: handled once the request has moved on (the outbox is SQLite)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.alert(alert)
+            return
+        loop.call_soon(self.alert, alert, context=contextvars.Context())
+
     def _observe(self, record: Record) -> None:
         self.meter.observe(record)
         self.watchers.observe(record, self.clock.now())
 
-    def metrics(self) -> tuple[bytes, str]:
-        """GET /metrics: the counters, and the gauges read now."""
+    async def metrics_async(self) -> tuple[bytes, str]:
+        """GET /metrics: the counters, and the gauges read now (the SQLite ones off the event loop)."""
+        paces, rows = await asyncio.to_thread(self.rollup_reads)
+        return self.metrics(self.budgets(paces), self.objectives(rows))
+
+    def metrics(
+        self, budgets: list[dict[str, Any]] | None = None, objectives: list[dict[str, Any]] | None = None
+    ) -> tuple[bytes, str]:
         log_ = self.usage_log
         gauges = Gauges(
             retries=self.gateway.retries(),
-            budgets=self.budgets(),
+            budgets=self.budgets() if budgets is None else budgets,
             canary={name: result.ok for name, result in self.canary.last.items()},
             alerts_sent=self.alerter.told,
             usage_log_bytes=log_.total_bytes(),
             records_dropped=log_.dropped,
-            objectives=self.objectives(),
+            objectives=self.objectives() if objectives is None else objectives,
         )
         return exposition(self.meter, gauges)
 
@@ -285,6 +313,7 @@ class Daemon:
         for alert in self.watchers.check(now):
             self.alert(alert)
         self.watch_usage_log()
+        self.state.pauses(now)  # expired pauses leave the state file here, never on the request path
         self.alerter.retry_unsaved()
         for key in self.alerter.settle(now):
             log.info("alert over", key=key)
@@ -328,8 +357,22 @@ class Daemon:
         self.watchers.baselines = baselines(self.rollups.history(end - BASELINE_HOURS, end), end)
 
     def on_budget_event(self, event: Event) -> None:
-        """A threshold crossed or a cap's first refusal."""
-        pace = to_pico(self.rollups.pace(event.at, event.cap.workflow))
+        """A threshold crossed or a cap's first refusal, raised on the request path: told from a task of its own,
+        with the pace read on a worker thread (the rollups lock may be held by a flush)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.tell_budget(event, self.rollups.pace(event.at, event.cap.workflow))
+            return
+        task = loop.create_task(self._tell_budget_later(event), context=contextvars.Context())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _tell_budget_later(self, event: Event) -> None:
+        self.tell_budget(event, await asyncio.to_thread(self.rollups.pace, event.at, event.cap.workflow))
+
+    def tell_budget(self, event: Event, pace_usd: float) -> None:
+        pace = to_pico(pace_usd)
         kind = Kind.BUDGET_THRESHOLD if event.kind == "threshold" else Kind.BUDGET_BLOCKED
         key = f"{kind}:{event.cap.name}" + (f":{event.threshold:g}" if event.threshold is not None else "")
         self.alert(Alert(kind, key, event_message(event, pace, self.zone), event.at, event.cap.scope))
@@ -360,14 +403,16 @@ class Daemon:
             )
         self._dropping, self._dropped_seen = dropping, log_.dropped
 
-    def budgets(self) -> list[dict[str, Any]]:
+    def budgets(self, paces: dict[str | None, int] | None = None) -> list[dict[str, Any]]:
         """Every cap with its spend, what calls in flight hold, and when it resets or will be reached."""
         now = self.clock.now()
         self.budget.roll(now)
         out = []
         for lg in self.budget.ledgers():
             if lg.cap.limit and lg.key is not None:
-                pace = to_pico(self.rollups.pace(now, lg.cap.workflow))
+                pace = (
+                    to_pico(self.rollups.pace(now, lg.cap.workflow)) if paces is None else paces.get(lg.cap.workflow, 0)
+                )
                 out.append(cap_status(lg.cap, lg.key, lg.spent, lg.reserved, pace, now, self.zone))
         return out
 
@@ -376,19 +421,26 @@ class Daemon:
         day, month = self.budget.spent(self.clock.now())
         return {"today": round(to_usd(day), 9), "month": round(to_usd(month), 9)}
 
-    def status(self) -> dict[str, Any]:
+    async def status_async(self) -> dict[str, Any]:
+        """/-/status: the rollup summaries on a worker thread, the rest read here."""
+        paces, rows = await asyncio.to_thread(self.rollup_reads)
+        return self.status(self.budgets(paces), self.objectives(rows))
+
+    def status(
+        self, budgets: list[dict[str, Any]] | None = None, objectives: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         log_ = self.usage_log
         now = self.clock.now()
         return {
             "spend_usd": self.spend(),
-            "budgets": self.budgets(),
+            "budgets": self.budgets() if budgets is None else budgets,
             "pauses": [
                 {"workflow": p.workflow, "until": p.until and p.until.astimezone(self.zone).isoformat(), "by": p.by}
                 for p in self.state.pauses(now)
             ],
             "alerts": [a.as_dict(self.zone) for a in self.alerts],
             "canary": self.canary_status(),
-            "objectives": self.objectives(),
+            "objectives": self.objectives() if objectives is None else objectives,
             "telegram": {
                 "enabled": self.config.telegram.enabled,
                 "connected": self.bot is not None and self.bot.connected,

@@ -4,6 +4,8 @@
 headers the client sends (picometer forwards them untouched):
   x-sim-fault: httpNNN (any status; 429 carries Retry-After: 1) | quota (OpenAI's 429 insufficient_quota)
                | html | truncated | cut (connection reset mid-stream) | stall (mid-stream) | no-usage
+               | no-terminal (a stream that ends cleanly without its last event)
+  x-sim-tail-ms: N (a stream's body ends N ms after its terminal event, as real providers' often do)
   x-sim-retry-after: S, an HTTP date, or "none" (the Retry-After of an httpNNN fault)
   x-sim-fail-first: N (only the first N calls carrying the same x-sim-id, or body, get the fault)
   x-sim-cached: N (cached input tokens to report)   x-sim-cache-write: N (Anthropic cache writes)
@@ -124,12 +126,19 @@ class Simulator:
             "/embeddings": _embeddings,
             "/messages": _messages,
             "/messages/count_tokens": _count_tokens,
+            "/images/generations": _images,
+            "/batches": _batch,
+            "/messages/batches": _batch,
         }.get(path)
         if handler is None:
             await _json(send, 404, {"error": {"type": "not_found", "message": f"no route {path}"}})
             return
         if req.get("stream") is True and path not in ("/embeddings", "/messages/count_tokens"):
-            await self._stream(send, ctx, path, fault, int(headers.get("x-sim-chunk-bytes", "0")))
+            chunk_bytes, tail_s = (
+                int(headers.get("x-sim-chunk-bytes", "0")),
+                int(headers.get("x-sim-tail-ms", "0")) / 1000,
+            )
+            await self._stream(send, ctx, path, fault, chunk_bytes, tail_s)
             return
         payload = handler(ctx)
         if fault == "no-usage":
@@ -153,7 +162,7 @@ class Simulator:
             text = text[: limit * 4]
         return text
 
-    async def _stream(self, send: Send, ctx: _Ctx, path: str, fault: str, chunk_bytes: int) -> None:
+    async def _stream(self, send: Send, ctx: _Ctx, path: str, fault: str, chunk_bytes: int, tail_s: float) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -169,6 +178,8 @@ class Simulator:
                 "/messages": _messages_events,
             }[path](ctx, fault)
         )
+        if fault == "no-terminal":
+            events.pop()
         for i, event in enumerate(events):
             if fault in ("cut", "stall") and i == len(events) // 2:
                 if fault == "stall":
@@ -181,6 +192,8 @@ class Simulator:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             if self.settings.chunk_delay_s:
                 await asyncio.sleep(self.settings.chunk_delay_s)
+        if tail_s:
+            await asyncio.sleep(tail_s)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -425,6 +438,15 @@ def _messages_events(ctx: _Ctx, fault: str) -> Iterator[bytes]:
         delta["usage"] = {"output_tokens": ctx.output_tokens}
     yield _sse(delta, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
+
+
+def _images(ctx: _Ctx) -> dict[str, Any]:
+    n = ctx.req["n"] if isinstance(ctx.req.get("n"), int) else 1
+    return {"created": int(time.time()), "data": [{"url": f"https://images.example/sim-{i}.png"} for i in range(n)]}
+
+
+def _batch(ctx: _Ctx) -> dict[str, Any]:
+    return {"id": "batch_sim", "object": "batch", "status": "validating", "created_at": int(time.time())}
 
 
 def _count_tokens(ctx: _Ctx) -> dict[str, Any]:

@@ -139,3 +139,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def raw_request(
+    base_url: str, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 request with the target sent byte for byte (HTTP clients would normalise dot segments
+    and escapes first): (status, body)."""
+    url = httpx.URL(base_url)
+    head = [f"{method} {target} HTTP/1.1", f"Host: {url.host}:{url.port}", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    head.append(f"Content-Length: {len(body)}")
+    data = b""
+    with socket.create_connection((url.host, url.port or 80), timeout=10) as s:
+        s.sendall("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body)
+        while chunk := s.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), payload

@@ -99,9 +99,13 @@ def test_emoji_and_non_ascii_workflow_names(gateway: GatewayServer) -> None:
 
 
 def test_control_characters_in_tags_are_removed(gateway: GatewayServer) -> None:
-    post(f"{gateway.url}/w/evil%0Aline/openai/chat/completions", json=CHAT)
-    [rec] = gateway.records(1)
-    assert rec["workflow"] == "evilline"
+    post(f"{gateway.url}/openai/chat/completions", json=CHAT, headers={"x-picometer-workflow": "evil\tline"})
+    # in a path a control character is refused outright: the path is not in canonical form
+    r = post(f"{gateway.url}/w/evil%0Aline/openai/chat/completions", json=CHAT)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path"
+    tagged, refused = gateway.records(2)
+    assert tagged["workflow"] == "evilline"
+    assert refused["status"] == "blocked" and refused["error_type"] == "invalid_path"
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3, 7, 64])

@@ -5,26 +5,11 @@ from __future__ import annotations
 import anthropic
 import openai
 import pytest
-from genai_prices import Usage as GUsage
-from genai_prices import calc_price
 
+from tests.oracle import independent_cost
 from tests.servers import GatewayServer, SimServer
 
 MESSAGES = [{"role": "user", "content": "Summarise the state of the garden sensors in one line"}]
-
-
-def independent_cost(model: str, provider: str, usage: dict[str, int]) -> float:
-    calc = calc_price(
-        GUsage(
-            input_tokens=usage["input"],
-            cache_read_tokens=usage.get("cached", 0),
-            cache_write_tokens=usage.get("write", 0),
-            output_tokens=usage["output"],
-        ),
-        model,
-        provider_id=provider,
-    )
-    return float(calc.total_price)
 
 
 def oa(base: str) -> openai.OpenAI:
@@ -68,6 +53,7 @@ def test_openai_stream_without_usage_request_hides_the_added_chunk(sim: SimServe
     assert all(c.usage is None for c in via), "the client did not ask for usage and must not see it"
     [rec] = gateway.records(1)
     assert rec["stream"] is True and rec["usage_source"] == "provider"
+    assert rec["status"] == "ok" and rec["error_type"] is None
     assert rec["output_tokens"] > 0 and rec["input_tokens"] > 0
     # the upstream saw the include_usage we added
     assert b'"include_usage": true' in sim.sim.seen[-1].body
@@ -86,6 +72,7 @@ def test_openai_stream_with_usage_request_keeps_the_chunk(sim: SimServer, gatewa
     usage = chunks[-1].usage
     assert usage is not None
     [rec] = gateway.records(1)
+    assert rec["status"] == "ok" and rec["error_type"] is None and rec["usage_source"] == "provider"
     assert (rec["input_tokens"], rec["output_tokens"], rec["cached_input_tokens"]) == (
         usage.prompt_tokens,
         usage.completion_tokens,
@@ -103,6 +90,7 @@ def test_openai_responses_stream_and_not(gateway: GatewayServer) -> None:
     streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert streamed == whole.output_text
     r1, r2 = gateway.records(2)
+    assert r1["status"] == r2["status"] == "ok" and r1["error_type"] is r2["error_type"] is None
     assert r1["endpoint"] == r2["endpoint"] == "responses"
     assert r1["input_tokens"] == whole.usage.input_tokens and r1["output_tokens"] == whole.usage.output_tokens
     assert r1["reasoning_tokens"] == 5
@@ -114,6 +102,7 @@ def test_openai_embeddings_and_legacy_completions(gateway: GatewayServer) -> Non
     emb = client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])
     comp = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Once upon a time")
     r1, r2 = gateway.records(2)
+    assert r1["status"] == r2["status"] == "ok"
     assert r1["endpoint"] == "embeddings" and r1["input_tokens"] == emb.usage.prompt_tokens and r1["output_tokens"] == 0
     assert r1["cost_usd"] == pytest.approx(
         independent_cost("text-embedding-3-small", "openai", {"input": r1["input_tokens"], "output": 0})
@@ -128,6 +117,7 @@ def test_anthropic_messages_match_direct_with_cache_reads_and_writes(sim: SimSer
     via = ant(f"{gateway.url}/anthropic").messages.create(**kwargs)  # type: ignore[call-overload]
     assert via.content[0].text == direct.content[0].text
     [rec] = gateway.records(1)
+    assert rec["status"] == "ok" and rec["usage_source"] == "provider"
     u = direct.usage
     # ours includes cache reads and writes in input_tokens; Anthropic's does not
     assert rec["input_tokens"] == u.input_tokens + 6 + 3
@@ -154,6 +144,7 @@ def test_anthropic_stream_takes_the_last_cumulative_delta(sim: SimServer, gatewa
     assert via_text == direct_text
     [rec] = gateway.records(1)
     assert rec["stream"] is True and rec["usage_source"] == "provider"
+    assert rec["status"] == "ok" and rec["error_type"] is None
     assert rec["output_tokens"] == final.usage.output_tokens
     assert rec["input_tokens"] == final.usage.input_tokens + 5 and rec["cached_input_tokens"] == 5
     expected = independent_cost(

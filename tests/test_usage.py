@@ -8,14 +8,13 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from picometer.metering.endpoints import classify
 from picometer.metering.sse import SSEEvent
 from picometer.metering.usage import (
     StreamMeter,
     Usage,
     anthropic_usage,
-    endpoint_of,
     from_response,
-    is_metered,
     openai_usage,
 )
 
@@ -114,11 +113,46 @@ def test_responses_stream_usage_from_completed() -> None:
     assert m.usage == Usage(input_tokens=8, output_tokens=3) and m.model == "gpt-5" and m.text_chars == 3
 
 
-def test_endpoints() -> None:
-    assert endpoint_of("openai", "v1/chat/completions") == "chat/completions"
-    assert endpoint_of("anthropic", "v1/messages") == "messages"
-    assert is_metered("openai", "responses") and not is_metered("openai", "models")
-    assert is_metered("anthropic", "messages") and not is_metered("anthropic", "messages/count_tokens")
+def test_endpoints_are_recognised_by_shape_on_any_provider() -> None:
+    chat = classify("v1/chat/completions", "POST")
+    assert (chat.name, chat.shape, chat.metered) == ("chat/completions", "openai", True)
+    messages = classify("v1/messages", "POST")
+    assert (messages.name, messages.shape, messages.metered) == ("messages", "anthropic", True)
+    assert classify("responses", "POST").metered and classify("embeddings", "POST").metered
+    count = classify("v1/messages/count_tokens", "POST")
+    assert count.free and not count.metered and not count.unmetered
+    image = classify("images/generations", "POST")
+    assert image.metered and image.flat and image.body == "json"
+    assert classify("audio/transcriptions", "POST").body == "multipart"
+    for name in ("batches", "files", "fine_tuning/jobs", "messages/batches", "realtime/sessions", "uploads"):
+        assert classify(name, "POST").unmetered, name
+    assert classify("models", "GET").free and classify("chat/completions", "GET").free
+
+
+def test_stream_terminal_events_per_shape() -> None:
+    chat = StreamMeter("openai", "chat/completions")
+    chat.observe(ev({"choices": [{"delta": {"content": "hi"}}]}))
+    assert not chat.terminal
+    chat.observe(ev("[DONE]"))
+    assert chat.terminal and chat.error is None
+    msg = StreamMeter("anthropic", "messages")
+    msg.observe(ev({"type": "message_delta", "usage": {"output_tokens": 3}}))
+    assert not msg.terminal
+    msg.observe(ev({"type": "message_stop"}))
+    assert msg.terminal
+    overloaded = StreamMeter("anthropic", "messages")
+    overloaded.observe(ev({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}))
+    assert overloaded.error == "overloaded" and not overloaded.terminal
+    for kind, error in (
+        ("response.completed", None),
+        ("response.incomplete", None),
+        ("response.failed", "response_failed"),
+    ):
+        resp = StreamMeter("openai", "responses")
+        resp.observe(ev({"type": "response.created", "response": {"model": "gpt-5"}}))
+        assert not resp.terminal
+        resp.observe(ev({"type": kind, "response": {"usage": {"input_tokens": 2, "output_tokens": 1}}}))
+        assert resp.terminal and resp.error == error and resp.usage is not None
 
 
 json_values = st.recursive(
@@ -153,7 +187,7 @@ usage_like = st.dictionaries(
 @given(usage_like)
 def test_any_provider_answer_gives_non_negative_usage_or_none(body: dict[str, Any]) -> None:
     for kind in ("openai", "anthropic"):
-        usage, model = from_response(kind, "chat/completions", {"usage": body, "model": body.get("model")})
+        usage, model = from_response(kind, {"usage": body, "model": body.get("model")})
         assert usage is not None
         assert min(usage.input_tokens, usage.output_tokens, usage.cached_input_tokens) >= 0
         assert usage.cached_input_tokens <= usage.input_tokens or kind == "anthropic"

@@ -40,8 +40,9 @@ def new_transport(max_connections: int = 256) -> httpx.AsyncHTTPTransport:
     return httpx.AsyncHTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
-def upstream_url(base_url: str, rest: str, query: bytes) -> str:
-    url = base_url.rstrip("/") + "/" + rest.lstrip("/")
+def upstream_url(base_url: str, path: str, query: bytes) -> str:
+    """The base URL, then the canonical path below it: never outside it (the path has no dot segments)."""
+    url = base_url.rstrip("/") + "/" + path
     return url + "?" + query.decode("latin-1") if query else url
 
 
@@ -55,9 +56,13 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 
 def upstream_headers(
-    client_headers: Iterable[tuple[bytes, bytes]], provider: ProviderConfig, key: Secret | None
+    client_headers: Iterable[tuple[bytes, bytes]],
+    provider: ProviderConfig,
+    key: Secret | None,
+    shape: str | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus ours and hop-by-hop ones; the provider key in place of the client's."""
+    """The client's headers minus ours and hop-by-hop ones; the provider key in place of the client's, the way
+    the API called takes it (Anthropic's OpenAI-compatible endpoint takes a Bearer token, Messages x-api-key)."""
     client_headers = list(client_headers)
     drop = _REQUEST_DROP | _connection_tokens(client_headers)
     if key is not None:
@@ -65,7 +70,7 @@ def upstream_headers(
     out = [(n, v) for n, v in client_headers if (low := n.lower()) not in drop and not low.startswith(b"x-picometer-")]
     if key is not None:
         secret = key.value.encode()
-        if provider.kind == "anthropic":
+        if (shape or provider.kind) == "anthropic":
             out.append((b"x-api-key", secret))
         else:
             out.append((b"authorization", b"Bearer " + secret))

@@ -193,6 +193,10 @@ class Budget:
         month.roll(period_key("month", now, self.zone))
         return day.spent, month.spent
 
+    def capped(self, workflow: str) -> bool:
+        """True when any dollar cap (blocking or alert-only) applies to this workflow's calls."""
+        return any(lg.cap.limit for lg in self.applicable(workflow))
+
     def guards(self, workflow: str) -> bool:
         """True when a cap could refuse this workflow's calls (so a worst case is worth computing)."""
         return None in self._guarded or workflow in self._guarded

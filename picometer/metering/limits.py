@@ -23,9 +23,9 @@ class OverCap(ValueError):
         self.field, self.requested, self.cap = field, requested, cap
 
 
-def limit_fields(kind: str, endpoint: str) -> tuple[str, ...]:
-    """The body fields that bound output tokens for this API, the newest name first."""
-    if kind == "anthropic":
+def limit_fields(shape: str, endpoint: str) -> tuple[str, ...]:
+    """The body fields that bound output tokens for this API shape, the newest name first."""
+    if shape == "anthropic":
         return ("max_tokens",) if endpoint == "messages" else ()
     return {
         "chat/completions": ("max_completion_tokens", "max_tokens"),
@@ -34,10 +34,10 @@ def limit_fields(kind: str, endpoint: str) -> tuple[str, ...]:
     }.get(endpoint, ())
 
 
-def field_to_set(kind: str, endpoint: str, base_url: str) -> str | None:
+def field_to_set(shape: str, endpoint: str, base_url: str) -> str | None:
     """Which field picometer writes when a call sets none: OpenAI itself wants max_completion_tokens (its
     reasoning models refuse max_tokens); OpenAI-compatible servers widely know only max_tokens."""
-    fields = limit_fields(kind, endpoint)
+    fields = limit_fields(shape, endpoint)
     if not fields:
         return None
     if fields[0] == "max_completion_tokens" and urlsplit(base_url).hostname != "api.openai.com":
@@ -55,14 +55,14 @@ def output_limit(body: Mapping[str, Any], fields: tuple[str, ...]) -> int | None
     return min(limits) if limits else None
 
 
-def apply_cap(body: dict[str, Any], kind: str, endpoint: str, base_url: str, cap: int, over_cap: str) -> bool:
+def apply_cap(body: dict[str, Any], shape: str, endpoint: str, base_url: str, cap: int, over_cap: str) -> bool:
     """Hold the call to `cap` output tokens (clamp, or OverCap for "reject"). True when the body changed."""
-    fields = limit_fields(kind, endpoint)
+    fields = limit_fields(shape, endpoint)
     if not cap or not fields:
         return False
     limit = output_limit(body, fields)
     if limit is None:
-        body[field_to_set(kind, endpoint, base_url) or fields[0]] = cap
+        body[field_to_set(shape, endpoint, base_url) or fields[0]] = cap
         return True
     if limit <= cap:
         return False
@@ -74,7 +74,7 @@ def apply_cap(body: dict[str, Any], kind: str, endpoint: str, base_url: str, cap
         if value is not None and value > cap:
             body[f] = cap
     thinking = body.get("thinking")
-    if kind == "anthropic" and isinstance(thinking, dict):
+    if shape == "anthropic" and isinstance(thinking, dict):
         budget = _positive_int(thinking.get("budget_tokens"))
         if budget is not None and budget >= cap:  # Anthropic wants the thinking budget below max_tokens
             body["thinking"] = {**thinking, "budget_tokens": max(cap - 1, 1)}
@@ -90,10 +90,29 @@ def choices(body: Mapping[str, Any], endpoint: str) -> int:
     return max(n, best_of)
 
 
-def worst_usage(body: Mapping[str, Any], kind: str, endpoint: str) -> Usage:
+def worst_usage(body: Mapping[str, Any], shape: str, endpoint: str) -> Usage:
     """The most a call can use: its input bounded from above, and every output token it may generate."""
     input_tokens = math.ceil(request_text_bytes(body) / WORST_BYTES_PER_TOKEN) + REQUEST_OVERHEAD_TOKENS
     if endpoint == "embeddings":
         return Usage(input_tokens=input_tokens)
-    limit = output_limit(body, limit_fields(kind, endpoint)) or DEFAULT_OUTPUT_ALLOWANCE
+    limit = output_limit(body, limit_fields(shape, endpoint)) or DEFAULT_OUTPUT_ALLOWANCE
     return Usage(input_tokens=input_tokens, output_tokens=limit * choices(body, endpoint))
+
+
+# Images, speech and transcription are priced per call, from above, until their own rates are read:
+IMAGE_USD = 0.25  # the dearest OpenAI image: gpt-image-1, high quality, 1536x1024 (openai.com/api/pricing)
+MAX_IMAGES = 10  # the most one images call may ask for (n)
+SPEECH_USD = 0.125  # tts-1-hd, $30 per 1M characters, on the longest input it takes (4,096 characters)
+TRANSCRIPTION_USD_PER_MB = 0.05  # $0.006 a minute (whisper-1) of audio at 16 kbit/s, the leanest voice codecs
+MIN_TRANSCRIPTION_USD = 0.006  # OpenAI bills at least a minute's worth in practice; never a zero
+
+
+def flat_cost_usd(endpoint: str, fields: Mapping[str, Any], body_bytes: int) -> float:
+    """The per-call price charged (and reserved) for an images or audio call: never below what it can cost."""
+    if endpoint.startswith("images/"):
+        n = fields.get("n", 1)
+        count = int(n) if isinstance(n, str) and n.isdigit() else (_positive_int(n) or 1)
+        return IMAGE_USD * min(max(count, 1), MAX_IMAGES)
+    if endpoint == "audio/speech":
+        return SPEECH_USD
+    return max(MIN_TRANSCRIPTION_USD, body_bytes / 1_000_000 * TRANSCRIPTION_USD_PER_MB)

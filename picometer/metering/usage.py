@@ -10,10 +10,6 @@ from typing import Any
 
 from picometer.metering.sse import SSEEvent
 
-# Metered endpoints per provider kind, as the path after the provider's base URL ("v1/" dropped).
-OPENAI_ENDPOINTS = frozenset({"chat/completions", "completions", "responses", "embeddings"})
-ANTHROPIC_ENDPOINTS = frozenset({"messages"})
-UNMETERED_JSON_ENDPOINTS = frozenset({"messages/count_tokens"})
 PROMPT_FIELDS = ("messages", "input", "prompt", "system", "instructions", "tools")  # request parts billed as input
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text; used only when a provider reports nothing
@@ -27,18 +23,6 @@ class Usage:
     output_tokens: int = 0  # includes reasoning
     reasoning_tokens: int = 0
     reported_cost_usd: float | None = None  # a provider's own price for the call (OpenRouter)
-
-
-def endpoint_of(kind: str, rest: str) -> str:
-    """The endpoint name for a path below the provider's base URL: "chat/completions", "messages", ..."""
-    path = rest.strip("/")
-    if path.startswith("v1/"):
-        path = path[3:]
-    return path
-
-
-def is_metered(kind: str, endpoint: str) -> bool:
-    return endpoint in (OPENAI_ENDPOINTS if kind == "openai" else ANTHROPIC_ENDPOINTS)
 
 
 def _int(value: Any) -> int:
@@ -84,15 +68,15 @@ def anthropic_usage(u: Mapping[str, Any]) -> Usage:
     )
 
 
-def from_response(kind: str, endpoint: str, body: Any) -> tuple[Usage | None, str | None]:
-    """(usage, response model) from a whole JSON response body."""
+def from_response(shape: str, body: Any) -> tuple[Usage | None, str | None]:
+    """(usage, response model) from a whole JSON response body of an API of this shape."""
     if not isinstance(body, Mapping):
         return None, None
     model = body.get("model") if isinstance(body.get("model"), str) else None
     u = body.get("usage")
     if not isinstance(u, Mapping):
         return None, model
-    return (anthropic_usage(u) if kind == "anthropic" else openai_usage(u)), model
+    return (anthropic_usage(u) if shape == "anthropic" else openai_usage(u)), model
 
 
 def estimate_tokens(chars: int) -> int:
@@ -131,22 +115,32 @@ def _text_size(obj: Any, measure: Callable[[str], int]) -> int:
     return 0
 
 
-class StreamMeter:
-    """Watches SSE events of one response: the model, the usage, and how much text went by."""
+# Mid-stream error events, as the record's error_type.
+_STREAM_ERRORS = {"overloaded_error": "overloaded", "rate_limit_error": "rate_limited", "api_error": "server_error"}
 
-    def __init__(self, kind: str, endpoint: str) -> None:
-        self.kind = kind
+
+class StreamMeter:
+    """Watches SSE events of one response: the model, the usage, how much text went by, and whether the
+    terminal event came (`[DONE]`, `message_stop`, `response.completed`/`incomplete`/`failed`)."""
+
+    def __init__(self, shape: str, endpoint: str) -> None:
+        self.shape = shape
         self.endpoint = endpoint
         self.usage: Usage | None = None
         self.model: str | None = None
         self.text_chars = 0
         self.events = 0
+        self.terminal = False  # the stream's last event went by: the answer is complete
+        self.error: str | None = None  # the provider reported a failure in the stream itself
         self._anthropic_usage: dict[str, Any] = {}
 
     def observe(self, event: SSEEvent) -> bool:
         """Fold one event in. True when it is a usage-only chunk (choices empty, usage set)."""
         self.events += 1
-        if not event.data or event.data == "[DONE]":
+        if not event.data:
+            return False
+        if event.data == "[DONE]":
+            self.terminal = self.terminal or self.shape == "openai"
             return False
         try:
             data = json.loads(event.data)
@@ -154,7 +148,11 @@ class StreamMeter:
             return False
         if not isinstance(data, Mapping):
             return False
-        if self.kind == "anthropic":
+        if data.get("type") == "error" or (self.shape == "openai" and isinstance(data.get("error"), Mapping)):
+            kind = _get(data, "error", "type")
+            self.error = self.error or _STREAM_ERRORS.get(kind if isinstance(kind, str) else "", "stream_error")
+            return False
+        if self.shape == "anthropic":
             self._anthropic(data)
             return False
         if self.endpoint == "responses":
@@ -187,6 +185,11 @@ class StreamMeter:
             u = _get(response, "usage")
             if isinstance(u, Mapping):
                 self.usage = openai_usage(u)
+            if kind != "response.created":
+                # An incomplete answer (max_output_tokens reached) is what was asked for; a failed one is not.
+                self.terminal = True
+                if kind == "response.failed":
+                    self.error = self.error or "response_failed"
 
     def _anthropic(self, data: Mapping[str, Any]) -> None:
         kind = data.get("type")
@@ -207,3 +210,5 @@ class StreamMeter:
                 self.usage = anthropic_usage(self._anthropic_usage)
         elif kind == "content_block_delta":
             self.text_chars += _text_chars(data.get("delta")) - len(str(_get(data, "delta", "type") or ""))
+        elif kind == "message_stop":
+            self.terminal = True

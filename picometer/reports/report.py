@@ -43,18 +43,26 @@ def objectives(
     workflows: Mapping[str, WorkflowConfig],
     now: datetime,
     burns: Callable[[str], Iterable[slo.Burn]] = lambda name: (),
+    rows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each configured workflow's objectives over the rolling 28 days (this hour included)."""
+    """Each configured workflow's objectives over the rolling 28 days (this hour included); `rows` from
+    objective_rows when they were read already (on a worker thread)."""
     if not workflows:
         return []
-    end = int(now.timestamp()) // 3600 + 1
-    rows = {r["key"]: r for r in rollups.summary(end - slo.WINDOW_DAYS * 24, end, "workflow")}
+    if rows is None:
+        rows = objective_rows(rollups, now)
     return [
         slo.objective(
             name, w.slo_target, w.slo_latency_s, slo.events_from_rollup(rows.get(name), w.slo_latency_s), burns(name)
         )
         for name, w in sorted(workflows.items())
     ]
+
+
+def objective_rows(rollups: Rollups, now: datetime) -> dict[str, dict[str, Any]]:
+    """Each workflow's rollup summary over the objectives' 28 days: the SQLite part of the objectives."""
+    end = int(now.timestamp()) // 3600 + 1
+    return {r["key"]: r for r in rollups.summary(end - slo.WINDOW_DAYS * 24, end, "workflow")}
 
 
 def budget_words(left: float) -> str:

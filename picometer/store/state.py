@@ -64,16 +64,15 @@ class State:
         }
 
     def paused(self, workflow: str, now: datetime) -> Pause | None:
+        """Read on every call: memory only (an expired pause is removed by `pauses`, off the request path)."""
         pause = self._pauses.get(workflow)
-        if pause is None:
-            return None
-        if not pause.active(now):
-            self.resume(workflow)  # expired: gone from memory and disk
-            return None
-        return pause
+        return pause if pause is not None and pause.active(now) else None
 
     def pauses(self, now: datetime) -> list[Pause]:
-        return [p for name in sorted(self._pauses) if (p := self.paused(name, now)) is not None]
+        """The pauses in force; expired ones are removed from memory and disk."""
+        for name in [name for name, p in self._pauses.items() if not p.active(now)]:
+            self.resume(name)
+        return [self._pauses[name] for name in sorted(self._pauses)]
 
     def pause(self, workflow: str, until: datetime | None, by: str, now: datetime) -> Pause:
         pause = Pause(workflow, until, now, by)

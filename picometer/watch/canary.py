@@ -23,7 +23,7 @@ import structlog
 from picometer.alert import Alert, Kind
 from picometer.clock import Clock
 from picometer.config import Config, ProbeConfig
-from picometer.gateway.app import CANARY_HEADER
+from picometer.gateway.admission import CANARY_HEADER
 from picometer.store.state import Failures, State
 
 log = structlog.get_logger("picometer.canary")

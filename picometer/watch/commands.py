@@ -120,10 +120,9 @@ class Commands:
         for name, result in d.canary.last.items():
             mark = "✅" if result.ok else "❌"
             lines.append(f"{mark} canary {esc(name)}: {esc(result.outcome)}, {esc(result.detail)}")
-        for name in d.config.providers:
-            health = d.gateway.health(name)
-            if health.circuit.state != "closed":
-                lines.append(f"🔌 {esc(name)}: circuit {health.circuit.state}")
+        for name, health in d.gateway.upstream.status().items():
+            if health["circuit"] != "closed":
+                lines.append(f"🔌 {esc(name)}: circuit {health['circuit']}")
         recent = list(d.alerts)[-3:]
         if recent:
             lines.append("Recent alerts:")

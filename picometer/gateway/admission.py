@@ -1,0 +1,315 @@
+"""Admission: from a raw request to an admitted one, or a refusal. Route on the canonical path, read the
+body, authenticate and tag, classify by API shape, then apply every policy (pauses, unmetered and
+unpriced calls, the token cap) and hold the worst case against the budgets. Memory only: no I/O here
+but reading the request body."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from picometer.alert import Alert, Kind
+from picometer.clock import Clock
+from picometer.config import Config, ProviderConfig
+from picometer.duration import seconds_until
+from picometer.gateway import refusals
+from picometer.gateway.forms import form_fields
+from picometer.gateway.path import InvalidPath, Route, parse_route
+from picometer.gateway.refusals import NO_RETRY, Refusal
+from picometer.gateway.settle import Admitted, Facts
+from picometer.gateway.tags import Keyring, presented_key, resolve_tags
+from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
+from picometer.metering.endpoints import Endpoint, classify
+from picometer.metering.limits import OverCap, apply_cap, flat_cost_usd, worst_usage
+from picometer.metering.pricing import Pricer
+from picometer.record import prompt_hash, redacted_prompt
+from picometer.store.state import State
+
+log = structlog.get_logger("picometer.gateway")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+CANARY_HEADER = "x-picometer-canary"  # a per-process secret: only picometer's own probes are marked canary
+_UNPRICED_WARNED_LIMIT = 1000
+
+
+class ClientGone(Exception):
+    """The client hung up before we could answer; `facts`: what admission had learnt by then."""
+
+    def __init__(self, facts: Facts | None = None) -> None:
+        super().__init__("client gone")
+        self.facts = facts
+
+
+class Turned(Exception):
+    """Admission refused the request; `facts` is what it had learnt by then (for the record)."""
+
+    def __init__(self, refusal: Refusal, facts: Facts, shape: str | None, provider_kind: str | None) -> None:
+        super().__init__(refusal.message)
+        self.refusal, self.facts, self.shape, self.provider_kind = refusal, facts, shape, provider_kind
+
+
+@dataclass(slots=True)
+class _Draft:
+    """What admission has learnt so far."""
+
+    facts: Facts
+    route: Route | None = None
+    provider: ProviderConfig | None = None
+    endpoint: Endpoint | None = None
+
+
+class Admission:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock,
+        pricer: Pricer,
+        budget: Budget,
+        state: State,
+        alert: Callable[[Alert], None] | None = None,
+        canary_token: str | None = None,
+    ) -> None:
+        self.config = config
+        self.keyring = Keyring(config)
+        self.clock, self.pricer, self.budget, self.state = clock, pricer, budget, state
+        self._alert = alert
+        self._canary_token = canary_token.encode() if canary_token else None
+        self._unpriced_warned: set[tuple[str, str]] = set()
+
+    def reconfigure(self, config: Config, pricer: Pricer) -> None:
+        self.config, self.pricer, self.keyring = config, pricer, Keyring(config)
+
+    async def admit(
+        self, facts: Facts, scope: MutableMapping[str, Any], receive: Receive, headers: dict[str, str]
+    ) -> Admitted:
+        """The admitted request, or Turned carrying the refusal and what was known."""
+        draft = _Draft(facts)
+        try:
+            return await self._admit(draft, scope, receive, headers)
+        except Refusal as r:
+            shape = draft.endpoint.shape if draft.endpoint else None
+            raise Turned(r, draft.facts, shape, draft.provider.kind if draft.provider else None) from None
+        except ClientGone:
+            raise ClientGone(draft.facts) from None
+
+    async def _admit(
+        self, d: _Draft, scope: MutableMapping[str, Any], receive: Receive, headers: dict[str, str]
+    ) -> Admitted:
+        cfg = self.config
+        default = cfg.providers.get(cfg.server.default_provider)
+        try:
+            route = parse_route(
+                scope.get("raw_path") or scope["path"].encode(),
+                cfg.server.default_provider,
+                default.base_url if default else "",
+            )
+        except InvalidPath as e:
+            d.facts = replace(d.facts, tags=resolve_tags(headers, None, None, cfg))
+            raise refusals.invalid_path(str(e)) from None
+        if route is None:
+            d.facts = replace(d.facts, tags=resolve_tags(headers, None, None, cfg))
+            raise Refusal(
+                404, "not_found", "no such route: use /{provider}/..., /w/{workflow}/{provider}/... or /v1/..."
+            )
+        d.route = route
+        provider = cfg.providers.get(route.provider)
+        if provider is None:
+            d.facts = replace(d.facts, provider=route.provider, tags=resolve_tags(headers, route.workflow, None, cfg))
+            known = ", ".join(sorted(cfg.providers))
+            raise Refusal(404, "unknown_provider", f"no provider named {route.provider!r}; configured: {known}")
+        d.provider = provider
+        method = scope["method"]
+        endpoint = d.endpoint = classify(route.rest, method)
+        key = self.keyring.match(presented_key(headers))
+        tags = resolve_tags(headers, route.workflow, key, cfg)
+        canary = self._is_canary(headers)
+        d.facts = replace(d.facts, provider=route.provider, endpoint=endpoint.name, tags=tags, canary=canary)
+        if self.keyring.required and key is None and not canary:
+            raise Refusal(401, "invalid_api_key", "a picometer client key is required: send it as the API key")
+        provider_key = cfg.provider_key(route.provider)
+        if key is not None and provider_key is None:
+            raise Refusal(
+                401,
+                "invalid_api_key",
+                f"a picometer key was sent, but provider {route.provider!r} has no api_key to use instead; "
+                f"set [providers.{route.provider}].api_key",
+            )
+
+        content = await read_body(receive, cfg.server.max_body_bytes, headers)
+        if content is None:
+            raise Refusal(
+                413,
+                "invalid_request_error",
+                f"request body is larger than {cfg.server.max_body_bytes} bytes ([server].max_body_bytes)",
+            )
+        body: dict[str, Any] | None = None
+        fields: dict[str, Any] = {}
+        if endpoint.body == "json":
+            body = fields = parse_json_object(content)
+        elif endpoint.body == "multipart":
+            fields = form_fields(content, headers.get("content-type", ""))
+        model = fields.get("model")
+        if model is not None and not isinstance(model, str):
+            raise Refusal(400, "invalid_request_error", "'model' must be a string")
+        d.facts = replace(d.facts, model=model, stream=fields.get("stream") is True or fields.get("stream") == "true")
+
+        pause = self.state.paused(tags.workflow, d.facts.started)
+        if pause is not None:
+            raise refusals.paused(pause, d.facts.started)
+        if endpoint.unmetered and self._unmetered_blocked(tags.workflow):
+            where = self._policy_table(tags.workflow, "unmetered")
+            raise refusals.unmetered(route.rest, method, route.provider, where)
+        if not endpoint.metered:
+            return Admitted(d.facts, route, provider, endpoint, content, body, provider_key, False, None)
+        if endpoint.flat:
+            flat = 0.0 if provider.free else flat_cost_usd(endpoint.name, fields, len(content))
+            hold = self._reserve(d, to_pico(flat))
+            return Admitted(d.facts, route, provider, endpoint, content, body, provider_key, False, hold, flat)
+        assert body is not None and endpoint.shape is not None
+        self._check_model(d, provider, route.provider, model)
+        store = cfg.storage.store_prompts
+        if store != "none":
+            d.facts = replace(d.facts, prompt_hash=prompt_hash(body))
+        if store == "redacted":
+            d.facts = replace(d.facts, prompt=redacted_prompt(body))
+        changed = self._cap_tokens(d, body, provider)
+        hide = False
+        # OpenAI-shaped streams report usage only when asked: ask, and hide the extra chunk from the client.
+        if d.facts.stream and endpoint.name in ("chat/completions", "completions"):
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                hide = changed = True
+        if changed:
+            content = json.dumps(body, ensure_ascii=False).encode()
+        worst = 0
+        if model and not provider.free and self.budget.guards(tags.workflow):
+            usage = worst_usage(body, endpoint.shape, endpoint.name)
+            worst = to_pico(self.pricer.worst_cost(provider, model, usage, d.facts.started) or 0.0)
+        hold = self._reserve(d, worst)
+        return Admitted(d.facts, route, provider, endpoint, content, body, provider_key, hide, hold)
+
+    def _is_canary(self, headers: dict[str, str]) -> bool:
+        given = headers.get(CANARY_HEADER)
+        if given is None or self._canary_token is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._canary_token)
+
+    def _policy_table(self, workflow: str, key: str) -> str:
+        w = self.config.workflows.get(workflow)
+        return f"[workflows.{workflow}]" if w is not None and getattr(w, key) is not None else "[budgets]"
+
+    def _unmetered_blocked(self, workflow: str) -> bool:
+        """A call picometer cannot meter is refused while a dollar cap applies, unless allowed."""
+        w = self.config.workflows.get(workflow)
+        policy = (w.unmetered if w else None) or self.config.budgets.unmetered
+        return policy == "block" and self.budget.capped(workflow)
+
+    def _check_model(self, d: _Draft, provider: ProviderConfig, provider_name: str, model: str | None) -> None:
+        if not model and not provider.free:
+            raise Refusal(400, "invalid_request_error", "the request has no 'model': say which model to call")
+        if model and not self.pricer.is_priced(provider, model, self.clock.now()):
+            workflow = self.config.workflows.get(d.facts.tags.workflow if d.facts.tags else "")
+            policy = (workflow.unpriced if workflow else None) or self.config.budgets.unpriced
+            if policy == "block":
+                raise refusals.unpriced(model, provider_name)
+            self._warn_unpriced(provider_name, model)
+
+    def _cap_tokens(self, d: _Draft, body: dict[str, Any], provider: ProviderConfig) -> bool:
+        """Apply max_tokens_per_request (the tighter of global and workflow); True when the body changed."""
+        assert d.facts.tags is not None and d.endpoint is not None and d.endpoint.shape is not None
+        workflow = d.facts.tags.workflow
+        g = self.config.budgets
+        w = self.config.workflows.get(workflow)
+        caps: list[tuple[int, str]] = []
+        if g.max_tokens_per_request:
+            caps.append((g.max_tokens_per_request, "[budgets]"))
+        if w is not None and w.max_tokens_per_request:
+            caps.append((w.max_tokens_per_request, f"[workflows.{workflow}]"))
+        if not caps:
+            return False
+        cap, where = min(caps)
+        over_cap = (w.over_cap if w is not None else None) or g.over_cap
+        try:
+            return apply_cap(body, d.endpoint.shape, d.endpoint.name, provider.base_url, cap, over_cap)
+        except OverCap as e:
+            raise Refusal(
+                400,
+                "max_tokens_over_cap",
+                f"{e.field} = {e.requested} is above the cap of {e.cap} output tokens per request "
+                f'({where}.max_tokens_per_request); ask for at most {e.cap}, or set over_cap = "clamp"',
+            ) from None
+
+    def _reserve(self, d: _Draft, worst: int) -> Hold:
+        """Hold the call's worst-case cost against every cap that applies, or refuse it."""
+        assert d.facts.tags is not None
+        started = d.facts.started
+        held = self.budget.reserve(d.facts.tags.workflow, worst, started)
+        if isinstance(held, Refused):
+            d.facts = replace(d.facts, budget=held.cap.name)
+            wait = seconds_until(held.resets_at, started)
+            raise Refusal(
+                429,
+                "budget_exceeded",
+                refusal_message(held, started, self.budget.zone),
+                [(b"retry-after", str(wait).encode()), NO_RETRY],
+            )
+        if held.over is not None:
+            d.facts = replace(d.facts, budget=held.over.name)
+        return held
+
+    def _warn_unpriced(self, provider: str, model: str) -> None:
+        if (provider, model) not in self._unpriced_warned and len(self._unpriced_warned) < _UNPRICED_WARNED_LIMIT:
+            self._unpriced_warned.add((provider, model))
+            log.warning("unpriced model allowed; its cost is recorded as null", provider=provider, model=model)
+            if self._alert is not None:
+                message = (
+                    f"Model {model!r} on provider {provider!r} has no known price: its calls go through "
+                    '(unpriced = "allow") but cost nothing in the budgets and reports. Add '
+                    f'[prices."{model}"] with input = and output = (dollars per 1M tokens) to the config.'
+                )
+                self._alert(Alert(Kind.UNPRICED_MODEL, f"unpriced_model:{provider}:{model}", message, self.clock.now()))
+
+
+async def read_body(receive: Receive, limit: int, headers: dict[str, str]) -> bytes | None:
+    """The whole request body, or None once it passes `limit` (checked before reading when declared)."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise Refusal(400, "invalid_request_error", "the request body is empty; this endpoint needs a JSON object")
+    try:
+        parsed = json.loads(body)
+    except UnicodeDecodeError:
+        raise Refusal(
+            400, "invalid_request_error", "the request body is not UTF-8 text; send JSON encoded as UTF-8"
+        ) from None
+    except ValueError as e:
+        raise Refusal(400, "invalid_request_error", f"the request body is not valid JSON ({e})") from None
+    if not isinstance(parsed, dict):
+        raise Refusal(400, "invalid_request_error", "the request body must be a JSON object")
+    return parsed

@@ -1,0 +1,87 @@
+"""Answers picometer gives itself, in the calling API's own error shape, so SDKs show our message unchanged."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from picometer.duration import format_duration, seconds_until
+from picometer.record import rfc3339_ms
+from picometer.store.state import Pause
+
+NO_RETRY = (b"x-should-retry", b"false")  # the official SDKs would otherwise retry a refusal that cannot pass
+
+
+class Refusal(Exception):
+    """An answer picometer gives itself. Raised only before the first byte of a response is sent."""
+
+    def __init__(self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or []
+
+
+def error_body(shape: str, code: str, message: str) -> bytes:
+    if shape == "anthropic":
+        body: dict[str, object] = {"type": "error", "error": {"type": code, "message": message}}
+    else:
+        body = {"error": {"type": code, "code": code, "message": message, "param": None}}
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def shape_for_refusal(endpoint_shape: str | None, provider_kind: str | None, headers: dict[str, str], path: str) -> str:
+    """Which error shape the client expects: the API it called, else its provider's, else a guess from its headers."""
+    if endpoint_shape:
+        return endpoint_shape
+    if provider_kind:
+        return provider_kind
+    if "anthropic-version" in headers or "x-api-key" in headers or path.endswith("messages"):
+        return "anthropic"
+    return "openai"
+
+
+def invalid_path(reason: str) -> Refusal:
+    return Refusal(
+        400,
+        "invalid_path",
+        f"{reason}: picometer forwards only plain paths, e.g. /openai/chat/completions; send the path unencoded",
+        [NO_RETRY],
+    )
+
+
+def unmetered(path: str, method: str, provider: str, where: str) -> Refusal:
+    return Refusal(
+        403,
+        "unmetered_endpoint",
+        f"{method} /{provider}/{path} is not an endpoint picometer can meter, and a dollar cap applies to this "
+        f'call, so it is refused rather than let through uncounted. To allow it, set {where}.unmetered = "allow"',
+        [NO_RETRY],
+    )
+
+
+def unpriced(model: str, provider: str) -> Refusal:
+    return Refusal(
+        400,
+        "unpriced_model",
+        f"picometer has no price for model {model!r} on provider {provider!r}, so it cannot keep "
+        f'your budget. Add [prices."{model}"] with input = and output = (dollars per 1M tokens) to the '
+        'config, or set [budgets].unpriced = "allow"',
+    )
+
+
+def paused(pause: Pause, now: datetime) -> Refusal:
+    if pause.until is None:
+        return Refusal(
+            429,
+            "workflow_paused",
+            f"workflow {pause.workflow!r} is paused (by {pause.by}) until resumed: picometer resume {pause.workflow}",
+            [NO_RETRY],
+        )
+    wait = seconds_until(pause.until, now)
+    return Refusal(
+        429,
+        "workflow_paused",
+        f"workflow {pause.workflow!r} is paused (by {pause.by}) for another {format_duration(pause.until - now)}, "
+        f"until {rfc3339_ms(pause.until)}; resume it sooner with: picometer resume {pause.workflow}",
+        [(b"retry-after", str(wait).encode()), NO_RETRY],
+    )

@@ -1,0 +1,149 @@
+"""Bytes from the provider to the client: whole JSON answers, raw bodies, and SSE streams judged by their
+terminal event. Each relay writes down what happened in the Outcome and has the record written (`finish`)
+before the client's last byte, so a crash can lose a reply, never its record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+
+from picometer.gateway import forward
+from picometer.gateway.refusals import Refusal
+from picometer.gateway.settle import Outcome
+from picometer.metering.sse import SSEParser
+from picometer.metering.usage import StreamMeter, from_response
+from picometer.record import Record
+
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def format_cost(cost: float | None) -> str:
+    return "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+class Relay:
+    """One response on its way to the client."""
+
+    def __init__(
+        self,
+        o: Outcome,
+        send: Send,
+        request_id: str,
+        finish: Callable[[], Record],
+        elapsed_ms: Callable[[], float],
+    ) -> None:
+        self.o, self._send, self._request_id = o, send, request_id
+        self._finish, self._elapsed_ms = finish, elapsed_ms
+
+    def _start(self, response: httpx.Response, extra: list[tuple[bytes, bytes]]) -> Message:
+        headers = forward.response_headers(response.headers)
+        headers.append((b"x-picometer-request-id", self._request_id.encode()))
+        headers.extend(extra)
+        self.o.started_reply = True
+        return {"type": "http.response.start", "status": response.status_code, "headers": headers}
+
+    def _first_byte(self) -> None:
+        if self.o.ttft_ms is None:
+            self.o.ttft_ms = self._elapsed_ms()
+
+    async def json(self, response: httpx.Response, provider: str, shape: str | None, strict: bool) -> None:
+        """A whole answer: read, metered, recorded, then sent in one piece with its cost in a header.
+        `strict`: a success must be JSON (token endpoints); otherwise JSON is read for usage when it is JSON."""
+        o = self.o
+        try:
+            content = await response.aread()
+        except httpx.HTTPError as e:
+            o.failure = "bad_response"
+            raise Refusal(
+                502, "upstream_bad_response", f"provider {provider!r} broke off its answer: {type(e).__name__}"
+            ) from None
+        self._first_byte()
+        ctype = response.headers.get("content-type", "")
+        if response.is_success and shape and (strict or "json" in ctype):
+            try:
+                parsed = json.loads(content)
+            except ValueError:
+                o.failure = "bad_response"
+                raise Refusal(
+                    502,
+                    "upstream_bad_response",
+                    f"provider {provider!r} answered {response.status_code} with a body that is not JSON "
+                    f"({ctype or '?'}, {len(content)} bytes); check its base_url",
+                ) from None
+            o.usage, o.response_model = from_response(shape, parsed)
+        o.complete = True  # the whole answer is in hand and goes out in one piece
+        record = self._finish()
+        extra = [
+            (b"content-length", str(len(content)).encode()),
+            (b"x-picometer-cost-usd", format_cost(record.cost_usd).encode()),
+        ]
+        await self._send(self._start(response, extra))
+        await self._send({"type": "http.response.body", "body": content, "more_body": False})
+
+    async def raw(self, response: httpx.Response) -> None:
+        """A body picometer does not read: passed on chunk by chunk."""
+        await self._send(self._start(response, []))
+        async for chunk in response.aiter_bytes():
+            self._first_byte()
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.o.complete = True
+        self._finish()
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def stream(
+        self, response: httpx.Response, shape: str, endpoint: str, hide_usage: bool, expects_terminal: bool
+    ) -> None:
+        """Relay each chunk as it arrives, reading usage from the events on the way. The call is recorded
+        the moment its terminal event has gone to the client: what either side does after cannot undo it."""
+        o = self.o
+        parser = SSEParser()
+        meter = StreamMeter(shape, endpoint)
+        hide = hide_usage and response.is_success
+        o.expects_terminal = expects_terminal and response.is_success
+        await self._send(self._start(response, []))
+        try:
+            async for chunk in response.aiter_bytes():
+                self._first_byte()
+                events = parser.feed(chunk)
+                if hide:
+                    out = b"".join(ev.raw for ev in events if not meter.observe(ev))
+                else:
+                    out = chunk
+                    for ev in events:
+                        meter.observe(ev)
+                if out:
+                    await self._send({"type": "http.response.body", "body": out, "more_body": True})
+                self._after(meter)
+            tail = b""
+            for ev in parser.close():
+                if not meter.observe(ev) and hide:
+                    tail += ev.raw
+            if tail:
+                await self._send({"type": "http.response.body", "body": tail, "more_body": True})
+            self._after(meter)
+        except httpx.HTTPError as e:
+            # The provider cut the stream: leave the client's unfinished too, so it sees a broken stream.
+            o.break_off("timeout" if isinstance(e, httpx.TimeoutException) else "stream_interrupted")
+            return
+        finally:
+            self._fold(meter)
+        o.complete = True
+        self._finish()
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _fold(self, meter: StreamMeter) -> None:
+        o = self.o
+        o.usage, o.text_chars = meter.usage, meter.text_chars
+        o.stream_error = o.stream_error or meter.error
+        o.response_model = o.response_model or meter.model
+
+    def _after(self, meter: StreamMeter) -> None:
+        """Once the terminal event has been handed to the client, the call is complete: record it now."""
+        if meter.terminal and not self.o.terminal and self.o.expects_terminal:
+            self._fold(meter)
+            self.o.terminal = True
+            self._finish()

@@ -1,0 +1,155 @@
+"""One record per request, built in one place from what was asked and what happened.
+
+Admission says what the request was (`Facts`, `Admitted`); the upstream call and the relay write down
+what happened (`Outcome`); `verdict` alone decides status and error type, and `build_record` alone
+decides usage and cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from picometer.config import ProviderConfig, Secret
+from picometer.gateway.path import Route
+from picometer.gateway.tags import Tags
+from picometer.metering.budget import Hold
+from picometer.metering.endpoints import Endpoint
+from picometer.metering.pricing import Pricer
+from picometer.metering.usage import Usage, estimate_tokens, request_text_chars
+from picometer.record import Record, rfc3339_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What is known of a request when it is recorded, however far it got."""
+
+    request_id: str
+    started: datetime  # wall time it arrived: the record's ts and the budget period it counts in
+    t0: float  # monotonic time it arrived
+    provider: str = ""
+    endpoint: str = ""
+    model: str | None = None
+    stream: bool = False
+    canary: bool = False
+    tags: Tags | None = None
+    budget: str | None = None  # the cap that refused it, or an alert-only cap it runs past
+    prompt_hash: str | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request that passed every check: what goes upstream, and what it is held to."""
+
+    facts: Facts
+    route: Route
+    provider: ProviderConfig
+    endpoint: Endpoint
+    content: bytes  # the body to send upstream (ours when we changed it)
+    body: dict[str, Any] | None  # the parsed JSON body, for estimates when a provider reports no usage
+    provider_key: Secret | None
+    hide_usage_chunk: bool  # we asked for stream usage: the client must not see that chunk
+    hold: Hold | None  # the budget reservation, settled with the record
+    flat_usd: float | None = None  # images and audio: the per-call price
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one request, written down as it happens; read once, by `verdict`."""
+
+    blocked: str | None = None  # refused before forwarding: the refusal's code
+    forwarded: bool = False  # past every check: what happens now is the provider's doing
+    attempts: int = 0
+    reached: bool = False  # the provider may have done (billable) work
+    upstream_status: int = 0  # what the provider answered
+    http_status: int = 0  # what the client got
+    failure: str | None = None  # why there is no good answer: the upstream's error, a timeout, a bad body
+    started_reply: bool = False  # the response status went to the client: no retry, no refusal now
+    complete: bool = False  # the client has the whole answer
+    expects_terminal: bool = False  # a metered stream: complete only once its terminal event is relayed
+    terminal: bool = False  # that event was relayed to the client
+    stream_error: str | None = None  # the provider reported a failure inside the stream
+    cut: str | None = None  # the first thing that broke the answer off: the client left, the provider cut it
+    usage: Usage | None = None
+    response_model: str | None = None
+    text_chars: int = 0  # streamed text seen, for an estimate when the provider reports no usage
+    ttft_ms: float | None = None
+    record: Record | None = None  # written: nothing that happens later changes it
+
+    @property
+    def done(self) -> bool:
+        """The client has what it asked for: a hang-up from here on is no failure."""
+        return self.complete or self.terminal
+
+    def break_off(self, why: str) -> None:
+        self.cut = self.cut or why
+
+
+def verdict(o: Outcome) -> tuple[str, str | None]:
+    """(status, error_type): the only place they are decided."""
+    if o.blocked is not None:
+        return "blocked", o.blocked
+    if o.terminal:  # a stream is judged by its terminal event, whatever the client or provider did after
+        return ("error", o.stream_error) if o.stream_error else ("ok", None)
+    if o.failure:
+        return "error", o.failure
+    if o.stream_error:
+        return "error", o.stream_error
+    if o.cut:
+        return "error", o.cut
+    if o.expects_terminal and o.complete:
+        return "error", "stream_truncated"  # the body ended, but the answer's last event never came
+    if not o.complete:
+        return "error", "client_disconnected"
+    return "ok", None
+
+
+def build_record(
+    facts: Facts,
+    o: Outcome,
+    *,
+    admitted: Admitted | None,
+    pricer: Pricer,
+    now: datetime,
+    latency_ms: float,
+) -> Record:
+    """The usage-log line for this request."""
+    rec = Record(ts=rfc3339_ms(facts.started), request_id=facts.request_id)
+    tags = facts.tags
+    if tags is not None:
+        rec.workflow, rec.env, rec.tenant = tags.workflow, tags.env, tags.tenant
+        rec.prompt_version, rec.correlation_id = tags.prompt_version, tags.correlation_id
+    rec.provider, rec.endpoint, rec.model, rec.stream = facts.provider, facts.endpoint, facts.model, facts.stream
+    rec.canary, rec.budget, rec.prompt_hash, rec.prompt = facts.canary, facts.budget, facts.prompt_hash, facts.prompt
+    rec.status, rec.error_type = verdict(o)
+    rec.http_status, rec.attempts = o.http_status, o.attempts
+    rec.response_model, rec.ttft_ms, rec.latency_ms = o.response_model, o.ttft_ms, latency_ms
+    rec.cost_usd = 0.0
+    if admitted is None:
+        return rec
+    usage = o.usage
+    upstream_ok = 200 <= o.upstream_status < 300
+    if usage is not None:
+        rec.usage_source = "provider"
+    elif admitted.endpoint.metered and o.reached and (upstream_ok or not o.upstream_status):
+        # The provider did (some) work but reported nothing: estimate, never assume zero.
+        usage = Usage(
+            input_tokens=estimate_tokens(request_text_chars(admitted.body or {})),
+            output_tokens=estimate_tokens(o.text_chars),
+        )
+        rec.usage_source = "estimated"
+    if usage is not None:
+        rec.input_tokens, rec.cached_input_tokens = usage.input_tokens, usage.cached_input_tokens
+        rec.cache_write_tokens, rec.output_tokens = usage.cache_write_tokens, usage.output_tokens
+        rec.reasoning_tokens = usage.reasoning_tokens
+    if admitted.flat_usd is not None:
+        # Priced per call from above until images and audio rates are read (metering.limits.flat_cost_usd).
+        charged = o.reached and (upstream_ok or not o.upstream_status)
+        rec.cost_usd, rec.price_source = (admitted.flat_usd, "conservative") if charged else (0.0, None)
+        return rec
+    if usage is not None:
+        quote = pricer.cost(admitted.provider, (rec.response_model, rec.model), usage, now)
+        rec.cost_usd, rec.price_source = quote.cost_usd, quote.source
+    return rec

@@ -1,0 +1,207 @@
+"""Calling the provider: attempts, retries, the circuit and the timeouts, until there is one answer to relay."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import structlog
+
+from picometer.clock import Clock
+from picometer.config import ProviderConfig, RetryConfig
+from picometer.gateway import forward, retry
+from picometer.gateway.refusals import Refusal
+from picometer.gateway.settle import Admitted, Outcome
+
+log = structlog.get_logger("picometer.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """Why an attempt failed, and what the client gets if it is the last one."""
+
+    reason: str  # the record's error_type
+    down: bool  # counts towards opening the provider's circuit
+    retryable: bool
+    reached: bool  # the provider may have done (billable) work
+    status: int = 502
+    code: str = "upstream_unavailable"
+    message: str = ""
+
+
+class Upstream:
+    """One per gateway: the shared connection pool and each provider's health."""
+
+    def __init__(
+        self,
+        retry_config: RetryConfig,
+        clock: Clock,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = retry_config
+        self.clock = clock
+        self._transport = transport
+        self._owns_transport = transport is None
+        self._rand = rand  # backoff jitter; tests pass their own
+        self._health: dict[str, retry.Health] = {}  # per provider: retry budget, circuit, retry counts
+
+    def reconfigure(self, retry_config: RetryConfig) -> None:
+        self.config = r = retry_config
+        for health in self._health.values():
+            health.budget.ratio = r.budget_ratio
+            health.circuit.failures, health.circuit.open_s = r.circuit_failures, r.circuit_open_s
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        if self._transport is None:
+            self._transport = forward.new_transport()
+        return self._transport
+
+    async def aclose(self) -> None:
+        if self._transport is not None and self._owns_transport:
+            await self._transport.aclose()
+            self._transport = None
+
+    def retries(self) -> dict[str, dict[str, int]]:
+        """Retries by cause, per provider called so far (reading them creates no entry for the others)."""
+        return {name: dict(h.retries) for name, h in self._health.items()}
+
+    def status(self) -> dict[str, dict[str, object]]:
+        now = self.clock.monotonic()
+        return {name: h.status(now) for name, h in sorted(self._health.items())}
+
+    def health(self, provider: str) -> retry.Health:
+        health = self._health.get(provider)
+        if health is None:
+            r = self.config
+            health = retry.Health(
+                retry.RetryBudget(r.budget_ratio), retry.Circuit(r.circuit_failures, r.circuit_open_s)
+            )
+            self._health[provider] = health
+        return health
+
+    async def call(
+        self, req: Admitted, o: Outcome, method: str, query: bytes, client_headers: list[tuple[bytes, bytes]]
+    ) -> httpx.Response:
+        """The provider's response, after retrying what is safe to retry; Refusal when there is none."""
+        provider, name, cfg = req.provider, req.route.provider, self.config
+        url = forward.upstream_url(provider.base_url, req.route.upstream_path, query)
+        headers = forward.upstream_headers(client_headers, provider, req.provider_key, req.endpoint.shape)
+        health = self.health(name)
+        while True:
+            wait = health.circuit.allow(self.clock.monotonic())
+            if wait is not None:
+                o.failure = o.failure or "circuit_open"
+                raise Refusal(
+                    503,
+                    "upstream_unavailable",
+                    f"provider {name!r} failed {health.circuit.consecutive} times in a row: picometer is not calling "
+                    f"it for {math.ceil(wait)} s, then tries one call ([retry].circuit_open_s)",
+                    [(b"retry-after", str(math.ceil(wait)).encode())],
+                )
+            o.attempts += 1
+            if o.attempts == 1:
+                health.budget.first_attempt(self.clock.monotonic())  # what the retry budget is a share of
+            o.reached = True
+            timeouts = forward.timeouts_for(provider)
+            # A bare Request skips the client's header/cookie/URL merging: we pass everything it needs.
+            request = httpx.Request(method, url, headers=headers, content=req.content, extensions={"timeout": timeouts})
+            try:
+                response, failure = await self._attempt(request, name, provider)
+            except BaseException:
+                health.circuit.release()  # cancelled (client gone, total timeout): neither success nor failure
+                raise
+            if failure is None:
+                assert response is not None
+                status = response.status_code
+                if status >= 500:
+                    health.circuit.failure(self.clock.monotonic())
+                else:
+                    health.circuit.success()
+                # Earlier attempts failed; this answer decides. Upstream statuses are classified here only.
+                ok = 200 <= status < 300
+                o.failure = None if ok else retry.error_type_for_status(status, _error_body(response))
+                timeouts["read"] = provider.timeout_s  # from here on: the longest silence between chunks
+                return response
+            o.failure = failure.reason
+            o.reached = failure.reached
+            if failure.down:
+                health.circuit.failure(self.clock.monotonic())
+            else:
+                health.circuit.success()
+            hint = retry.wait_hint(response.headers, self.clock.now()) if response is not None else None
+            delay = None
+            if failure.retryable and o.attempts < cfg.max_attempts:
+                delay = retry.delay_before_retry(o.attempts, hint, cfg.base_delay_s, cfg.max_delay_s, self._rand)
+            if delay is None or not health.budget.try_retry(self.clock.monotonic()):
+                if response is not None:
+                    return response  # the provider's own answer, after as many tries as were sensible
+                tries = f" (after {o.attempts} attempts)" if o.attempts > 1 else ""
+                raise Refusal(failure.status, failure.code, failure.message + tries)
+            health.retries[failure.reason] = health.retries.get(failure.reason, 0) + 1
+            log.info("retrying", provider=name, reason=failure.reason, attempt=o.attempts, delay_s=delay)
+            if response is not None:
+                await response.aclose()
+            await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, request: httpx.Request, name: str, provider: ProviderConfig
+    ) -> tuple[httpx.Response | None, _Failure | None]:
+        """One call: (a response to pass on, None), (a retryable failure response, why) or (None, why)."""
+        response = None
+        try:
+            async with asyncio.timeout(provider.first_byte_timeout_s):
+                response = await self.transport.handle_async_request(request)
+                if response.status_code in retry.RETRY_STATUSES:
+                    await response.aread()  # a small error body: tells a quota from a rate limit
+        except (TimeoutError, httpx.HTTPError) as e:
+            if response is not None:
+                await response.aclose()
+            return None, _transport_failure(e, name, provider)
+        status, body = response.status_code, _error_body(response)
+        if not retry.is_retryable_status(status, body):
+            return response, None
+        reason = retry.error_type_for_status(status, body)
+        return response, _Failure(reason, down=status >= 500 or status == 408, retryable=True, reached=True)
+
+
+def _error_body(response: httpx.Response) -> bytes:
+    """The body of an answer with a retryable status (read by _attempt); other bodies stay unread for the relay."""
+    return response.content if response.status_code in retry.RETRY_STATUSES else b""
+
+
+def _transport_failure(e: BaseException, name: str, provider: ProviderConfig) -> _Failure:
+    if isinstance(e, httpx.ConnectTimeout | httpx.PoolTimeout):
+        message = (
+            f"provider {name!r} did not accept a connection within connect_timeout_s = {provider.connect_timeout_s:g} s"
+        )
+        return _Failure("timeout", True, True, False, 504, "upstream_timeout", message)
+    if isinstance(e, TimeoutError | httpx.TimeoutException):
+        message = (
+            f"provider {name!r} sent no answer within first_byte_timeout_s = {provider.first_byte_timeout_s:g} s; "
+            "not retried, since it may have done (and billed) the work"
+        )
+        return _Failure("timeout", True, False, True, 504, "upstream_timeout", message)
+    if isinstance(e, httpx.ConnectError) and _caused_by(e, socket.gaierror):
+        host = httpx.URL(provider.base_url).host
+        message = (
+            f"the host of provider {name!r} ({host}) does not resolve: check its base_url and the DNS of this machine"
+        )
+        return _Failure("dns_error", True, True, False, 502, "upstream_unavailable", message)
+    message = f"provider {name!r} is unreachable: {type(e).__name__}: {e}"
+    return _Failure("connect_error", True, True, False, 502, "upstream_unavailable", message)
+
+
+def _caused_by(e: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

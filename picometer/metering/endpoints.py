@@ -1,0 +1,75 @@
+"""What a call is, judged by the shape of its path on any provider kind. Pure.
+
+An OpenAI-shaped call to an `anthropic` provider (Anthropic's OpenAI-compatible endpoint) is metered as
+OpenAI; a Messages-shaped call to an `openai` provider (a host that speaks Anthropic's API) as Anthropic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OPENAI = "openai"
+ANTHROPIC = "anthropic"
+
+# Billed per token, with usage in the answer.
+_TOKEN_ENDPOINTS = {
+    "chat/completions": OPENAI,
+    "completions": OPENAI,
+    "responses": OPENAI,
+    "embeddings": OPENAI,
+    "messages": ANTHROPIC,
+}
+# Billed per image, per character or per minute: priced per call, conservatively (see limits.FLAT_WORST_USD).
+_FLAT_ENDPOINTS = {
+    "images/generations": "json",
+    "images/edits": "multipart",
+    "images/variations": "multipart",
+    "audio/speech": "json",
+    "audio/transcriptions": "multipart",
+    "audio/translations": "multipart",
+}
+# POSTs known to cost nothing: forwarded under any cap. Their JSON bodies are still read (tags, model).
+_FREE_POSTS = {
+    "messages/count_tokens": ANTHROPIC,
+    "responses/input_tokens": OPENAI,
+    "moderations": OPENAI,
+}
+# Methods that never start billable work at these APIs.
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str  # the path below the base URL with a leading "v1/" dropped: the record's `endpoint`
+    shape: str | None  # "openai" | "anthropic": the request, answer and usage format; None: unknown
+    metered: bool  # picometer reads its usage (or prices it per call) and guards it with the budgets
+    free: bool  # known to cost nothing
+    body: str  # "json" | "multipart" | "" (forwarded as bytes)
+    flat: bool = False  # images and audio: one conservative price per call
+
+    @property
+    def unmetered(self) -> bool:
+        """A call that may cost money and that picometer cannot meter (batches, files, unknown POSTs)."""
+        return not self.metered and not self.free
+
+
+def endpoint_name(rest: str) -> str:
+    return rest[3:] if rest.startswith("v1/") else rest
+
+
+def classify(rest: str, method: str) -> Endpoint:
+    """The endpoint of a canonical path below a provider's base URL, for this HTTP method."""
+    name = endpoint_name(rest)
+    if method in _READ_METHODS:
+        return Endpoint(name, None, metered=False, free=True, body="")
+    if method == "POST":
+        shape = _TOKEN_ENDPOINTS.get(name)
+        if shape is not None:
+            return Endpoint(name, shape, metered=True, free=False, body="json")
+        flat = _FLAT_ENDPOINTS.get(name)
+        if flat is not None:
+            return Endpoint(name, OPENAI, metered=True, free=False, body=flat, flat=True)
+        shape = _FREE_POSTS.get(name)
+        if shape is not None:
+            return Endpoint(name, shape, metered=False, free=True, body="json")
+    return Endpoint(name, None, metered=False, free=False, body="")

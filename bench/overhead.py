@@ -23,6 +23,7 @@ import httpx
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1500"))
 WARMUP = 100
+PINNING = "proxies pinned to one, client and provider to the other"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
 
 
@@ -168,6 +169,13 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
     daemon = subprocess.Popen(
         [sys.executable, "-m", "picometer", "run", "--config", str(config)], stderr=subprocess.DEVNULL
     )
+    # The proxies (taking turns, never busy together) on one core, the client and the provider on the other,
+    # as a real provider is on another machine.
+    pinned = (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity")
+    if pinned:
+        for process, core in ((daemon, 1), (bare, 1), (sim, 0)):
+            os.sched_setaffinity(process.pid, {core})
+        os.sched_setaffinity(0, {0})
     try:
         to_healthy = wait_healthy(f"http://127.0.0.1:{pm_port}/-/health")
         wait_healthy(f"http://127.0.0.1:{sim_port}/v1/models")
@@ -196,7 +204,8 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
 
     print(
         f"picometer overhead, {ROUNDS} interleaved rounds per mode after {WARMUP} warm-up, "
-        f"{os.cpu_count()} cores (daemon pinned to its own), Python {sys.version.split()[0]}"
+        f"{os.cpu_count()} cores ({PINNING if pinned else 'unpinned'}), "
+        f"Python {sys.version.split()[0]}"
     )
     print()
     print(f"{'mode':<15}{'':>6}{'direct ms':>11}{'bare ms':>9}{'via ms':>8}{'bare adds':>11}{'picometer adds':>16}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -22,7 +22,7 @@ from picometer.gateway.forms import form_fields
 from picometer.gateway.path import InvalidPath, Route, parse_route
 from picometer.gateway.refusals import NO_RETRY, Refusal
 from picometer.gateway.settle import Admitted, Facts
-from picometer.gateway.tags import Keyring, presented_key, resolve_tags
+from picometer.gateway.tags import Keyring, Tags, presented_key, resolve_tags
 from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
 from picometer.metering.endpoints import Endpoint, classify
 from picometer.metering.limits import OverCap, apply_cap, flat_cost_usd, worst_usage
@@ -55,14 +55,28 @@ class Turned(Exception):
         self.refusal, self.facts, self.shape, self.provider_kind = refusal, facts, shape, provider_kind
 
 
-@dataclass(slots=True)
 class _Draft:
-    """What admission has learnt so far."""
+    """What admission has learnt so far; frozen into Facts once, when it is done (either way)."""
 
-    facts: Facts
-    route: Route | None = None
-    provider: ProviderConfig | None = None
-    endpoint: Endpoint | None = None
+    __slots__ = ("base", "endpoint", "known", "provider", "route")
+
+    def __init__(self, base: Facts) -> None:
+        self.base = base
+        self.known: dict[str, Any] = {}
+        self.route: Route | None = None
+        self.provider: ProviderConfig | None = None
+        self.endpoint: Endpoint | None = None
+
+    def learn(self, **facts: Any) -> None:
+        self.known.update(facts)
+
+    @property
+    def tags(self) -> Tags:
+        tags: Tags = self.known["tags"]
+        return tags
+
+    def facts(self) -> Facts:
+        return replace(self.base, **self.known) if self.known else self.base
 
 
 class Admission:
@@ -96,9 +110,9 @@ class Admission:
             return await self._admit(draft, scope, receive, headers)
         except Refusal as r:
             shape = draft.endpoint.shape if draft.endpoint else None
-            raise Turned(r, draft.facts, shape, draft.provider.kind if draft.provider else None) from None
+            raise Turned(r, draft.facts(), shape, draft.provider.kind if draft.provider else None) from None
         except ClientGone:
-            raise ClientGone(draft.facts) from None
+            raise ClientGone(draft.facts()) from None
 
     async def _admit(
         self, d: _Draft, scope: MutableMapping[str, Any], receive: Receive, headers: dict[str, str]
@@ -112,17 +126,17 @@ class Admission:
                 default.base_url if default else "",
             )
         except InvalidPath as e:
-            d.facts = replace(d.facts, tags=resolve_tags(headers, None, None, cfg))
+            d.learn(tags=resolve_tags(headers, None, None, cfg))
             raise refusals.invalid_path(str(e)) from None
         if route is None:
-            d.facts = replace(d.facts, tags=resolve_tags(headers, None, None, cfg))
+            d.learn(tags=resolve_tags(headers, None, None, cfg))
             raise Refusal(
                 404, "not_found", "no such route: use /{provider}/..., /w/{workflow}/{provider}/... or /v1/..."
             )
         d.route = route
         provider = cfg.providers.get(route.provider)
         if provider is None:
-            d.facts = replace(d.facts, provider=route.provider, tags=resolve_tags(headers, route.workflow, None, cfg))
+            d.learn(provider=route.provider, tags=resolve_tags(headers, route.workflow, None, cfg))
             known = ", ".join(sorted(cfg.providers))
             raise Refusal(404, "unknown_provider", f"no provider named {route.provider!r}; configured: {known}")
         d.provider = provider
@@ -131,7 +145,7 @@ class Admission:
         key = self.keyring.match(presented_key(headers))
         tags = resolve_tags(headers, route.workflow, key, cfg)
         canary = self._is_canary(headers)
-        d.facts = replace(d.facts, provider=route.provider, endpoint=endpoint.name, tags=tags, canary=canary)
+        d.learn(provider=route.provider, endpoint=endpoint.name, tags=tags, canary=canary)
         if self.keyring.required and key is None and not canary:
             raise Refusal(401, "invalid_api_key", "a picometer client key is required: send it as the API key")
         provider_key = cfg.provider_key(route.provider)
@@ -159,31 +173,32 @@ class Admission:
         model = fields.get("model")
         if model is not None and not isinstance(model, str):
             raise Refusal(400, "invalid_request_error", "'model' must be a string")
-        d.facts = replace(d.facts, model=model, stream=fields.get("stream") is True or fields.get("stream") == "true")
-
-        pause = self.state.paused(tags.workflow, d.facts.started)
+        stream = fields.get("stream") is True or fields.get("stream") == "true"
+        d.learn(model=model, stream=stream)
+        started = d.base.started
+        pause = self.state.paused(tags.workflow, started)
         if pause is not None:
-            raise refusals.paused(pause, d.facts.started)
+            raise refusals.paused(pause, started)
         if endpoint.unmetered and self._unmetered_blocked(tags.workflow):
             where = self._policy_table(tags.workflow, "unmetered")
             raise refusals.unmetered(route.rest, method, route.provider, where)
         if not endpoint.metered:
-            return Admitted(d.facts, route, provider, endpoint, content, body, provider_key, False, None)
+            return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, False, None)
         if endpoint.flat:
             flat = 0.0 if provider.free else flat_cost_usd(endpoint.name, fields, len(content))
             hold = self._reserve(d, to_pico(flat))
-            return Admitted(d.facts, route, provider, endpoint, content, body, provider_key, False, hold, flat)
+            return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, False, hold, flat)
         assert body is not None and endpoint.shape is not None
         self._check_model(d, provider, route.provider, model)
         store = cfg.storage.store_prompts
         if store != "none":
-            d.facts = replace(d.facts, prompt_hash=prompt_hash(body))
+            d.learn(prompt_hash=prompt_hash(body))
         if store == "redacted":
-            d.facts = replace(d.facts, prompt=redacted_prompt(body))
+            d.learn(prompt=redacted_prompt(body))
         changed = self._cap_tokens(d, body, provider)
         hide = False
         # OpenAI-shaped streams report usage only when asked: ask, and hide the extra chunk from the client.
-        if d.facts.stream and endpoint.name in ("chat/completions", "completions"):
+        if stream and endpoint.name in ("chat/completions", "completions"):
             options = body.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
@@ -193,9 +208,9 @@ class Admission:
         worst = 0
         if model and not provider.free and self.budget.guards(tags.workflow):
             usage = worst_usage(body, endpoint.shape, endpoint.name)
-            worst = to_pico(self.pricer.worst_cost(provider, model, usage, d.facts.started) or 0.0)
+            worst = to_pico(self.pricer.worst_cost(provider, model, usage, started) or 0.0)
         hold = self._reserve(d, worst)
-        return Admitted(d.facts, route, provider, endpoint, content, body, provider_key, hide, hold)
+        return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, hide, hold)
 
     def _is_canary(self, headers: dict[str, str]) -> bool:
         given = headers.get(CANARY_HEADER)
@@ -217,7 +232,7 @@ class Admission:
         if not model and not provider.free:
             raise Refusal(400, "invalid_request_error", "the request has no 'model': say which model to call")
         if model and not self.pricer.is_priced(provider, model, self.clock.now()):
-            workflow = self.config.workflows.get(d.facts.tags.workflow if d.facts.tags else "")
+            workflow = self.config.workflows.get(d.tags.workflow)
             policy = (workflow.unpriced if workflow else None) or self.config.budgets.unpriced
             if policy == "block":
                 raise refusals.unpriced(model, provider_name)
@@ -225,8 +240,8 @@ class Admission:
 
     def _cap_tokens(self, d: _Draft, body: dict[str, Any], provider: ProviderConfig) -> bool:
         """Apply max_tokens_per_request (the tighter of global and workflow); True when the body changed."""
-        assert d.facts.tags is not None and d.endpoint is not None and d.endpoint.shape is not None
-        workflow = d.facts.tags.workflow
+        assert d.endpoint is not None and d.endpoint.shape is not None
+        workflow = d.tags.workflow
         g = self.config.budgets
         w = self.config.workflows.get(workflow)
         caps: list[tuple[int, str]] = []
@@ -250,11 +265,10 @@ class Admission:
 
     def _reserve(self, d: _Draft, worst: int) -> Hold:
         """Hold the call's worst-case cost against every cap that applies, or refuse it."""
-        assert d.facts.tags is not None
-        started = d.facts.started
-        held = self.budget.reserve(d.facts.tags.workflow, worst, started)
+        started = d.base.started
+        held = self.budget.reserve(d.tags.workflow, worst, started)
         if isinstance(held, Refused):
-            d.facts = replace(d.facts, budget=held.cap.name)
+            d.learn(budget=held.cap.name)
             wait = seconds_until(held.resets_at, started)
             raise Refusal(
                 429,
@@ -263,7 +277,7 @@ class Admission:
                 [(b"retry-after", str(wait).encode()), NO_RETRY],
             )
         if held.over is not None:
-            d.facts = replace(d.facts, budget=held.over.name)
+            d.learn(budget=held.over.name)
         return held
 
     def _warn_unpriced(self, provider: str, model: str) -> None:

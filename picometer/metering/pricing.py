@@ -50,6 +50,7 @@ class Pricer:
     def __init__(self, prices: Mapping[str, PriceConfig]) -> None:
         self._overrides = {name.lower(): p for name, p in prices.items()}
         self._lookups: dict[tuple[str, str, str], Any] = {}
+        self._steady: dict[tuple[str, str], Rates] = {}  # rates of models whose price has no date or time conditions
 
     def _override(self, model: str) -> Rates | None:
         o = self._overrides.get(model.lower())
@@ -75,6 +76,7 @@ class Pricer:
                 continue
         if len(self._lookups) >= _CACHE_LIMIT:
             self._lookups.clear()
+            self._steady.clear()
         self._lookups[key] = found
         return found
 
@@ -108,7 +110,7 @@ class Pricer:
         for model in names:
             found = self._genai(provider, model)
             if found is not None:
-                return Quote(_genai_cost(found, usage, at), f"genai-prices:{found[0].id}/{found[1].id}")
+                return Quote(self._genai_cost(found, usage, at), f"genai-prices:{found[0].id}/{found[1].id}")
         return Quote(None, "unpriced")
 
     def worst_cost(self, provider: ProviderConfig, model: str, usage: Usage, at: datetime) -> float | None:
@@ -118,6 +120,15 @@ class Pricer:
             return None
         written = self.cost(provider, (model,), replace(usage, cache_write_tokens=usage.input_tokens), at).cost_usd
         return max(plain, written or 0.0)
+
+    def _genai_cost(self, found: Any, u: Usage, at: datetime) -> float:
+        gprovider, info = found
+        rates = self._steady.get((gprovider.id, info.id))
+        if rates is None:
+            rates = _rates_of(info.get_prices(at), "genai-prices")
+            if not isinstance(info.prices, list):  # one price for all time: the same rates on every call
+                self._steady[(gprovider.id, info.id)] = rates
+        return _cost_with(rates, found, u, at)
 
 
 def cost_from_rates(r: Rates, u: Usage) -> float:
@@ -140,9 +151,8 @@ def _rates_of(price: Any, source: str) -> Rates:
     return Rates(inp, out, cached, write, source, t1 or t2 or t3 or t4)
 
 
-def _genai_cost(found: Any, u: Usage, at: datetime) -> float:
+def _cost_with(rates: Rates, found: Any, u: Usage, at: datetime) -> float:
     gprovider, info = found
-    rates = _rates_of(info.get_prices(at), "genai-prices")
     if not rates.tiered:
         # Flat prices: the same arithmetic genai-prices does, without its generic unit machinery (~0.5 ms).
         return cost_from_rates(rates, u)

@@ -26,6 +26,8 @@ class SSEParser:
         self._pending = False
 
     def feed(self, chunk: bytes, *, final: bool = False) -> list[SSEEvent]:
+        if not self._pending and not self._raw and b"\r" not in chunk and b"\r" not in self._buf:
+            return self._feed_lf(chunk)
         self._buf += chunk
         events: list[SSEEvent] = []
         pos = 0
@@ -47,6 +49,27 @@ class SSEParser:
                 events.append(self._dispatch())
             # Extra blank lines stay in _raw and travel with the next event, so no byte is lost.
         del buf[:pos]
+        return events
+
+    def _feed_lf(self, chunk: bytes) -> list[SSEEvent]:
+        """The common case, at an event boundary with LF line ends only: whole events cut at each blank line."""
+        data = bytes(self._buf) + chunk if self._buf else chunk
+        events: list[SSEEvent] = []
+        pos, n = 0, len(data)
+        while True:
+            start = pos
+            while start < n and data[start] == 0x0A:  # extra blank lines travel with the next event
+                start += 1
+            end = data.find(b"\n\n", start)
+            if end < 0:
+                break
+            for line in data[start:end].split(b"\n"):
+                self._field(line)
+            events.append(SSEEvent(self._event, "\n".join(self._data), data[pos : end + 2]))
+            self._event, self._data = "", []
+            pos = end + 2
+        self._raw += data[pos:start]  # blank lines with no event after them yet
+        self._buf = bytearray(data[start:])
         return events
 
     def close(self) -> list[SSEEvent]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +116,13 @@ def _text_size(obj: Any, measure: Callable[[str], int]) -> int:
     return 0
 
 
+# Text deltas carry no usage: their text is measured without decoding the JSON (the hot path of a stream).
+_TEXT_DELTA_EVENTS = frozenset({"content_block_delta", "response.output_text.delta", "response.reasoning_text.delta"})
+_TEXT_VALUE = re.compile(
+    r'"(?:content|text|delta|arguments|refusal|thinking|partial_json|reasoning)":\s*"((?:[^"\\]|\\.)*)"'
+)
+_NEEDS_JSON = re.compile(r'"(?:usage|error)":\s*\{|"type":\s*"error"')
+
 # Mid-stream error events, as the record's error_type.
 _STREAM_ERRORS = {"overloaded_error": "overloaded", "rate_limit_error": "rate_limited", "api_error": "server_error"}
 
@@ -142,6 +150,8 @@ class StreamMeter:
         if event.data == "[DONE]":
             self.terminal = self.terminal or self.shape == "openai"
             return False
+        if self._plain_text(event):
+            return False
         try:
             data = json.loads(event.data)
         except ValueError:
@@ -159,6 +169,17 @@ class StreamMeter:
             self._responses(data)
             return False
         return self._openai_chunk(data)
+
+    def _plain_text(self, event: SSEEvent) -> bool:
+        """A text delta (after the first chunk gave the model): count its text and skip the JSON decoding."""
+        if event.event in _TEXT_DELTA_EVENTS or (
+            self.shape == "openai" and self.endpoint != "responses" and self.model is not None
+        ):
+            if _NEEDS_JSON.search(event.data):
+                return False
+            self.text_chars += sum(len(m) for m in _TEXT_VALUE.findall(event.data))
+            return True
+        return False
 
     def _openai_chunk(self, data: Mapping[str, Any]) -> bool:
         if isinstance(data.get("model"), str):

@@ -86,6 +86,7 @@ class ProviderConfig:
     first_byte_timeout_s: float = 600.0  # a non-streaming reasoning model sends nothing until it is done
     total_timeout_s: float = 1800.0
     free: bool = False
+    max_response_bytes: int = 50_000_000  # a metered answer larger than this (decompressed): 502 upstream_bad_response
 
 
 @dataclass(frozen=True)
@@ -437,6 +438,7 @@ def _validate(c: Config) -> None:
         ):
             if getattr(p, key) <= 0:
                 raise ConfigError(f"{where}.{key}", "must be positive", f"use e.g. {example}")
+        _at_least(p.max_response_bytes, 65_536, f"{where}.max_response_bytes")
 
     r = c.retry
     _at_least(r.max_attempts, 1, "[retry].max_attempts")

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import tomli_w
 import uvicorn
 
 from picometer.clock import Clock
@@ -158,3 +164,54 @@ def raw_request(
     status_line, _, rest = data.partition(b"\r\n")
     _, _, payload = rest.partition(b"\r\n\r\n")
     return int(status_line.split()[1]), payload
+
+
+@contextmanager
+def daemon_process(
+    config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`picometer run` in a subprocess on a free loopback port; yields (its URL, the process) once /-/health
+    answers, and stops it with SIGTERM after. Its stderr goes to tmp/daemon.log."""
+    port = free_port()
+    config = {**config, "server": {**config["server"], "listen": f"127.0.0.1:{port}"}}
+    path = tmp / "config.toml"
+    path.write_text(tomli_w.dumps(config))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PICOMETER", "NOTIFY_"))}
+    log = (tmp / "daemon.log").open("a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "picometer", "run", "--config", str(path)], env=clean | (env or {}), stderr=log
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/-/health", trust_env=False).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (tmp / "daemon.log").read_text()
+            assert time.monotonic() < deadline, "daemon did not come up"
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    """User and system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

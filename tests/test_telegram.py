@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import tomli_w
 
 from tests.botapi import TOKEN, BotApi
-from tests.servers import SimServer, free_port, gateway_config
+from tests.servers import SimServer, daemon_process, gateway_config
 
 CHAT_ID = 111
 STRANGER = 999
@@ -26,39 +21,8 @@ STRANGER = 999
 
 @contextmanager
 def daemon(config: dict[str, Any], tmp: Path) -> Iterator[str]:
-    """`picometer run` in a subprocess; yields its URL once /-/health answers."""
-    port = free_port()
-    config = {**config, "server": {**config["server"], "listen": f"127.0.0.1:{port}"}}
-    path = tmp / "config.toml"
-    path.write_text(tomli_w.dumps(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PICOMETER", "NOTIFY_"))}
-    log = (tmp / "daemon.log").open("a")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "picometer", "run", "--config", str(path)],
-        env=env | {"PM_TELEGRAM_TOKEN": TOKEN},
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/-/health", trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp / "daemon.log").read_text()
-            assert time.monotonic() < deadline, "daemon did not come up"
-            time.sleep(0.1)
+    with daemon_process(config, tmp, {"PM_TELEGRAM_TOKEN": TOKEN}) as (url, _):
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def config_for(sim: SimServer, api: BotApi, tmp: Path, **sections: Any) -> dict[str, Any]:

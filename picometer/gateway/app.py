@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import structlog
 
 from picometer import __version__
 from picometer.alert import Alert
@@ -19,12 +20,14 @@ from picometer.gateway.admin import Admin, header_map, respond
 from picometer.gateway.admission import Admission, ClientGone, Turned
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
 from picometer.gateway.relay import Relay
-from picometer.gateway.settle import Admitted, Facts, Outcome, build_record
+from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record
 from picometer.gateway.upstream import Upstream
 from picometer.metering.budget import Budget, to_pico
 from picometer.metering.pricing import Pricer
 from picometer.record import Record, Recorder, rfc3339_ms
 from picometer.store.state import State
+
+log = structlog.get_logger("picometer.gateway")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -154,6 +157,12 @@ class Gateway:
             o.break_off("client_disconnected")
             self._finish(gone.facts or facts, o, None)
             return
+        except Exception:  # a bug of ours: the request still gets its record and a clear answer
+            log.exception("request failed inside picometer", request_id=facts.request_id)
+            o.failure, o.http_status = "internal_error", 500
+            self._finish(facts, o, None)
+            await respond(send, 500, _internal(headers, scope["path"]), facts.request_id)
+            return
 
         def finish() -> Record:
             return self._finish(req.facts, o, req)
@@ -168,6 +177,13 @@ class Gateway:
             await respond(send, r.status, error_body(shape, r.code, r.message), facts.request_id, r.headers)
         except ClientGone:
             o.break_off("client_disconnected")
+        except Exception:
+            log.exception("request failed inside picometer", request_id=facts.request_id)
+            o.failure = o.failure or "internal_error"
+            if not o.started_reply:
+                o.http_status = 500
+                finish()
+                await respond(send, 500, _internal(headers, scope["path"], req.endpoint.shape), facts.request_id)
         finally:
             finish()
 
@@ -213,10 +229,17 @@ class Gateway:
                     content_type = response.headers.get("content-type", "")
                     if "text/event-stream" in content_type and endpoint.shape is not None:
                         await relay.stream(
-                            response, endpoint.shape, endpoint.name, req.hide_usage_chunk, not endpoint.flat
+                            response,
+                            endpoint.shape,
+                            endpoint.name,
+                            req.hide_usage_chunk,
+                            not endpoint.flat,
+                            provider.max_response_bytes,
                         )
                     elif endpoint.metered:
-                        await relay.json(response, req.route.provider, endpoint.shape, strict=not endpoint.flat)
+                        await relay.json(
+                            response, req.route.provider, endpoint.shape, not endpoint.flat, provider.max_response_bytes
+                        )
                     else:
                         await relay.raw(response)
                 finally:
@@ -239,9 +262,14 @@ class Gateway:
         """Build the record, settle the reservation and hand the record to storage, exactly once per request."""
         if o.record is not None:
             return o.record
-        rec = o.record = build_record(
-            facts, o, admitted=req, pricer=self.pricer, now=self.clock.now(), latency_ms=self._elapsed_ms(facts)
-        )
+        try:
+            rec = build_record(
+                facts, o, admitted=req, pricer=self.pricer, now=self.clock.now(), latency_ms=self._elapsed_ms(facts)
+            )
+        except Exception:  # never a lost record or a hold that stays: charge what was held, and say so
+            log.exception("building the record failed", request_id=facts.request_id)
+            rec = fallback_record(facts, o, req, self._elapsed_ms(facts))
+        o.record = rec
         if req is not None and req.hold is not None:
             self.budget.settle(req.hold, to_pico(rec.cost_usd or 0.0), self.clock.now())
         self.stats.requests += 1
@@ -249,6 +277,11 @@ class Gateway:
         self.stats.cost_usd += rec.cost_usd or 0.0
         self.recorder(rec)
         return rec
+
+
+def _internal(headers: dict[str, str], path: str, shape: str | None = None) -> bytes:
+    message = "picometer failed on this request (a bug); its log has the details under this request id"
+    return error_body(shape_for_refusal(shape, None, headers, path), "internal_error", message)
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 
 from picometer.gateway import forward
+from picometer.gateway.inflow import TooLarge, Undecodable, pieces
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Outcome
-from picometer.metering.sse import SSEParser
+from picometer.metering.sse import EventTooLarge, SSEParser
 from picometer.metering.usage import StreamMeter, from_response
 from picometer.record import Record
 
@@ -50,17 +51,28 @@ class Relay:
         if self.o.ttft_ms is None:
             self.o.ttft_ms = self._elapsed_ms()
 
-    async def json(self, response: httpx.Response, provider: str, shape: str | None, strict: bool) -> None:
-        """A whole answer: read, metered, recorded, then sent in one piece with its cost in a header.
-        `strict`: a success must be JSON (token endpoints); otherwise JSON is read for usage when it is JSON."""
+    async def json(self, response: httpx.Response, provider: str, shape: str | None, strict: bool, limit: int) -> None:
+        """A whole answer: read (at most `limit` bytes), metered, recorded, then sent in one piece with its cost
+        in a header. `strict`: a success must be JSON (token endpoints); otherwise JSON is read when it is JSON."""
         o = self.o
         try:
-            content = await response.aread()
+            content = b"".join([piece async for piece in pieces(response, limit)])
         except httpx.HTTPError as e:
             o.failure = "bad_response"
             raise Refusal(
                 502, "upstream_bad_response", f"provider {provider!r} broke off its answer: {type(e).__name__}"
             ) from None
+        except TooLarge:
+            o.failure = "bad_response"
+            raise Refusal(
+                502,
+                "upstream_bad_response",
+                f"provider {provider!r} answered with more than {limit} bytes "
+                f"([providers.{provider}].max_response_bytes); picometer stopped reading",
+            ) from None
+        except Undecodable as e:
+            o.failure = "bad_response"
+            raise Refusal(502, "upstream_bad_response", f"provider {provider!r} answered with {e}") from None
         self._first_byte()
         ctype = response.headers.get("content-type", "")
         if response.is_success and shape and (strict or "json" in ctype):
@@ -87,26 +99,38 @@ class Relay:
     async def raw(self, response: httpx.Response) -> None:
         """A body picometer does not read: passed on chunk by chunk."""
         await self._send(self._start(response, []))
-        async for chunk in response.aiter_bytes():
-            self._first_byte()
-            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            async for chunk in pieces(response, None):  # passed on as it comes: nothing accumulates here
+                self._first_byte()
+                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except (httpx.HTTPError, Undecodable) as e:
+            self.o.break_off("timeout" if isinstance(e, httpx.TimeoutException) else "stream_interrupted")
+            return
         self.o.complete = True
         self._finish()
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def stream(
-        self, response: httpx.Response, shape: str, endpoint: str, hide_usage: bool, expects_terminal: bool
+        self,
+        response: httpx.Response,
+        shape: str,
+        endpoint: str,
+        hide_usage: bool,
+        expects_terminal: bool,
+        limit: int,
     ) -> None:
-        """Relay each chunk as it arrives, reading usage from the events on the way. The call is recorded
-        the moment its terminal event has gone to the client: what either side does after cannot undo it."""
+        """Relay each chunk as it arrives, reading usage from the events on the way. The response starts with
+        the first whole event, so a body that is no SSE stream at all (an endless line) still gets a 502. The
+        call is recorded the moment its terminal event has gone to the client: what either side does after
+        cannot undo it."""
         o = self.o
         parser = SSEParser()
         meter = StreamMeter(shape, endpoint)
         hide = hide_usage and response.is_success
         o.expects_terminal = expects_terminal and response.is_success
-        await self._send(self._start(response, []))
+        held = b""  # bytes before the first whole event (bounded by the parser's event limit)
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in pieces(response, limit):
                 self._first_byte()
                 events = parser.feed(chunk)
                 if hide:
@@ -115,20 +139,39 @@ class Relay:
                     out = chunk
                     for ev in events:
                         meter.observe(ev)
+                if not o.started_reply:
+                    if not events:
+                        held += out
+                        continue
+                    out, held = held + out, b""
+                    await self._send(self._start(response, []))
                 if out:
                     await self._send({"type": "http.response.body", "body": out, "more_body": True})
                 self._after(meter)
-            tail = b""
+            tail = held
             for ev in parser.close():
                 if not meter.observe(ev) and hide:
                     tail += ev.raw
+            if not o.started_reply:
+                await self._send(self._start(response, []))
             if tail:
                 await self._send({"type": "http.response.body", "body": tail, "more_body": True})
             self._after(meter)
         except httpx.HTTPError as e:
             # The provider cut the stream: leave the client's unfinished too, so it sees a broken stream.
             o.break_off("timeout" if isinstance(e, httpx.TimeoutException) else "stream_interrupted")
+            if not o.started_reply:
+                o.failure = o.cut
+                message = "the provider broke off its stream before any event"
+                raise Refusal(502, "upstream_bad_response", message) from None
             return
+        except (TooLarge, EventTooLarge, Undecodable) as e:
+            o.break_off("bad_response")
+            if not o.started_reply:
+                o.failure = "bad_response"
+                message = f"the provider's stream is not one an API sends: {e}"
+                raise Refusal(502, "upstream_bad_response", message) from None
+            return  # cut it for the client, as the provider's own cut would be
         finally:
             self._fold(meter)
         o.complete = True

@@ -7,18 +7,23 @@ decides usage and cost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+
+import structlog
 
 from picometer.config import ProviderConfig, Secret
 from picometer.gateway.path import Route
 from picometer.gateway.tags import Tags
-from picometer.metering.budget import Hold
+from picometer.metering.budget import Hold, to_usd
 from picometer.metering.endpoints import Endpoint
+from picometer.metering.limits import choices, limit_fields, output_limit
 from picometer.metering.pricing import Pricer
 from picometer.metering.usage import Usage, estimate_tokens, request_text_chars
 from picometer.record import Record, rfc3339_ms
+
+log = structlog.get_logger("picometer.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +146,7 @@ def build_record(
         )
         rec.usage_source = "estimated"
     if usage is not None:
+        usage = _within_request(usage, admitted)
         rec.input_tokens, rec.cached_input_tokens = usage.input_tokens, usage.cached_input_tokens
         rec.cache_write_tokens, rec.output_tokens = usage.cache_write_tokens, usage.output_tokens
         rec.reasoning_tokens = usage.reasoning_tokens
@@ -153,3 +159,34 @@ def build_record(
         quote = pricer.cost(admitted.provider, (rec.response_model, rec.model), usage, now)
         rec.cost_usd, rec.price_source = quote.cost_usd, quote.source
     return rec
+
+
+def fallback_record(facts: Facts, o: Outcome, admitted: Admitted | None, latency_ms: float) -> Record:
+    """The record when building the real one failed (a bug): an error, charged what the call held."""
+    rec = Record(ts=rfc3339_ms(facts.started), request_id=facts.request_id, provider=facts.provider)
+    rec.endpoint, rec.model, rec.stream, rec.canary = facts.endpoint, facts.model, facts.stream, facts.canary
+    if facts.tags is not None:
+        rec.workflow, rec.env = facts.tags.workflow, facts.tags.env
+    rec.status, rec.error_type, rec.http_status, rec.attempts = "error", "internal_error", o.http_status, o.attempts
+    held = admitted.hold.amount if admitted is not None and admitted.hold is not None else 0
+    rec.cost_usd, rec.price_source, rec.latency_ms = to_usd(held), "reservation", latency_ms
+    return rec
+
+
+def _within_request(usage: Usage, admitted: Admitted) -> Usage:
+    """A provider never writes more than the call allowed: output beyond the request's own limit is a provider
+    bug (or garbage), held to that limit and logged, so one bad answer cannot charge a fortune."""
+    endpoint = admitted.endpoint
+    if admitted.body is None or endpoint.shape is None:
+        return usage
+    limit = output_limit(admitted.body, limit_fields(endpoint.shape, endpoint.name))
+    if limit is None or usage.output_tokens <= limit * choices(admitted.body, endpoint.name):
+        return usage
+    bound = limit * choices(admitted.body, endpoint.name)
+    log.warning(
+        "provider reported more output than the call allowed; held to the limit",
+        provider=admitted.facts.provider,
+        reported=usage.output_tokens,
+        limit=bound,
+    )
+    return replace(usage, output_tokens=bound, reasoning_tokens=min(usage.reasoning_tokens, bound))

@@ -15,6 +15,7 @@ import structlog
 from picometer.clock import Clock
 from picometer.config import ProviderConfig, RetryConfig
 from picometer.gateway import forward, retry
+from picometer.gateway.inflow import small_body
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Admitted, Outcome
 
@@ -159,7 +160,7 @@ class Upstream:
             async with asyncio.timeout(provider.first_byte_timeout_s):
                 response = await self.transport.handle_async_request(request)
                 if response.status_code in retry.RETRY_STATUSES:
-                    await response.aread()  # a small error body: tells a quota from a rate limit
+                    response = await small_body(response)  # tells a quota from a rate limit
         except (TimeoutError, httpx.HTTPError) as e:
             if response is not None:
                 await response.aclose()

@@ -15,10 +15,19 @@ class SSEEvent:
     raw: bytes  # exactly the bytes that carried this event, blank line included
 
 
-class SSEParser:
-    """Feed it chunks as they arrive; it returns each event once its closing blank line is in."""
+MAX_EVENT_BYTES = 1_000_000  # an event, or a line still waiting for its end, larger than this is refused
 
-    def __init__(self) -> None:
+
+class EventTooLarge(ValueError):
+    """An SSE event (or a line without its end) over the bound: the stream is not one an API sends."""
+
+
+class SSEParser:
+    """Feed it chunks as they arrive; it returns each event once its closing blank line is in. Memory and
+    work per byte stay bounded: a stream that never ends its event is refused at `max_event_bytes`."""
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self.max_event_bytes = max_event_bytes
         self._buf = bytearray()
         self._raw = bytearray()
         self._event = ""
@@ -27,7 +36,14 @@ class SSEParser:
 
     def feed(self, chunk: bytes, *, final: bool = False) -> list[SSEEvent]:
         if not self._pending and not self._raw and b"\r" not in chunk and b"\r" not in self._buf:
-            return self._feed_lf(chunk)
+            events = self._feed_lf(chunk)
+        else:
+            events = self._feed_lines(chunk, final)
+        if len(self._buf) + len(self._raw) > self.max_event_bytes:
+            raise EventTooLarge(f"an event of more than {self.max_event_bytes} bytes")
+        return events
+
+    def _feed_lines(self, chunk: bytes, final: bool) -> list[SSEEvent]:
         self._buf += chunk
         events: list[SSEEvent] = []
         pos = 0

@@ -26,8 +26,14 @@ class Usage:
     reported_cost_usd: float | None = None  # a provider's own price for the call (OpenRouter)
 
 
+MAX_TOKENS = 100_000_000  # more than any call can use (the largest context is a few million): a provider bug
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A token count as the provider wrote it; absurd ones (1e400, 10**30, negative, text) held to a sane range."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, 0), MAX_TOKENS)
+    return 0
 
 
 def _get(obj: Any, *path: str) -> Any:

@@ -1,0 +1,87 @@
+"""What a provider sends, read within bounds: the body decompressed here, a piece at a time, never more
+than `max_response_bytes` in all, so one answer cannot take a Pi's memory (a gzip bomb included)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+
+import httpx
+
+PIECE_BYTES = 65_536  # the most one decompression step may produce
+
+
+class TooLarge(Exception):
+    """The provider sent more than the bound allows."""
+
+
+class Undecodable(Exception):
+    """A content encoding picometer never asked for and cannot read, or a corrupt compressed body."""
+
+
+def _decoder(encoding: str) -> zlib._Decompress | None:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib-wrapped, as the RFC says (raw deflate is rare)
+    raise Undecodable(f"content-encoding {encoding!r}")
+
+
+async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[bytes]:
+    """The decoded body as it arrives; TooLarge once it passes `limit` bytes (None: no limit)."""
+    if response.is_stream_consumed:  # read already (a small error body, see small_body): what it holds
+        if limit is not None and len(response.content) > limit:
+            raise TooLarge(f"more than {limit} bytes")
+        if response.content:
+            yield response.content
+        return
+    decoder = _decoder(response.headers.get("content-encoding", ""))
+    total = 0
+    async for raw in response.aiter_raw():
+        if decoder is None:
+            out = [raw]
+        else:
+            out, data = [], raw
+            try:
+                while data:
+                    out.append(decoder.decompress(data, PIECE_BYTES))
+                    data = decoder.unconsumed_tail
+                    if limit is not None and total + sum(map(len, out)) > limit:
+                        break
+            except zlib.error as e:
+                raise Undecodable(f"a corrupt compressed body ({e})") from None
+        for piece in out:
+            total += len(piece)
+            if limit is not None and total > limit:
+                raise TooLarge(f"more than {limit} bytes")
+            if piece:
+                yield piece
+
+
+ERROR_BODY_BYTES = 65_536  # an error answer is read for its reason; more than this is cut off
+
+
+async def small_body(response: httpx.Response) -> httpx.Response:
+    """The same answer with its body read (at most ERROR_BODY_BYTES, decoded): for error answers, whose
+    body tells a quota from a rate limit and goes to the client as it is."""
+    body = bytearray()
+    try:
+        async for piece in pieces(response, None):
+            body += piece[: ERROR_BODY_BYTES - len(body)]
+            if len(body) >= ERROR_BODY_BYTES:
+                break
+    except Undecodable:
+        pass
+    finally:
+        await response.aclose()
+    drop = {b"content-encoding", b"content-length", b"transfer-encoding"}
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in drop]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=bytes(body),
+        extensions=response.extensions,
+    )

@@ -1,0 +1,112 @@
+"""A provider that answers garbage on purpose, over a raw loopback socket: the `x-hostile` request header picks
+the answer. Every answer is bounded (it stops at MAX_BYTES or when the reader hangs up)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import zlib
+from functools import cache
+
+MAX_BYTES = 300_000_000
+PIECE = b"a" * 65_536
+
+
+@cache
+def gzip_bomb() -> bytes:
+    """About 1 GB of JSON once inflated, about 1 MB on the wire."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"a" * 1_048_576
+    parts = [z.compress(b'{"pad": "')] + [z.compress(block) for _ in range(1024)] + [z.compress(b'"}'), z.flush()]
+    return b"".join(parts)
+
+
+def _head(ctype: str, extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ntransfer-encoding: chunked\r\n{extra}\r\n".encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+class HostileServer:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self.loop.run_forever()
+        server.close()
+
+    def __enter__(self) -> HostileServer:
+        self.thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            headers = dict(
+                line.split(": ", 1) for line in head.decode("latin-1").lower().split("\r\n")[1:] if ": " in line
+            )
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            await self._answer(headers.get("x-hostile", ""), writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, kind: str, w: asyncio.StreamWriter) -> None:
+        async def endless(head: bytes, first: bytes, piece: bytes) -> None:
+            w.write(head + _chunk(first))
+            sent = 0
+            while sent < MAX_BYTES:
+                w.write(_chunk(piece))
+                await w.drain()
+                sent += len(piece)
+
+        if kind == "huge_json":
+            await endless(_head("application/json"), b'{"pad": "', PIECE)
+        elif kind == "sse_no_blank":
+            line = b'data: {"choices": [{"delta": {"content": "x"}}]}\n'
+            await endless(_head("text/event-stream"), line, line * 1000)
+        elif kind == "sse_no_newline":
+            await endless(_head("text/event-stream"), b"data: ", PIECE)
+        elif kind == "gzip_bomb":
+            body = gzip_bomb()
+            w.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await w.drain()
+        elif kind == "absurd_usage":
+            body = (
+                b'{"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [], '
+                b'"usage": {"prompt_tokens": 1e400, "completion_tokens": 1000000000000000000000000000000, '
+                b'"prompt_tokens_details": {"cached_tokens": -5}}}'
+            )
+            w.write(
+                f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            )
+            w.write(body)
+            await w.drain()
+        else:
+            body = json.dumps({"error": {"message": f"unknown hostile kind {kind!r}"}}).encode()
+            w.write(f"HTTP/1.1 400 Bad Request\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+            await w.drain()

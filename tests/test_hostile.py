@@ -1,0 +1,72 @@
+"""One provider answer cannot take the Pi down: the real daemon in a subprocess against a provider that sends
+endless JSON, a gzip bomb, SSE without blank lines or without any newline, and absurd usage numbers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.hostile import HostileServer
+from tests.servers import SimServer, cpu_s, daemon_process, gateway_config, rss_mb
+
+CHAT = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "count the bees"}]}
+RSS_GROWTH_MB = 64
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, Path]]:
+    tmp = tmp_path_factory.mktemp("hostile")
+    with SimServer() as sim, HostileServer() as evil:
+        raw: dict[str, Any] = gateway_config(sim.url, tmp, budgets={"daily_usd": 1})
+        raw["providers"]["evil"] = {"kind": "openai", "base_url": f"{evil.url}/v1", "max_response_bytes": 20_000_000}
+        with daemon_process(raw, tmp) as (url, proc):
+            yield url, proc.pid, tmp
+
+
+def status(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/-/status", trust_env=False, timeout=30).json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("kind", ["huge_json", "gzip_bomb", "sse_no_blank", "sse_no_newline"])
+def test_a_hostile_body_gets_502_with_memory_bounded_and_the_cpu_idle_after(
+    setup: tuple[str, int, Path], kind: str
+) -> None:
+    url, pid, _ = setup
+    before = rss_mb(pid)
+    body = {**CHAT, "stream": kind.startswith("sse")}
+    r = httpx.post(f"{url}/evil/chat/completions", json=body, headers={"x-hostile": kind}, trust_env=False, timeout=120)
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_bad_response", r.text[:300]
+    assert rss_mb(pid) - before <= RSS_GROWTH_MB
+    spent = cpu_s(pid)
+    time.sleep(1.0)
+    assert cpu_s(pid) - spent < 0.3, "the daemon is still busy after the answer"
+    assert status(url)["requests_by_status"]["error"] >= 1
+
+
+def test_absurd_usage_is_recorded_within_bounds_and_releases_its_hold(setup: tuple[str, int, Path]) -> None:
+    url, _, tmp = setup
+    r = httpx.post(
+        f"{url}/evil/chat/completions", json=CHAT, headers={"x-hostile": "absurd_usage"}, trust_env=False, timeout=30
+    )
+    assert r.status_code == 200
+    request_id = r.headers["x-picometer-request-id"]
+    # 1e400 input tokens is no number; 10**30 output tokens is more than max_tokens allows: held to 20
+    cost = float(r.headers["x-picometer-cost-usd"])
+    assert cost == pytest.approx(20 * 0.60 / 1e6)
+    records = [json.loads(line) for f in sorted((tmp / "logs").glob("usage-*.jsonl")) for line in f.open()]
+    [rec] = [rec for rec in records if rec["request_id"] == request_id]
+    assert (rec["input_tokens"], rec["output_tokens"], rec["usage_source"]) == (0, 20, "provider")
+
+
+def test_after_every_hostile_answer_no_hold_is_left_and_calls_still_pass(setup: tuple[str, int, Path]) -> None:
+    url, _, _ = setup
+    day = next(b for b in status(url)["budgets"] if b["scope"] == "global" and b["period"] == "day")
+    assert day["reserved_usd"] == 0, "a hostile answer leaked its budget hold"
+    ok = httpx.post(f"{url}/openai/chat/completions", json=CHAT, trust_env=False, timeout=30)
+    assert ok.status_code == 200

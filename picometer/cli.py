@@ -164,7 +164,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     config = load(config_path)
     url = f"{config.server.url}/-/status"
     try:
-        data = httpx.get(url, timeout=5, trust_env=False).json()
+        data = httpx.get(url, timeout=5, trust_env=False, headers=control_headers(config)).json()
     except (httpx.HTTPError, ValueError) as e:
         click.echo(f"picometer is down: no answer from {url} ({type(e).__name__})", err=True)
         sys.exit(1)

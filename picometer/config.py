@@ -48,6 +48,7 @@ class ServerConfig:
     max_body_bytes: int = 10_000_000
     admin_token: str = ""
     client_keys: tuple[str, ...] = ()
+    max_in_flight: int = 64  # requests being served at once; more get 503 overloaded with Retry-After
 
     @property
     def host(self) -> str:
@@ -95,6 +96,7 @@ class RetryConfig:
     base_delay_s: float = 0.5
     max_delay_s: float = 20.0
     budget_ratio: float = 0.2
+    min_retries_per_minute: int = 20  # plus this floor, so a quiet provider's rare failure is still retried
     circuit_failures: int = 5  # failures in a row that open a provider's circuit (0: never)
     circuit_open_s: float = 30.0  # how long calls then fail fast before one trial call
 
@@ -336,13 +338,15 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return _coerce(value, next(a for a in args if a is not type(None)), key)
     if origin is tuple:
         if not isinstance(value, list):
-            raise ConfigError(key, f"must be a list, got {value!r}", f"write it as [{_example(args[0])}]")
+            raise ConfigError(key, f"must be a list, got {_shown(key, value)}", f"write it as [{_example(args[0])}]")
         return tuple(_coerce(v, args[0], key) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     # bool is a subclass of int in Python, but `true` is never a valid number here.
     if not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool):
-        raise ConfigError(key, f"must be {_TYPE_NAMES.get(hint, hint)}, got {value!r}", f"write e.g. {_example(hint)}")
+        raise ConfigError(
+            key, f"must be {_TYPE_NAMES.get(hint, hint)}, got {_shown(key, value)}", f"write e.g. {_example(hint)}"
+        )
     return value
 
 
@@ -371,7 +375,9 @@ def is_loopback(host: str) -> bool:
 
 def _one_of(value: str | None, choices: tuple[str, ...], key: str) -> None:
     if value is not None and value not in choices:
-        raise ConfigError(key, f"{value!r} is not allowed", "use one of " + ", ".join(f'"{c}"' for c in choices))
+        raise ConfigError(
+            key, f"{_shown(key, value)} is not allowed", "use one of " + ", ".join(f'"{c}"' for c in choices)
+        )
 
 
 def _at_least(value: float, low: float, key: str) -> None:
@@ -402,6 +408,7 @@ def _validate(c: Config) -> None:
             f"use one of {', '.join(sorted(c.providers)) or '(none: add a [providers.NAME] table)'}",
         )
     _at_least(c.server.max_body_bytes, 1024, "[server].max_body_bytes")
+    _at_least(c.server.max_in_flight, 1, "[server].max_in_flight")
     for i, key in enumerate(c.server.client_keys):
         _check_client_key(key, f"[server].client_keys[{i}]")
 
@@ -445,6 +452,7 @@ def _validate(c: Config) -> None:
     _at_least(r.base_delay_s, 0, "[retry].base_delay_s")
     _at_least(r.max_delay_s, r.base_delay_s, "[retry].max_delay_s")
     _at_least(r.budget_ratio, 0, "[retry].budget_ratio")
+    _at_least(r.min_retries_per_minute, 0, "[retry].min_retries_per_minute")
     _at_least(r.circuit_failures, 0, "[retry].circuit_failures")
     _at_least(r.circuit_open_s, 0, "[retry].circuit_open_s")
 
@@ -658,6 +666,22 @@ def _read_secret_file(path: Path, key: str) -> str:
 
 # ---------------------------------------------------------------- output
 
+_SECRET_NAMES = re.compile(r"(api_key|admin_token|bot_token|token|secret|keys|client_keys|webhook_url)(\[\d+\])?$")
+
+
+def _shown(key: str, value: Any) -> str:
+    """A config value for an error message; one under a secret's key is never echoed."""
+    if _SECRET_NAMES.search(key):
+        return f"a value of type {type(value).__name__} (not shown: this key holds a secret)"
+    return repr(value)
+
+
+def mask_key(key: str) -> str:
+    """A client key as `check` shows it: enough to tell keys apart, never enough to use one."""
+    if key.startswith("sha256:"):
+        return key  # a digest is no secret
+    return f"{key[:3]}***{key[-4:]} ({len(key)} characters)"
+
 
 def to_dict(c: Config, *, mask: bool = True) -> dict[str, Any]:
     """The effective config as plain TOML-able data; literal secrets masked."""
@@ -671,6 +695,9 @@ def to_dict(c: Config, *, mask: bool = True) -> dict[str, Any]:
         else:
             out[f.name] = _plain(value)
     if mask:
+        out["server"]["client_keys"] = [mask_key(k) for k in c.server.client_keys]
+        for name, w in c.workflows.items():
+            out["workflows"][name]["keys"] = [mask_key(k) for k in w.keys]
         for key, ref in secret_refs(c).items():
             if not is_reference(ref):
                 section, *rest = key.split(".")

@@ -39,7 +39,11 @@ def test_200_concurrent_calls_never_pass_a_tiny_daily_cap(tmp_path: Path) -> Non
     cap = 0.001
     with SimServer(SimSettings(latency_s=0.05)) as sim:
         raw = gateway_config(
-            sim.url, tmp_path, budgets={"timezone": "Europe/Berlin"}, workflows={"runaway": {"daily_usd": cap}}
+            sim.url,
+            tmp_path,
+            server={"listen": "127.0.0.1:0", "max_in_flight": 200},  # all 200 at once reach the budget check
+            budgets={"timezone": "Europe/Berlin"},
+            workflows={"runaway": {"daily_usd": cap}},
         )
         with GatewayServer(raw) as gw:
             before = datetime.now(UTC)
@@ -119,6 +123,13 @@ def test_control_routes_without_an_admin_token_answer_only_on_loopback(gateway: 
 
     r = asyncio.run(from_lan())
     assert r.status_code == 403 and "admin_token" in r.json()["error"]["message"]
+
+    async def status_from_lan() -> httpx.Response:
+        transport = httpx.ASGITransport(app=gateway.daemon.gateway, client=("192.168.1.20", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://pi") as client:
+            return await client.get("/-/status")
+
+    assert asyncio.run(status_from_lan()).status_code == 403, "spend and workflow names stay on this machine"
     assert httpx.get(f"{gateway.url}/-/status", trust_env=False).json()["pauses"] == []
 
 
@@ -185,7 +196,8 @@ def test_pause_blocks_one_workflow_and_resume_lets_it_through(make_gateway: Call
     assert 7190 <= int(blocked.headers["retry-after"]) <= 7200
     assert "picometer resume nightly" in blocked.json()["error"]["message"]
     assert post("/w/other/openai/chat/completions", json=CHAT).status_code == 200, "other workflows go on"
-    status = httpx.get(f"{gw.url}/-/status", trust_env=False).json()
+    assert httpx.get(f"{gw.url}/-/status", trust_env=False).status_code == 401, "spend is not for everyone"
+    status = httpx.get(f"{gw.url}/-/status", headers=auth, trust_env=False).json()
     assert [p["workflow"] for p in status["pauses"]] == ["nightly"]
     assert post("/-/resume/nightly", headers=auth).json() == {
         "workflow": "nightly",

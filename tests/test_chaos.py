@@ -230,13 +230,14 @@ def test_a_minute_of_total_outage_adds_at_most_budget_ratio_in_retries(
 ) -> None:
     """Every call fails for a (simulated) minute; without a retry budget each would be tried 5 times."""
     clock = ManualClock(datetime.now(UTC))
-    ratio = 0.2
+    ratio, floor = 0.2, 20
     gw = chaos(
         retry={
             "max_attempts": 5,
             "base_delay_s": 0.001,
             "max_delay_s": 0.002,
             "budget_ratio": ratio,
+            "min_retries_per_minute": floor,
             "circuit_failures": 0,
         },
         clock=clock,
@@ -263,7 +264,71 @@ def test_a_minute_of_total_outage_adds_at_most_budget_ratio_in_retries(
 
     requests = asyncio.run(outage())
     upstream = sim.sim.requests
-    assert upstream <= requests * (1 + ratio) + 6, f"{upstream} upstream calls for {requests} requests"
+    # the rolling minute spans two windows over the run: the floor twice at most
+    assert upstream <= requests * (1 + ratio) + 2 * floor, f"{upstream} upstream calls for {requests} requests"
     assert upstream > requests, "retries were made while the budget allowed"
     records = gw.records(requests)
     assert len(records) == requests and sum(r["attempts"] for r in records) == upstream
+
+
+def test_a_quiet_providers_rare_failures_all_get_their_retries(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    """Four calls in a minute, each failing twice with 529 before it succeeds: every one gets all 3 attempts
+    (the retry budget's floor, [retry].min_retries_per_minute, is for exactly this)."""
+    gw = chaos()
+    for i in range(4):
+        r = call(
+            gw,
+            {"x-sim-fault": "http529", "x-sim-fail-first": "2", "x-sim-id": f"quiet-{i}", "x-sim-retry-after": "none"},
+        )
+        assert r.status_code == 200, f"call {i + 1}: {r.text}"
+    records = gw.records(4)
+    assert [rec["attempts"] for rec in records] == [3, 3, 3, 3]
+    assert [rec["status"] for rec in records] == ["ok"] * 4
+
+
+def test_a_full_local_pool_is_overloaded_not_a_provider_outage(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    from picometer.gateway.forward import new_transport
+
+    gw = chaos(connect_timeout_s=0.3)
+    gw.daemon.gateway.upstream._transport = new_transport(max_connections=2)
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+            calls = [
+                client.post(f"{gw.url}/openai/chat/completions", json=CHAT, headers={"x-sim-latency-ms": "1500"})
+                for _ in range(8)
+            ]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(burst())
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(200) == 2 and codes.count(503) == 6, codes
+    refused = next(r for r in answers if r.status_code == 503)
+    assert refused.json()["error"]["code"] == "overloaded" and "all busy" in refused.json()["error"]["message"]
+    health = httpx.get(f"{gw.url}/-/status", trust_env=False).json()["upstream"]["openai"]
+    assert health["circuit"] == "closed" and health["consecutive_failures"] == 0
+    overloaded = [rec for rec in gw.records(8) if rec["error_type"] == "overloaded"]
+    assert len(overloaded) == 6 and all(rec["status"] == "error" for rec in overloaded)
+
+
+def test_more_calls_than_max_in_flight_get_503_with_retry_after(make_gateway: Callable[..., GatewayServer]) -> None:
+    gw = make_gateway(server={"listen": "127.0.0.1:0", "max_in_flight": 2})
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+            calls = [
+                client.post(f"{gw.url}/openai/chat/completions", json=CHAT, headers={"x-sim-latency-ms": "800"})
+                for _ in range(5)
+            ]
+            return await asyncio.gather(*calls)
+
+    answers = asyncio.run(burst())
+    assert sorted(r.status_code for r in answers) == [200, 200, 503, 503, 503]
+    busy = next(r for r in answers if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and busy.json()["error"]["code"] == "overloaded"
+    records = gw.records(5)
+    assert sorted(rec["status"] for rec in records) == ["blocked", "blocked", "blocked", "ok", "ok"]

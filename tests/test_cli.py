@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.servers import GatewayServer, free_port
 
@@ -35,6 +36,25 @@ def test_check_masks_secrets_and_shows_the_effective_config(tmp_path: Path) -> N
     assert "env:OPENAI_API_KEY -> resolved (19 characters, not shown)" in p.stdout
     assert "WARNING a literal secret" in p.stdout and "***masked***" in p.stdout
     assert 'listen = "127.0.0.1:8787"' in p.stdout
+
+
+def test_check_never_shows_a_client_key_in_full(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[server]\nclient_keys = ["pm-client-key-0123456789"]\n[workflows.bot]\nkeys = ["pm-bot-key-abcdefghijk"]\n'
+    )
+    p = run("check", "--config", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert "pm-client-key-0123456789" not in p.stdout and "pm-bot-key-abcdefghijk" not in p.stdout
+    assert "pm-***6789 (24 characters)" in p.stdout and "pm-***hijk" in p.stdout
+
+
+def test_a_config_error_never_echoes_a_secret(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nclient_keys = "pm-typed-as-a-string-0000"\n')
+    p = run("check", "--config", str(cfg))
+    assert p.returncode == 2 and "[server].client_keys" in p.stderr
+    assert "pm-typed-as-a-string-0000" not in p.stdout + p.stderr and "not shown" in p.stderr
 
 
 def test_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
@@ -88,6 +108,15 @@ def test_status_up_and_down(gateway: GatewayServer, tmp_path: Path) -> None:
     cfg.write_text('[server]\nlisten = "127.0.0.1:1"\n')
     down = run("status", "--config", str(cfg))
     assert down.returncode == 1 and "down" in down.stderr
+
+
+def test_status_sends_the_admin_token_when_one_is_set(make_gateway: Any, tmp_path: Path) -> None:
+    gw = make_gateway(server={"admin_token": "env:PM_ADMIN"}, env={"PM_ADMIN": "admin-token-for-status"})
+    port = gw.url.rsplit(":", 1)[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\nadmin_token = "env:PM_ADMIN"\n')
+    up = run("status", "--config", str(cfg), env={"PM_ADMIN": "admin-token-for-status"})
+    assert up.returncode == 0 and "requests 0" in up.stdout, up.stderr
 
 
 def test_demo_meters_synthetic_traffic(tmp_path: Path) -> None:

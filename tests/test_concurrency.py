@@ -43,7 +43,13 @@ async def run_clients(url: str) -> list[dict[str, object]]:
 
 
 def test_100_concurrent_streams_each_get_their_own_correct_record(tmp_path: Path) -> None:
-    with SimServer(SimSettings(chunk_delay_s=0.01)) as sim, GatewayServer(gateway_config(sim.url, tmp_path)) as gw:
+    # more streams at once than the default [server].max_in_flight (64) would serve
+    with (
+        SimServer(SimSettings(chunk_delay_s=0.01)) as sim,
+        GatewayServer(
+            gateway_config(sim.url, tmp_path, server={"listen": "127.0.0.1:0", "max_in_flight": CLIENTS})
+        ) as gw,
+    ):
         results = asyncio.run(run_clients(f"{gw.url}/openai/chat/completions"))
         records = {r["correlation_id"]: r for r in gw.records(CLIENTS)}
         assert gw.daemon.gateway.in_flight == 0

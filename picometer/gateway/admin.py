@@ -54,6 +54,7 @@ class Admin:
                     send, 200 if ready else 503, json.dumps({"status": "ok" if ready else "starting"}).encode()
                 )
             elif path == "/-/status":
+                self.authorize(scope, header_map(scope["headers"]))  # spend and workflow names are not for all
                 await respond(send, 200, json.dumps(await self._status(), ensure_ascii=False).encode())
             elif path == "/metrics" and self._metrics is not None:
                 self.authorize(scope, header_map(scope["headers"]))
@@ -112,13 +113,14 @@ class Admin:
         return {"workflow": workflow, "paused": True, "until": _when(pause.until), "by": pause.by}
 
     def authorize(self, scope: Scope, headers: dict[str, str]) -> None:
+        """Loopback only without [server].admin_token; with one, every caller needs it."""
         token = self.config.secrets.get("server.admin_token")
+        client = scope.get("client") or ("", 0)
         if token is not None:
             given = presented_key(headers) or headers.get("x-picometer-admin-token") or ""
             if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.value.encode()):
                 raise Refusal(401, "invalid_api_key", "this control route needs [server].admin_token as a Bearer token")
             return
-        client = scope.get("client") or ("", 0)
         if not is_loopback(client[0]):
             raise Refusal(
                 403,

@@ -18,6 +18,14 @@ from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig
 from picometer.duration import seconds_until
 from picometer.gateway import refusals
+from picometer.gateway.bounds import (
+    MAX_JSON_DEPTH,
+    OutOfBounds,
+    check_body,
+    check_model,
+    check_names,
+    too_deep,
+)
 from picometer.gateway.forms import form_fields
 from picometer.gateway.path import InvalidPath, Route, parse_route
 from picometer.gateway.refusals import NO_RETRY, Refusal
@@ -134,6 +142,11 @@ class Admission:
                 404, "not_found", "no such route: use /{provider}/..., /w/{workflow}/{provider}/... or /v1/..."
             )
         d.route = route
+        try:
+            check_names(headers, route.workflow)
+        except OutOfBounds as e:
+            d.learn(tags=resolve_tags(headers, None, None, cfg))
+            raise Refusal(400, "invalid_request_error", str(e)) from None
         provider = cfg.providers.get(route.provider)
         if provider is None:
             d.learn(provider=route.provider, tags=resolve_tags(headers, route.workflow, None, cfg))
@@ -170,9 +183,11 @@ class Admission:
             body = fields = parse_json_object(content)
         elif endpoint.body == "multipart":
             fields = form_fields(content, headers.get("content-type", ""))
+        try:
+            check_body(fields, endpoint) if body is not None else check_model(fields.get("model"))
+        except OutOfBounds as e:
+            raise Refusal(400, "invalid_request_error", str(e)) from None
         model = fields.get("model")
-        if model is not None and not isinstance(model, str):
-            raise Refusal(400, "invalid_request_error", "'model' must be a string")
         stream = fields.get("stream") is True or fields.get("stream") == "true"
         d.learn(model=model, stream=stream)
         started = d.base.started
@@ -318,6 +333,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise Refusal(400, "invalid_request_error", "the request body is empty; this endpoint needs a JSON object")
     try:
         parsed = json.loads(body)
+    except RecursionError:
+        raise Refusal(400, "invalid_request_error", _TOO_DEEP) from None
     except UnicodeDecodeError:
         raise Refusal(
             400, "invalid_request_error", "the request body is not UTF-8 text; send JSON encoded as UTF-8"
@@ -326,4 +343,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise Refusal(400, "invalid_request_error", f"the request body is not valid JSON ({e})") from None
     if not isinstance(parsed, dict):
         raise Refusal(400, "invalid_request_error", "the request body must be a JSON object")
+    if too_deep(parsed):
+        raise Refusal(400, "invalid_request_error", _TOO_DEEP)
     return parsed
+
+
+_TOO_DEEP = f"the request body nests JSON more than {MAX_JSON_DEPTH} levels deep; no API needs that"

@@ -101,6 +101,8 @@ class Gateway:
             path: str = scope["path"]
             if path.startswith("/-/") or path == "/metrics":
                 await self.admin(scope, receive, send)
+            elif self.in_flight >= self.config.server.max_in_flight:
+                await self._overloaded(scope, send)
             else:
                 self.in_flight += 1
                 try:
@@ -139,6 +141,17 @@ class Gateway:
         return {**self.status(), **(await self._status_extra() if self._status_extra else {})}
 
     # ------------------------------------------------------------ proxy
+
+    async def _overloaded(self, scope: Scope, send: Send) -> None:
+        """More calls in flight than [server].max_in_flight: refused at once, before the body is read."""
+        facts = Facts(os.urandom(8).hex(), self.clock.now(), self.clock.monotonic())
+        o = Outcome(blocked="overloaded", http_status=503)
+        self._finish(facts, o, None)
+        headers = header_map(scope["headers"])
+        limit = self.config.server.max_in_flight
+        message = f"picometer is serving {limit} calls already ([server].max_in_flight); try again in a second"
+        body = error_body(shape_for_refusal(None, None, headers, scope["path"]), "overloaded", message)
+        await respond(send, 503, body, facts.request_id, [(b"retry-after", b"1")])
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         facts = Facts(os.urandom(8).hex(), self.clock.now(), self.clock.monotonic())

@@ -123,7 +123,7 @@ class RetryBudget:
 
     ratio: float
     window_s: float = 60.0
-    floor: int = 3  # a quiet provider still gets a few retries
+    floor: int = 20  # retries always allowed per window: a quiet provider's rare failure is still retried
     slots: int = 12
     _counts: dict[int, list[int]] = field(default_factory=dict)  # slot -> [first attempts, retries]
 

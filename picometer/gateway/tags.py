@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from picometer.config import Config
 
 UNTAGGED = "untagged"
-MAX_TAG_CHARS = 128
+MAX_TAG_CHARS = 256  # longer names are refused before this (gateway.bounds); records keep at most this
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ class _Failure:
     status: int = 502
     code: str = "upstream_unavailable"
     message: str = ""
+    counts: bool = True  # the provider's own failure: a success or failure for its circuit either way
 
 
 class Upstream:
@@ -55,7 +56,7 @@ class Upstream:
     def reconfigure(self, retry_config: RetryConfig) -> None:
         self.config = r = retry_config
         for health in self._health.values():
-            health.budget.ratio = r.budget_ratio
+            health.budget.ratio, health.budget.floor = r.budget_ratio, r.min_retries_per_minute
             health.circuit.failures, health.circuit.open_s = r.circuit_failures, r.circuit_open_s
 
     @property
@@ -82,7 +83,8 @@ class Upstream:
         if health is None:
             r = self.config
             health = retry.Health(
-                retry.RetryBudget(r.budget_ratio), retry.Circuit(r.circuit_failures, r.circuit_open_s)
+                retry.RetryBudget(r.budget_ratio, floor=r.min_retries_per_minute),
+                retry.Circuit(r.circuit_failures, r.circuit_open_s),
             )
             self._health[provider] = health
         return health
@@ -132,7 +134,9 @@ class Upstream:
                 return response
             o.failure = failure.reason
             o.reached = failure.reached
-            if failure.down:
+            if not failure.counts:
+                health.circuit.release()
+            elif failure.down:
                 health.circuit.failure(self.clock.monotonic())
             else:
                 health.circuit.success()
@@ -178,7 +182,14 @@ def _error_body(response: httpx.Response) -> bytes:
 
 
 def _transport_failure(e: BaseException, name: str, provider: ProviderConfig) -> _Failure:
-    if isinstance(e, httpx.ConnectTimeout | httpx.PoolTimeout):
+    if isinstance(e, httpx.PoolTimeout):
+        # Our own connection pool is full: the provider did nothing wrong, so its circuit is not touched.
+        message = (
+            f"picometer's connections to provider {name!r} are all busy and none came free within "
+            f"connect_timeout_s = {provider.connect_timeout_s:g} s: too many calls at once; try again shortly"
+        )
+        return _Failure("overloaded", False, False, False, 503, "overloaded", message, counts=False)
+    if isinstance(e, httpx.ConnectTimeout):
         message = (
             f"provider {name!r} did not accept a connection within connect_timeout_s = {provider.connect_timeout_s:g} s"
         )

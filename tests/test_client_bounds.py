@@ -1,0 +1,114 @@
+"""What a client may send is bounded: long names, deep JSON and numbers that would shrink a call's worst case
+get 400 naming the field, never reach the provider, and leave a record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from picometer.gateway.bounds import MAX_JSON_DEPTH, too_deep
+from tests.servers import GatewayServer, SimServer, daemon_process, gateway_config, rss_mb
+
+CHAT: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "prune the roses"}]}
+LONG = "w" * 300
+
+
+def nested(levels: int) -> Any:
+    """`levels` lists, one in another: in a request body (itself one level) that is levels + 1."""
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+CASES = [
+    # (path, body, headers, words the message must hold)
+    ("openai/chat/completions", {**CHAT, "model": LONG}, {}, ["'model'", "256"]),
+    ("openai/chat/completions", CHAT, {"x-picometer-workflow": LONG}, ["x-picometer-workflow", "256"]),
+    ("openai/chat/completions", CHAT, {"x-picometer-tenant": LONG}, ["x-picometer-tenant"]),
+    (f"w/{LONG}/openai/chat/completions", CHAT, {}, ["/w/WORKFLOW/", "256"]),
+    ("openai/chat/completions", {**CHAT, "metadata": nested(MAX_JSON_DEPTH)}, {}, ["nests JSON", "64"]),
+    ("openai/chat/completions", {**CHAT, "n": "2"}, {}, ["'n'", "whole number"]),
+    ("openai/chat/completions", {**CHAT, "n": 0}, {}, ["'n'"]),
+    ("openai/chat/completions", {**CHAT, "n": 1000}, {}, ["'n'", "128"]),
+    ("openai/chat/completions", {**CHAT, "max_tokens": 1.5}, {}, ["'max_tokens'"]),
+    ("openai/chat/completions", {**CHAT, "max_completion_tokens": "100"}, {}, ["'max_completion_tokens'"]),
+    ("openai/chat/completions", {**CHAT, "max_tokens": 10**12}, {}, ["'max_tokens'", "10000000"]),
+    ("openai/chat/completions", {**CHAT, "temperature": 5}, {}, ["'temperature'"]),
+    ("openai/chat/completions", {**CHAT, "temperature": "hot"}, {}, ["'temperature'"]),
+    ("openai/responses", {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": -1}, {}, ["max_output_tokens"]),
+    ("anthropic/v1/messages", {**CHAT, "model": "claude-haiku-4-5", "max_tokens": "50"}, {}, ["'max_tokens'"]),
+    ("openai/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x", "best_of": "3"}, {}, ["'best_of'"]),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "headers", "words"), CASES)
+def test_out_of_bounds_requests_get_400_naming_the_field(
+    sim: SimServer, gateway: GatewayServer, path: str, body: dict[str, Any], headers: dict[str, str], words: list[str]
+) -> None:
+    before = sim.sim.requests
+    r = httpx.post(f"{gateway.url}/{path}", json=body, headers=headers, trust_env=False, timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error.get("code") or error["type"]) == "invalid_request_error"
+    assert all(w in error["message"] for w in words), error["message"]
+    assert sim.sim.requests == before
+    [rec] = gateway.records(1)
+    assert (rec["status"], rec["error_type"]) == ("blocked", "invalid_request_error")
+    assert len(rec["workflow"]) <= 256 and len(rec["model"] or "") <= 256
+
+
+def test_json_nested_past_what_the_parser_can_hold_is_a_400_not_a_traceback(
+    sim: SimServer, gateway: GatewayServer
+) -> None:
+    deep = b'{"model": "gpt-4o-mini", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = httpx.post(f"{gateway.url}/openai/chat/completions", content=deep, trust_env=False, timeout=30)
+    assert r.status_code == 400 and "nests JSON" in r.json()["error"]["message"]
+
+
+def test_within_bounds_passes(gateway: GatewayServer) -> None:
+    body = {**CHAT, "n": 2, "max_tokens": 30, "temperature": 0.7, "metadata": nested(MAX_JSON_DEPTH - 1)}
+    r = httpx.post(f"{gateway.url}/openai/chat/completions", json=body, trust_env=False, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def depth_of(obj: Any) -> int:
+    if isinstance(obj, dict):
+        return 1 + max((depth_of(v) for v in obj.values()), default=0)
+    if isinstance(obj, list):
+        return 1 + max((depth_of(v) for v in obj), default=0)
+    return 0
+
+
+json_trees = st.recursive(
+    st.none() | st.integers() | st.text(max_size=3),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=40,
+)
+
+
+@given(json_trees, st.integers(1, 8))
+def test_too_deep_agrees_with_the_recursive_depth(tree: Any, limit: int) -> None:
+    assert too_deep(tree, limit) == (depth_of(tree) > limit)
+
+
+def test_a_9_mb_model_name_is_refused_and_memory_stays_flat(tmp_path: Path) -> None:
+    with SimServer() as sim, daemon_process(gateway_config(sim.url, tmp_path), tmp_path) as (url, proc):
+        client = httpx.Client(trust_env=False, timeout=60)
+        client.post(f"{url}/openai/chat/completions", json=CHAT)  # warm up
+        before = rss_mb(proc.pid)
+        for _ in range(3):
+            r = client.post(f"{url}/openai/chat/completions", content=json.dumps({**CHAT, "model": "m" * 9_000_000}))
+            assert r.status_code == 400 and "'model'" in r.json()["error"]["message"]
+            assert len(r.content) < 2000, "the name is not echoed back"
+        assert rss_mb(proc.pid) - before <= 32
+        metrics = client.get(f"{url}/metrics")
+        assert len(metrics.content) < 2_000_000 and "mmmmmmmm" not in metrics.text
+        log = b"".join(p.read_bytes() for p in (tmp_path / "logs").glob("usage-*.jsonl"))
+        assert len(log) < 100_000, "no record holds the name"

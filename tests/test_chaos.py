@@ -41,6 +41,17 @@ def call(
     )
 
 
+def burst(gw: GatewayServer, n: int, latency_ms: int) -> list[httpx.Response]:
+    """`n` calls at once, each taking the simulator `latency_ms` to answer."""
+
+    async def calls() -> list[httpx.Response]:
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+            url, headers = f"{gw.url}/openai/chat/completions", {"x-sim-latency-ms": str(latency_ms)}
+            return await asyncio.gather(*(client.post(url, json=CHAT, headers=headers) for _ in range(n)))
+
+    return asyncio.run(calls())
+
+
 def only_record(gw: GatewayServer) -> dict[str, Any]:
     records = gw.records(1)
     time.sleep(0.05)
@@ -296,15 +307,7 @@ def test_a_full_local_pool_is_overloaded_not_a_provider_outage(
     gw = chaos(connect_timeout_s=0.3)
     gw.daemon.gateway.upstream._transport = new_transport(max_connections=2)
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
-            calls = [
-                client.post(f"{gw.url}/openai/chat/completions", json=CHAT, headers={"x-sim-latency-ms": "1500"})
-                for _ in range(8)
-            ]
-            return await asyncio.gather(*calls)
-
-    answers = asyncio.run(burst())
+    answers = burst(gw, 8, latency_ms=1500)
     codes = sorted(r.status_code for r in answers)
     assert codes.count(200) == 2 and codes.count(503) == 6, codes
     refused = next(r for r in answers if r.status_code == 503)
@@ -318,15 +321,7 @@ def test_a_full_local_pool_is_overloaded_not_a_provider_outage(
 def test_more_calls_than_max_in_flight_get_503_with_retry_after(make_gateway: Callable[..., GatewayServer]) -> None:
     gw = make_gateway(server={"listen": "127.0.0.1:0", "max_in_flight": 2})
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
-            calls = [
-                client.post(f"{gw.url}/openai/chat/completions", json=CHAT, headers={"x-sim-latency-ms": "800"})
-                for _ in range(5)
-            ]
-            return await asyncio.gather(*calls)
-
-    answers = asyncio.run(burst())
+    answers = burst(gw, 5, latency_ms=800)
     assert sorted(r.status_code for r in answers) == [200, 200, 503, 503, 503]
     busy = next(r for r in answers if r.status_code == 503)
     assert busy.headers["retry-after"] == "1" and busy.json()["error"]["code"] == "overloaded"

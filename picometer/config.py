@@ -75,6 +75,9 @@ class StorageConfig:
     fsync_interval_s: float = 5.0
     min_free_mb: int = 200
     store_prompts: str = "hash"
+    max_series: int = (
+        5000  # distinct workflow x env x provider x model kept in the rollups; later ones fold into "other"
+    )
 
 
 @dataclass(frozen=True)
@@ -409,6 +412,7 @@ def _validate(c: Config) -> None:
         )
     _at_least(c.server.max_body_bytes, 1024, "[server].max_body_bytes")
     _at_least(c.server.max_in_flight, 1, "[server].max_in_flight")
+    _at_least(c.storage.max_series, 100, "[storage].max_series")
     for i, key in enumerate(c.server.client_keys):
         _check_client_key(key, f"[server].client_keys[{i}]")
 

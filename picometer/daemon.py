@@ -135,7 +135,9 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.zone = resolve_zone(config.budgets.timezone)
         self.usage_log = UsageLog(config.storage, self.clock)
-        self.rollups = Rollups(Path(config.storage.data_dir) / "rollups.db")
+        self.rollups = Rollups(
+            Path(config.storage.data_dir) / "rollups.db", config.storage.max_series, frozenset(config.workflows)
+        )
         self.rollups.replay(self.usage_log.dir)
         self.state = State(Path(config.storage.data_dir) / "state.db")
         self.alerts: collections.deque[Alert] = collections.deque(maxlen=ALERTS_KEPT)
@@ -186,6 +188,7 @@ class Daemon:
             self.last_reload = {"at": at, "ok": False, "error": str(e)}
             log.error("config reload refused: still running the previous config", error=str(e))
         else:
+            self.rollups.protected = frozenset(new.workflows)
             self.rollups.flush()  # a workflow new to the budgets starts from every call counted so far
             self.budget.reconfigure(caps_from_config(new), now, self.rollups.spend_since)
             self.pricer = Pricer(new.prices)

@@ -112,3 +112,38 @@ def test_a_9_mb_model_name_is_refused_and_memory_stays_flat(tmp_path: Path) -> N
         assert len(metrics.content) < 2_000_000 and "mmmmmmmm" not in metrics.text
         log = b"".join(p.read_bytes() for p in (tmp_path / "logs").glob("usage-*.jsonl"))
         assert len(log) < 100_000, "no record holds the name"
+
+
+def test_50000_distinct_names_leave_memory_flat_and_metrics_small(tmp_path: Path) -> None:
+    """Each call names a new workflow and model (refused as unpriced, so the provider is not needed): the
+    rollups, the metrics and the watchers fold what they cannot keep, and memory stops growing."""
+    import asyncio
+
+    total, warm = 50_000, 10_000
+
+    async def names(url: str, first: int, last: int) -> None:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(trust_env=False, timeout=60, limits=limits) as client:
+            queue = iter(range(first, last))
+
+            async def worker() -> None:
+                for i in queue:
+                    body = {**CHAT, "model": f"model-{i}"}
+                    r = await client.post(
+                        f"{url}/openai/chat/completions", json=body, headers={"x-picometer-workflow": f"job-{i}"}
+                    )
+                    assert r.status_code == 400
+
+            await asyncio.gather(*(worker() for _ in range(32)))
+
+    raw = gateway_config("http://127.0.0.1:9", tmp_path, storage={"max_series": 5000})
+    with daemon_process(raw, tmp_path) as (url, proc):
+        asyncio.run(names(url, 0, warm))
+        before = rss_mb(proc.pid)
+        asyncio.run(names(url, warm, total))
+        grown = rss_mb(proc.pid) - before
+        metrics = httpx.get(f"{url}/metrics", trust_env=False, timeout=30)
+        status = httpx.get(f"{url}/-/status", trust_env=False, timeout=30).json()
+    assert grown <= 16, f"RSS grew {grown:.1f} MB over {total - warm} new names after warm-up"
+    assert len(metrics.content) <= 2_000_000 and 'workflow="other"' in metrics.text
+    assert status["requests_by_status"]["blocked"] == total

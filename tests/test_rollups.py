@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import math
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -183,3 +185,68 @@ def test_an_older_database_gets_the_spend_table_from_its_hourly_rows(tmp_path: P
     assert rollups.spend_since(datetime(2026, 11, 23, 10, tzinfo=UTC), "w") == 0.75
     assert rollups.spend_since(datetime(2026, 11, 23, 10, 15, tzinfo=UTC), "w") == 0.0
     rollups.close()
+
+
+class FullAtCommit:
+    """The rollups' connection, but COMMIT fails the way a full disk fails it: SQLite has already rolled the
+    transaction back by itself, so a ROLLBACK after it finds no transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db, self.full = db, True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.full:
+            self.db.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        return self.db.executemany(sql, rows)
+
+
+def test_a_flush_that_fails_on_a_full_disk_mixes_no_series(tmp_path: Path) -> None:
+    """The series ids handed out inside a failed flush must not be used again, or one workflow's spend would
+    later be counted as another's."""
+    rollups = Rollups(tmp_path / "rollups.db")
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+    def rec(workflow: str, cost: float) -> Record:
+        return Record(
+            ts=rfc3339_ms(at), request_id=workflow, workflow=workflow, provider="openai", model="m", cost_usd=cost
+        )
+
+    rollups.add(rec("seed", 0.5), None)
+    assert rollups.flush()
+    real = rollups._db
+    rollups._db = disk = FullAtCommit(real)  # type: ignore[assignment]
+    for name, cost in (("alpha", 0.01), ("beta", 0.02)):
+        rollups.add(rec(name, cost), None)
+    assert not rollups.flush(), "the write did not fit"
+    disk.full = False  # space again
+    rollups.add(rec("late", 2.0), None)
+    assert rollups.flush()
+    start = datetime(2026, 11, 23, tzinfo=UTC)
+    spends = {w: rollups.spend_since(start, w) for w in ("seed", "alpha", "beta", "late")}
+    assert spends == pytest.approx({"seed": 0.5, "alpha": 0.01, "beta": 0.02, "late": 2.0})
+    by_workflow = {row["key"]: row["cost_usd"] for row in rollups.summary(0, 10**7, "workflow")}
+    assert by_workflow == pytest.approx({"seed": 0.5, "alpha": 0.01, "beta": 0.02, "late": 2.0})
+
+
+def test_past_max_series_new_names_fold_into_other_and_nothing_is_lost(tmp_path: Path) -> None:
+    rollups = Rollups(tmp_path / "rollups.db", max_series=100, protected=frozenset({"budgeted"}))
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    names = [f"job-{i}" for i in range(1000)] + ["budgeted"]
+    for name in names:
+        rollups.add(
+            Record(ts=rfc3339_ms(at), request_id=name, workflow=name, provider="openai", model=name, cost_usd=0.01),
+            None,
+        )
+    assert rollups.flush()
+    (series,) = rollups._db.execute("SELECT COUNT(*) FROM series").fetchone()
+    assert series <= 102, "100, then one 'other' and the protected workflow's own"
+    by_workflow = {row["key"]: row for row in rollups.summary(0, 10**7, "workflow")}
+    assert sum(r["requests"] for r in by_workflow.values()) == len(names), "folded, not lost"
+    assert by_workflow["other"]["requests"] == len(names) - 100 - 1
+    assert by_workflow["budgeted"]["cost_usd"] == pytest.approx(0.01), "a configured workflow keeps its own spend"
+    assert rollups.spend_since(datetime(2026, 11, 23, tzinfo=UTC)) == pytest.approx(0.01 * len(names))
+    assert rollups.folded == len(names) - 100

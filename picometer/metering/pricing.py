@@ -69,11 +69,9 @@ class Pricer:
         snapshot = data_snapshot.get_snapshot()
         found = None
         for provider_id, url in ((None, provider.base_url), (provider.kind, None), (None, None)):
-            try:
-                found = snapshot.find_provider_model(model, None, provider_id, url)
+            found = _find(snapshot, model, provider_id, url)
+            if found is not None:
                 break
-            except LookupError:
-                continue
         if len(self._lookups) >= _CACHE_LIMIT:
             self._lookups.clear()
             self._steady.clear()
@@ -129,6 +127,25 @@ class Pricer:
             if not isinstance(info.prices, list):  # one price for all time: the same rates on every call
                 self._steady[(gprovider.id, info.id)] = rates
         return _cost_with(rates, found, u, at)
+
+
+def _find(snapshot: Any, model: str, provider_id: str | None, url: str | None) -> tuple[Any, Any] | None:
+    """genai-prices' (Provider, ModelInfo) for a model, found without its lookup caches: they keep every model
+    name ever asked about, and a client can send any number of names."""
+    if provider_id is not None or url is not None:
+        try:
+            gprovider = snapshot.find_provider(None, provider_id, url)  # cached per provider: bounded
+        except LookupError:
+            return None
+    else:
+        ref = model.lower()
+        gprovider = next(
+            (p for p in snapshot.providers if p.model_match is not None and p.model_match.is_match(ref)), None
+        )
+        if gprovider is None:
+            return None
+    info = gprovider.find_model(model, all_providers=snapshot.providers)
+    return None if info is None else (gprovider, info)
 
 
 def cost_from_rates(r: Rates, u: Usage) -> float:

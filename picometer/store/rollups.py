@@ -8,6 +8,8 @@ On start the log past the watermark is replayed, so every record is counted exac
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -140,14 +142,25 @@ def fold(batch: Batch, rec: Record) -> None:
     batch.bins[b] = batch.bins.get(b, 0) + 1
 
 
+OTHER = "other"
+
+
 class Rollups:
-    def __init__(self, path: Path) -> None:
+    """`max_series`: distinct (workflow, env, provider, model) kept; a record past it is folded into "other"
+    (its workflow kept when it is one of `protected`, the configured ones whose budgets read the spend), so
+    memory and the file stay bounded whatever names arrive. The usage log keeps the real names."""
+
+    def __init__(self, path: Path, max_series: int = 5000, protected: frozenset[str] = frozenset()) -> None:
         self.path = path
+        self.max_series = max_series
+        self.protected = protected
         # One connection, used by one thread at a time (the loop's reads, or a flush on a worker).
         self._db = connect(path, MIGRATIONS, "rollup")
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._series = self._load_series()
+        self._known: set[SeriesKey] = set(self._series)  # every series stored or pending: what the cap counts
+        self.folded = 0  # records folded into "other" since start
         self.watermark = self._read_watermark()
         self._batch = new_batch()
         self.flush_failures = 0
@@ -156,6 +169,14 @@ class Rollups:
 
     def add(self, rec: Record, position: Position | None) -> None:
         with self._lock:
+            key = (rec.workflow, rec.env, rec.provider, rec.model or "")
+            if key not in self._known:
+                if len(self._known) >= self.max_series:
+                    workflow = rec.workflow if rec.workflow in self.protected else OTHER
+                    rec = dataclasses.replace(rec, workflow=workflow, env=OTHER, provider=OTHER, model=OTHER)
+                    key = (workflow, OTHER, OTHER, OTHER)
+                    self.folded += 1
+                self._known.add(key)
             fold(self._batch, rec)
             if position is not None:
                 self._batch.position = position
@@ -224,8 +245,12 @@ class Rollups:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
-            self._series = self._load_series()  # ids handed out inside the failed transaction are void
+            # Ids handed out inside the failed transaction are void: forget every cached id (each is asked
+            # again, and INSERT ... ON CONFLICT RETURNING gives the stored one). Forgotten first, since the
+            # ROLLBACK itself fails when SQLite already rolled back on its own (a full disk at COMMIT).
+            self._series = {}
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
             raise
 
     def _load_series(self) -> dict[SeriesKey, int]:

@@ -25,6 +25,31 @@ class SystemClock:
         return time.monotonic()
 
 
+class NotBefore:
+    """Wall time that never runs behind the newest record seen, nor backwards.
+
+    A Pi without a real-time clock boots with a stale time and jumps forward once NTP answers; a clock
+    stepped back does the same the other way. Until the real clock passes the newest moment seen, that
+    moment is "now": records keep their order, and no budget period starts afresh (or reopens) early."""
+
+    def __init__(self, inner: Clock, floor: datetime | None = None) -> None:
+        self.inner = inner
+        self.floor = floor or inner.now()
+
+    def behind_s(self) -> float:
+        """How far the real clock runs behind the floor (0 when it does not)."""
+        return max((self.floor - self.inner.now()).total_seconds(), 0.0)
+
+    def now(self) -> datetime:
+        now = self.inner.now()
+        if now > self.floor:
+            self.floor = now
+        return self.floor
+
+    def monotonic(self) -> float:
+        return self.inner.monotonic()
+
+
 def resolve_zone(name: str) -> tzinfo:
     """An IANA zone, or for "local" the system's own zone with its DST rules (not a fixed offset)."""
     if name != "local":

@@ -22,7 +22,7 @@ import structlog
 import uvicorn
 
 from picometer.alert import Alert, Kind
-from picometer.clock import Clock, SystemClock, resolve_zone
+from picometer.clock import Clock, NotBefore, SystemClock, resolve_zone
 from picometer.config import Config, ConfigError, keep_for_restart, load_config, restart_needed
 from picometer.gateway.app import Gateway
 from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
@@ -132,13 +132,23 @@ class Daemon:
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock = clock or SystemClock()
+        base = clock or SystemClock()
         self.zone = resolve_zone(config.budgets.timezone)
-        self.usage_log = UsageLog(config.storage, self.clock)
+        self.usage_log = UsageLog(config.storage, base)
         self.rollups = Rollups(
             Path(config.storage.data_dir) / "rollups.db", config.storage.max_series, frozenset(config.workflows)
         )
         self.rollups.replay(self.usage_log.dir)
+        # From here on, time never runs behind the newest record: a stale boot clock opens no fresh budget period.
+        self.clock = NotBefore(base, self.rollups.newest)
+        self.usage_log.clock = self.clock
+        if self.clock.behind_s() > 60:
+            log.warning(
+                "the system clock is behind the newest usage record: counting in the newest period seen until "
+                "it catches up (a Pi without a real-time clock, before NTP answers)",
+                behind_s=round(self.clock.behind_s()),
+                newest=self.rollups.newest.isoformat() if self.rollups.newest else None,
+            )
         self.state = State(Path(config.storage.data_dir) / "state.db")
         self.alerts: collections.deque[Alert] = collections.deque(maxlen=ALERTS_KEPT)
         self.outbox = Outbox(Path(config.storage.data_dir) / "alerts.db")

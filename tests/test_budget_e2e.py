@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from picometer.simulator import SimSettings
+from picometer.store.usagelog import read_records
 from tests.clocks import ManualClock
 from tests.servers import GatewayServer, SimServer, free_port, gateway_config
 
@@ -263,3 +264,41 @@ def test_the_cli_pauses_through_the_daemon_or_its_state_file_when_it_is_down(sim
         assert httpx.post(url, json=CHAT, trust_env=False).status_code == 429
         status = run("status", "--config", str(config))
         assert "PAUSED nightly until resumed" in status.stdout
+
+
+def test_a_clock_that_boots_behind_then_jumps_forward_spends_no_more_than_the_cap(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """A Pi without a real-time clock: a run in the morning, a reboot that comes up the evening before, then NTP
+    puts the clock right. The daily cap holds across all three, and no record is counted twice."""
+    cap = 0.002
+    dear = {"model": "gpt-4o", "max_tokens": 20, "messages": [{"role": "user", "content": "water the ferns"}]}
+    raw = gateway_config(sim.url, tmp_path, budgets={"timezone": "UTC", "daily_usd": cap})
+    morning = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+    def spend_until_refused(gw: GatewayServer, limit: int = 40) -> int:
+        for n in range(limit):
+            r = httpx.post(f"{gw.url}/openai/chat/completions", json=dear, trust_env=False)
+            if r.status_code == 429:
+                return n
+            assert r.status_code == 200
+        raise AssertionError("the cap never refused")
+
+    clock = ManualClock(morning)
+    with GatewayServer(raw, clock=clock) as gw:
+        for _ in range(3):
+            assert httpx.post(f"{gw.url}/openai/chat/completions", json=dear, trust_env=False).status_code == 200
+    clock = ManualClock(morning - timedelta(hours=14))  # reboot: the clock says yesterday evening
+    with GatewayServer(raw, clock=clock) as gw:
+        spend_until_refused(gw)
+        clock.advance(14 * 3600 + 600)  # NTP answers: this morning again, ten minutes later
+        assert spend_until_refused(gw) == 0, "the jump forward opened no fresh day"
+    records = [record for record, _ in read_records(tmp_path / "logs")]
+    ok = [r for r in records if r["status"] == "ok"]
+    assert len(ok) > 3
+    assert sum(r["cost_usd"] for r in ok) <= cap
+    assert all(r["ts"] >= "2026-11-30T10:00" for r in records), "no record is stamped behind the ones before"
+    clock.advance(60)
+    with GatewayServer(raw, clock=clock) as gw:  # a restart replays the log: every call counted once
+        status = httpx.get(f"{gw.url}/-/status", trust_env=False).json()
+    assert status["spend_usd"]["today"] == pytest.approx(sum(r["cost_usd"] for r in ok), abs=1e-12)

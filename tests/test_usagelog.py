@@ -138,3 +138,19 @@ def test_a_full_disk_fails_no_client_request(make_gateway: Callable[..., Gateway
     assert kinds.count("disk_low") == 1 and kinds.count("records_dropped") == 1
     dropped = next(a for a in gw.daemon.alerts if a.kind == "records_dropped")
     assert dropped.message.startswith("5 usage log lines dropped") and dropped.severity == "critical"
+
+
+def test_a_clock_behind_the_newest_file_still_names_the_next_file_after_it(tmp_path: Path) -> None:
+    """Replay goes by file order: a boot in the past must not make a file that sorts before the last one."""
+    from datetime import UTC, datetime
+
+    cfg = StorageConfig(data_dir=str(tmp_path / "data"), log_dir=str(tmp_path / "logs"))
+    first = UsageLog(cfg, ManualClock(datetime(2026, 11, 30, 10, 0, tzinfo=UTC)))
+    first.write(Record(ts="2026-11-30T10:00:00.000Z", request_id="a"))
+    first.close()
+    second = UsageLog(cfg, ManualClock(datetime(2026, 11, 29, 20, 0, tzinfo=UTC)))  # booted yesterday evening
+    second.write(Record(ts="2026-11-29T20:00:00.000Z", request_id="b"))
+    second.close()
+    files = log_files(tmp_path / "logs")
+    assert len(files) == 2 and files[-1].name.startswith(second.path.name)
+    assert [r["request_id"] for r, _ in read_records(tmp_path / "logs")] == ["a", "b"]

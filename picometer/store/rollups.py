@@ -160,6 +160,9 @@ class Rollups:
         self._db_lock = threading.Lock()
         self._series = self._load_series()
         self._known: set[SeriesKey] = set(self._series)  # every series stored or pending: what the cap counts
+        (hour,) = self._db.execute("SELECT MAX(hour) FROM rollup").fetchone()
+        # The newest record seen (to the hour from the file, exact from what is folded): the clock's floor.
+        self.newest: datetime | None = None if hour is None else datetime.fromtimestamp(hour * 3600, UTC)
         self.folded = 0  # records folded into "other" since start
         self.watermark = self._read_watermark()
         self._batch = new_batch()
@@ -168,6 +171,9 @@ class Rollups:
     # ---------------------------------------------------------------- folding
 
     def add(self, rec: Record, position: Position | None) -> None:
+        moment = datetime.fromisoformat(rec.ts)
+        if self.newest is None or moment > self.newest:
+            self.newest = moment
         with self._lock:
             key = (rec.workflow, rec.env, rec.provider, rec.model or "")
             if key not in self._known:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,14 @@ class UsageLog:
     # ---------------------------------------------------------------- writing
 
     def _open_new(self) -> None:
-        at = self.clock.now()
+        at = self.clock.now().replace(microsecond=0)
+        files = log_files(self.dir)
+        newest = _stem(files[-1]) if files else None
+        if newest is not None:
+            # Names sort in the order files were made, whatever the clock says (a Pi without a real-time
+            # clock boots in the past): replay goes by this order, so nothing is read twice or skipped.
+            last = datetime.strptime(newest, "usage-%Y%m%d-%H%M%S").replace(tzinfo=UTC)
+            at = max(at, last + timedelta(seconds=1))
         while True:  # two rotations in one second: take the next free second, names stay in time order
             self.path = self.dir / at.strftime("usage-%Y%m%d-%H%M%S.jsonl")
             if not self.path.exists() and not self.path.with_name(self.path.name + ".gz").exists():

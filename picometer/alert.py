@@ -26,6 +26,7 @@ class Kind(StrEnum):
     CANARY_RECOVERED = "canary_recovered"
     SLO_BURN_FAST = "slo_burn_fast"
     SLO_BURN_SLOW = "slo_burn_slow"
+    DATABASE_REBUILT = "database_rebuilt"
 
 
 class Severity(StrEnum):
@@ -48,6 +49,7 @@ SEVERITY = {
     Kind.CANARY_RECOVERED: Severity.INFO,
     Kind.SLO_BURN_FAST: Severity.CRITICAL,  # at this rate a month's error budget is gone in two days
     Kind.SLO_BURN_SLOW: Severity.WARNING,
+    Kind.DATABASE_REBUILT: Severity.WARNING,
 }
 
 # Kinds that describe a condition: they are told again as "over" once it has passed.

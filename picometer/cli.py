@@ -413,10 +413,12 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
             click.echo(f"resumed {workflow}" if data["was_paused"] else f"{workflow} was not paused")
         else:
             click.echo(f"paused {workflow} " + (f"until {data['until']}" if data["until"] else "until resumed"))
+        if data.get("warning"):
+            click.echo(f"warning: {data['warning']}", err=True)
         return
     import sqlite3
 
-    from picometer.store.state import State
+    from picometer.store.state import NotSaved, State
 
     path = Path(config.storage.data_dir) / "state.db"
     try:
@@ -434,6 +436,9 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
             until = pause.until.astimezone().isoformat(timespec="minutes") if pause.until else "resumed"
             click.echo(f"paused {workflow} until {until}")
         click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
+    except NotSaved as e:
+        click.echo(f"picometer is not running at {url}, and {e}", err=True)
+        sys.exit(1)
     finally:
         state.close()
 

@@ -177,11 +177,30 @@ class Daemon:
             run_canary=self.run_canary,
             metrics=self.metrics_async,
         )
+        self._tell_rebuilt()
         self.loaded_at = self.clock.now()
         self.last_reload: dict[str, Any] | None = None
         self.server = uvicorn_server(self.gateway)
         self.notifier = Notifier(os.environ)
         self.server.on_started = lambda: self.notifier.ready(self.status_line())
+
+    def _tell_rebuilt(self) -> None:
+        """A damaged SQLite file was moved aside at start and a fresh one made: say what that means."""
+        what = {
+            "rollups": "the totals were rebuilt from the usage log (calls older than the log's retention are gone "
+            "from reports)",
+            "state": "pauses, canary failure runs and the last weekly CSV mark were lost: check `picometer status` "
+            "and pause again what should stay paused",
+            "alerts": "alerts queued for delivery, mutes and cooldowns were lost",
+        }
+        for name, store in (("rollups", self.rollups), ("state", self.state), ("alerts", self.outbox)):
+            if store.moved_aside is not None:
+                message = (
+                    f"The {name} database was damaged and has been replaced by a fresh one; {what[name]}. "
+                    f"The damaged file is kept as {store.moved_aside} (remove it once you are done with it)."
+                )
+                log.error("damaged database replaced", database=name, kept_as=str(store.moved_aside))
+                self.alert(Alert(Kind.DATABASE_REBUILT, f"database_rebuilt:{name}", message, self.clock.now()))
 
     def reload(self) -> None:
         """SIGHUP: read the config file again and apply what can change while running (prices, budgets,

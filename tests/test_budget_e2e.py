@@ -204,6 +204,7 @@ def test_pause_blocks_one_workflow_and_resume_lets_it_through(make_gateway: Call
         "workflow": "nightly",
         "paused": False,
         "was_paused": True,
+        "saved": True,
     }
     assert post("/w/nightly/openai/chat/completions", json=CHAT).status_code == 200
     assert post("/-/pause/nightly", headers=auth, params={"for": "soon"}).status_code == 400

@@ -18,7 +18,7 @@ from picometer.gateway.admission import ClientGone, parse_json_object, read_body
 from picometer.gateway.refusals import Refusal, error_body
 from picometer.gateway.tags import clean_tag, presented_key
 from picometer.record import rfc3339_ms
-from picometer.store.state import State
+from picometer.store.state import NotSaved, State
 
 log = structlog.get_logger("picometer.gateway")
 
@@ -91,9 +91,13 @@ class Admin:
             raise Refusal(400, "invalid_request_error", f"name a workflow: POST /-/{action}/WORKFLOW")
         now = self.clock.now()
         if action == "resume":
-            was = self.state.resume(workflow)
+            was, warning = self.state.paused(workflow, now) is not None, None
+            try:
+                self.state.resume(workflow)
+            except NotSaved as e:
+                warning = str(e)
             log.info("workflow resumed", workflow=workflow, was_paused=was)
-            return {"workflow": workflow, "paused": False, "was_paused": was}
+            return _noting(warning, {"workflow": workflow, "paused": False, "was_paused": was})
         body = await read_body(receive, CONTROL_BODY_LIMIT, headers)
         if body is None:
             raise Refusal(413, "invalid_request_error", f"a control request body is at most {CONTROL_BODY_LIMIT} bytes")
@@ -108,9 +112,13 @@ class Admin:
                 until = now + parse_duration(str(wanted))
             except ValueError as e:
                 raise Refusal(400, "invalid_request_error", str(e)) from None
-        pause = self.state.pause(workflow, until, clean_tag(headers.get("x-picometer-by")) or "http", now)
-        log.warning("workflow paused", workflow=workflow, until=_when(pause.until), by=pause.by)
-        return {"workflow": workflow, "paused": True, "until": _when(pause.until), "by": pause.by}
+        by, warning = clean_tag(headers.get("x-picometer-by")) or "http", None
+        try:
+            self.state.pause(workflow, until, by, now)
+        except NotSaved as e:
+            warning = str(e)
+        log.warning("workflow paused", workflow=workflow, until=_when(until), by=by)
+        return _noting(warning, {"workflow": workflow, "paused": True, "until": _when(until), "by": by})
 
     def authorize(self, scope: Scope, headers: dict[str, str]) -> None:
         """Loopback only without [server].admin_token; with one, every caller needs it."""
@@ -127,6 +135,14 @@ class Admin:
                 "permission_denied",
                 "control routes without [server].admin_token answer only on loopback; set admin_token to allow this",
             )
+
+
+def _noting(warning: str | None, answer: dict[str, Any]) -> dict[str, Any]:
+    """A pause or resume answer; when the state file could not keep it, saved = false and why."""
+    if warning is not None:
+        log.error("pause state not saved", error=warning)
+        return {**answer, "saved": False, "warning": warning}
+    return {**answer, "saved": True}
 
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -72,7 +72,7 @@ def _dt(value: float) -> datetime:
 class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = connect(path, MIGRATIONS, "alerts")
+        self._db, self.moved_aside = connect(path, MIGRATIONS, "alerts")  # moved_aside: a damaged file, kept
 
     # ---------------------------------------------------------------- messages
 

@@ -155,7 +155,7 @@ class Rollups:
         self.max_series = max_series
         self.protected = protected
         # One connection, used by one thread at a time (the loop's reads, or a flush on a worker).
-        self._db = connect(path, MIGRATIONS, "rollup")
+        self._db, self.moved_aside = connect(path, MIGRATIONS, "rollup")  # moved_aside: a damaged file, kept
         self._lock = threading.Lock()
         self._db_lock = threading.Lock()
         self._series = self._load_series()

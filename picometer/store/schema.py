@@ -3,20 +3,44 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 # Each entry moves a schema from version i to i + 1; PRAGMA user_version says where a file is.
 Migrations = tuple[tuple[str, ...], ...]
 
 
-def connect(path: Path, migrations: Migrations, name: str) -> sqlite3.Connection:
-    """An autocommit WAL connection at the newest schema; refuses a file written by a newer picometer."""
+_CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the file is damaged or is no database at all
+
+
+def connect(path: Path, migrations: Migrations, name: str) -> tuple[sqlite3.Connection, Path | None]:
+    """An autocommit WAL connection at the newest schema; refuses a file written by a newer picometer.
+    A damaged file is moved aside (returned as the second item) and a fresh one made, so a corrupt file
+    never keeps the daemon from starting."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _open(path, migrations, name), None
+    except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorcode", 0) & 0xFF not in _CORRUPT:
+            raise
+    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.replace(aside.with_name(aside.name + suffix))
+    return _open(path, migrations, name), aside
+
+
+def _open(path: Path, migrations: Migrations, name: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA busy_timeout=5000")
-    migrate(db, migrations, name)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        migrate(db, migrations, name)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 

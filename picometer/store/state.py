@@ -4,6 +4,7 @@ last weekly CSV written, so a week missed while down is written at the next star
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),  # e.g. the last weekly CSV written
 )
+
+
+class NotSaved(Exception):
+    """The change is in force in this process but the state file could not keep it; the message says so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,7 @@ class State:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = connect(path, MIGRATIONS, "state")
+        self._db, self.moved_aside = connect(path, MIGRATIONS, "state")  # moved_aside: a damaged file, kept
         self._pauses = {
             row[0]: Pause(row[0], _dt(row[1]), _dt(row[2]) or datetime.now(UTC), row[3])
             for row in self._db.execute("SELECT workflow, until, since, by FROM pause")
@@ -75,17 +80,27 @@ class State:
         return [self._pauses[name] for name in sorted(self._pauses)]
 
     def pause(self, workflow: str, until: datetime | None, by: str, now: datetime) -> Pause:
+        """In force at once; NotSaved when the state file cannot keep it (it then ends with this process)."""
         pause = Pause(workflow, until, now, by)
-        self._db.execute(
+        self._pauses[workflow] = pause
+        self._save(
             "INSERT OR REPLACE INTO pause (workflow, until, since, by) VALUES (?, ?, ?, ?)",
             (workflow, _ts(until), _ts(now), by),
+            "the pause holds until picometer restarts, not after",
         )
-        self._pauses[workflow] = pause
         return pause
 
     def resume(self, workflow: str) -> bool:
-        self._db.execute("DELETE FROM pause WHERE workflow = ?", (workflow,))
-        return self._pauses.pop(workflow, None) is not None
+        """Lifted at once; NotSaved when the state file cannot forget it (it would come back at a restart)."""
+        was = self._pauses.pop(workflow, None) is not None
+        self._save("DELETE FROM pause WHERE workflow = ?", (workflow,), "the pause comes back when picometer restarts")
+        return was
+
+    def _save(self, sql: str, args: tuple[object, ...], consequence: str) -> None:
+        try:
+            self._db.execute(sql, args)
+        except sqlite3.Error as e:
+            raise NotSaved(f"{self.path} could not be written ({e}): {consequence}") from None
 
     def probe(self, name: str) -> Failures:
         row = self._db.execute("SELECT failures, first_failed, told FROM probe WHERE name = ?", (name,)).fetchone()

@@ -17,6 +17,7 @@ from picometer.gateway.tags import clean_tag
 from picometer.metering.budget import to_pico, usd
 from picometer.reports import report
 from picometer.reports.periods import PERIODS
+from picometer.store.state import NotSaved
 from picometer.watch.alerts import esc
 from picometer.watch.canary import table
 
@@ -169,19 +170,28 @@ class Commands:
         d = self.daemon
         now = d.clock.now()
         until = now + parse_duration(args[1]) if len(args) > 1 else None
-        d.state.pause(workflow, until, by, now)
+        note = ""
+        try:
+            d.state.pause(workflow, until, by, now)
+        except NotSaved as e:
+            note = f"\n⚠️ {esc(str(e))}"
         log.warning("workflow paused", workflow=workflow, until=until and until.isoformat(), by=by)
         span = f"for {format_duration(until - now)}" if until else "until /resume"
-        return f"⏸ <b>{esc(workflow)}</b> is paused {span}: its calls get 429 workflow_paused."
+        return f"⏸ <b>{esc(workflow)}</b> is paused {span}: its calls get 429 workflow_paused.{note}"
 
     async def resume(self, args: list[str], by: str) -> str:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /resume WORKFLOW")
-        was = self.daemon.state.resume(workflow)
+        state, note = self.daemon.state, ""
+        was = state.paused(workflow, self.daemon.clock.now()) is not None
+        try:
+            state.resume(workflow)
+        except NotSaved as e:
+            note = f"\n⚠️ {esc(str(e))}"
         log.info("workflow resumed", workflow=workflow, was_paused=was, by=by)
         name = esc(workflow)
-        return f"▶️ <b>{name}</b> resumed." if was else f"{name} was not paused."
+        return (f"▶️ <b>{name}</b> resumed." if was else f"{name} was not paused.") + note
 
     async def mute(self, args: list[str], by: str) -> str:
         kind, scope = _kind(args, "/mute KIND [24h]")

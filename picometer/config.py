@@ -49,6 +49,8 @@ class ServerConfig:
     admin_token: str = ""
     client_keys: tuple[str, ...] = ()
     max_in_flight: int = 64  # requests being served at once; more get 503 overloaded with Retry-After
+    max_connections: int = 100  # open client connections; past it a new one replaces an idle one, else gets 503
+    header_timeout_s: float = 10.0  # a connection that has not sent its request head by then is dropped
 
     @property
     def host(self) -> str:
@@ -412,6 +414,8 @@ def _validate(c: Config) -> None:
         )
     _at_least(c.server.max_body_bytes, 1024, "[server].max_body_bytes")
     _at_least(c.server.max_in_flight, 1, "[server].max_in_flight")
+    _at_least(c.server.max_connections, 2, "[server].max_connections")
+    _at_least(c.server.header_timeout_s, 0.1, "[server].header_timeout_s")
     _at_least(c.storage.max_series, 100, "[storage].max_series")
     for i, key in enumerate(c.server.client_keys):
         _check_client_key(key, f"[server].client_keys[{i}]")

@@ -23,8 +23,9 @@ import uvicorn
 
 from picometer.alert import Alert, Kind
 from picometer.clock import Clock, NotBefore, SystemClock, resolve_zone
-from picometer.config import Config, ConfigError, keep_for_restart, load_config, restart_needed
+from picometer.config import Config, ConfigError, ServerConfig, keep_for_restart, load_config, restart_needed
 from picometer.gateway.app import Gateway
+from picometer.gateway.connections import bounded_protocol
 from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
 from picometer.metering.pricing import Pricer
 from picometer.record import Record, Recorder
@@ -95,11 +96,15 @@ def own_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def uvicorn_server(app: Any, log_level: str = "warning", graceful_s: int = 30) -> _Server:
-    # h11 and asyncio: pure Python, so the same install works on every Pi.
+def uvicorn_server(
+    app: Any, log_level: str = "warning", graceful_s: int = 30, server: ServerConfig | None = None
+) -> _Server:
+    """uvicorn on h11 and asyncio (pure Python, so the same install works on every Pi); with `server`, its
+    connections bounded by [server].max_connections and header_timeout_s."""
+    http: Any = "h11" if server is None else bounded_protocol(server.max_connections, server.header_timeout_s)
     config = uvicorn.Config(
         app,
-        http="h11",
+        http=http,
         loop="asyncio",
         lifespan="on",
         log_level=log_level,
@@ -180,7 +185,7 @@ class Daemon:
         self._tell_rebuilt()
         self.loaded_at = self.clock.now()
         self.last_reload: dict[str, Any] | None = None
-        self.server = uvicorn_server(self.gateway)
+        self.server = uvicorn_server(self.gateway, server=config.server)
         self.notifier = Notifier(os.environ)
         self.server.on_started = lambda: self.notifier.ready(self.status_line())
 

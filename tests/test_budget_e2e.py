@@ -42,7 +42,7 @@ def test_200_concurrent_calls_never_pass_a_tiny_daily_cap(tmp_path: Path) -> Non
         raw = gateway_config(
             sim.url,
             tmp_path,
-            server={"listen": "127.0.0.1:0", "max_in_flight": 200},  # all 200 at once reach the budget check
+            server={"listen": "127.0.0.1:0", "max_in_flight": 200, "max_connections": 250},  # all 200 at once
             budgets={"timezone": "Europe/Berlin"},
             workflows={"runaway": {"daily_usd": cap}},
         )

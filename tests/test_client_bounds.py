@@ -3,6 +3,7 @@ get 400 naming the field, never reach the provider, and leave a record."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,38 @@ def test_50000_distinct_names_leave_memory_flat_and_metrics_small(tmp_path: Path
     assert grown <= 16, f"RSS grew {grown:.1f} MB over {total - warm} new names after warm-up"
     assert len(metrics.content) <= 2_000_000 and 'workflow="other"' in metrics.text
     assert status["requests_by_status"]["blocked"] == total
+
+
+def test_idle_and_slowloris_connections_cannot_crowd_out_a_real_client(tmp_path: Path) -> None:
+    """1,000 sockets that never send a thing and 200 that trickle a request head byte by byte: /-/health and a
+    real call still answer at once, the daemon holds at most max_connections, and the slow ones are dropped."""
+    import socket
+    import time
+
+    def fds(pid: int) -> int:
+        return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+    with SimServer() as sim:
+        raw = gateway_config(sim.url, tmp_path, server={"listen": "127.0.0.1:0", "header_timeout_s": 2})
+        with daemon_process(raw, tmp_path) as (url, proc):
+            host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
+            baseline = fds(proc.pid)
+            idle = [socket.create_connection((host, port)) for _ in range(1000)]
+            slow = [socket.create_connection((host, port)) for _ in range(200)]
+            for s in slow:
+                s.sendall(b"POST /openai/chat/completions HTTP/1.1\r\nHost: x\r\n")
+            client = httpx.Client(trust_env=False, timeout=10)
+            for _ in range(3):
+                for s in slow:
+                    with contextlib.suppress(OSError):
+                        s.sendall(b"X")
+                started = time.monotonic()
+                assert client.get(f"{url}/-/health").status_code == 200
+                assert time.monotonic() - started < 1.0
+            assert client.post(f"{url}/openai/chat/completions", json=CHAT).status_code == 200
+            assert fds(proc.pid) - baseline <= 100 + 10, "no more than max_connections held open"
+            time.sleep(2.5)  # past header_timeout_s: whatever never sent a whole head is gone
+            assert fds(proc.pid) - baseline <= 10
+            for s in idle + slow:
+                s.close()
+            assert client.get(f"{url}/-/health").status_code == 200

@@ -47,7 +47,11 @@ def test_100_concurrent_streams_each_get_their_own_correct_record(tmp_path: Path
     with (
         SimServer(SimSettings(chunk_delay_s=0.01)) as sim,
         GatewayServer(
-            gateway_config(sim.url, tmp_path, server={"listen": "127.0.0.1:0", "max_in_flight": CLIENTS})
+            gateway_config(
+                sim.url,
+                tmp_path,
+                server={"listen": "127.0.0.1:0", "max_in_flight": CLIENTS, "max_connections": 2 * CLIENTS},
+            )
         ) as gw,
     ):
         results = asyncio.run(run_clients(f"{gw.url}/openai/chat/completions"))

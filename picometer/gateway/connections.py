@@ -1,0 +1,78 @@
+"""Client connections, bounded: uvicorn's h11 protocol with a deadline for each request head and a cap on
+open connections, so idle sockets and slowloris clients cannot use up a Pi's file descriptors or memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+_BUSY_BODY = json.dumps(
+    {"error": {"type": "overloaded", "code": "overloaded", "message": "too many open connections; try again"}}
+).encode()
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+    b"connection: close\r\ncontent-length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
+)
+
+
+def bounded_protocol(max_connections: int, header_timeout_s: float) -> type[H11Protocol]:
+    """A protocol class for uvicorn.Config(http=...).
+
+    - A connection that has not sent a whole request head within `header_timeout_s` of opening (or of its
+      last answer) is closed: trickling bytes does not keep it open, as it would uvicorn's keep-alive timer.
+    - Past `max_connections`, a new connection takes the place of one that is idle (between requests, or
+      still sending its head); when every connection is busy with a request, the new one gets 503.
+    """
+
+    class Bounded(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            live = [c for c in self.connections if not c.transport.is_closing()]  # closed ones leave a tick later
+            if len(live) > max_connections:
+                idle = next((c for c in live if c is not self and _idle(c)), None)
+                if idle is None:
+                    transport.write(_BUSY)
+                    transport.close()
+                    return
+                idle.transport.close()
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(header_timeout_s, self._head_late)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if _idle(self) and not self.transport.is_closing():
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not _idle(self):
+                self._disarm()  # a whole request head is in: the request's own timeouts apply from here
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return Bounded
+
+
+def _idle(protocol: object) -> bool:
+    """No request in progress: between requests, or its head not complete yet."""
+    cycle = getattr(protocol, "cycle", None)
+    return cycle is None or bool(cycle.response_complete)

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import structlog
 
+from picometer.throttle import Throttled
+
 log = structlog.get_logger("picometer.record")
 
 PROMPT_KEYS = ("system", "instructions", "messages", "input", "prompt")
@@ -121,19 +123,20 @@ class Recorder:
         self._log = usage_log
         self._rollups = rollups
         self._observe = observe  # the anomaly watchers
+        self._errors = Throttled(log)  # a broken disk fails every record: one line a minute
 
     def __call__(self, record: Record) -> None:
         position = None
         try:
             position = self._log.write(record)
         except Exception:  # a failing log must never fail the request
-            log.exception("usage log write failed")
+            self._errors.exception("usage log write failed")
         try:
             self._rollups.add(record, position)
         except Exception:
-            log.exception("rollup fold failed")
+            self._errors.exception("rollup fold failed")
         if self._observe is not None:
             try:
                 self._observe(record)
             except Exception:
-                log.exception("watcher failed")
+                self._errors.exception("watcher failed")

@@ -26,8 +26,9 @@ from picometer.metering.budget import Budget, to_pico
 from picometer.metering.pricing import Pricer
 from picometer.record import Record, Recorder, rfc3339_ms
 from picometer.store.state import State
+from picometer.throttle import Throttled
 
-log = structlog.get_logger("picometer.gateway")
+log = Throttled(structlog.get_logger("picometer.gateway"))  # a bug hit by every request: one line a minute
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -22,8 +22,9 @@ from picometer.metering.limits import choices, limit_fields, output_limit
 from picometer.metering.pricing import Pricer
 from picometer.metering.usage import Usage, estimate_tokens, request_text_chars
 from picometer.record import Record, rfc3339_ms
+from picometer.throttle import Throttled
 
-log = structlog.get_logger("picometer.gateway")
+log = Throttled(structlog.get_logger("picometer.gateway"))  # a buggy provider is wrong on every call
 
 
 @dataclass(frozen=True, slots=True)

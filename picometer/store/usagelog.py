@@ -25,6 +25,7 @@ import structlog
 from picometer.clock import Clock
 from picometer.config import StorageConfig
 from picometer.record import Record
+from picometer.throttle import Throttled
 
 log = structlog.get_logger("picometer.usagelog")
 
@@ -120,6 +121,7 @@ class UsageLog:
         self.disk_low = False
         self.written = 0
         self.dropped = 0
+        self._errors = Throttled(log)  # a failing write fails every record: one line a minute
         self._recover()
         self._open_new()
         self._enforce_cap(reserve=self.rotate_bytes)  # the cap may have shrunk since the last run
@@ -169,7 +171,7 @@ class UsageLog:
     def _dropped_on(self, e: OSError) -> None:
         self.dropped += 1
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
-            log.error("usage log write failed", path=str(self.path), error=str(e))
+            self._errors.error("usage log write failed", path=str(self.path), error=str(e))
         elif not self.disk_low:
             log.warning("usage log: disk full, dropping raw lines (rollups continue)", path=str(self.path))
         self.disk_low = True

@@ -126,6 +126,22 @@ def timed(client: httpx.Client, url: str, stream: bool) -> float:
     return elapsed * 1000
 
 
+ABUSE_NAMES = int(os.environ.get("BENCH_ABUSE_NAMES", "5000"))
+
+
+def abuse(url: str) -> None:
+    """What a hostile or buggy client sends: a new workflow and model name on every call, and huge names.
+    Each is refused (unpriced or too long) before any provider is called; the RSS after it is the figure."""
+    with httpx.Client(timeout=60, trust_env=False) as client:
+        for i in range(ABUSE_NAMES):
+            body = {**CHAT, "model": f"no-such-model-{i}"}
+            r = client.post(f"{url}/openai/chat/completions", json=body, headers={"x-picometer-workflow": f"job-{i}"})
+            assert r.status_code == 400, r.status_code
+        for _ in range(3):
+            r = client.post(f"{url}/openai/chat/completions", json={**CHAT, "model": "m" * 9_000_000})
+            assert r.status_code == 400, r.status_code
+
+
 def measure(client: httpx.Client, urls: list[str], stream: bool) -> list[list[float]]:
     sinks: list[list[float]] = [[] for _ in urls]
     for i in range(WARMUP + ROUNDS):
@@ -196,6 +212,8 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
         raw = b"".join(p.read_bytes() for p in sorted((work / "logs").glob("usage-*.jsonl")))
         records = raw.count(b"\n")
         gzipped = len(gzip.compress(raw))  # what rotation leaves on disk
+        abuse(f"http://127.0.0.1:{pm_port}")
+        abused_rss = rss_mb(daemon.pid)
     finally:
         for process in (daemon, sim, bare):
             process.terminate()
@@ -224,6 +242,7 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
     print()
     print(f"time to healthy (process start to /-/health 200): {to_healthy * 1000:.0f} ms")
     print(f"RSS idle after start: {idle_rss:.1f} MB; after {records} requests: {loaded_rss:.1f} MB")
+    print(f"RSS after the abuse ({ABUSE_NAMES} new names, 3 calls with a 9 MB model name): {abused_rss:.1f} MB")
     print(
         f"usage log: {len(raw) / max(records, 1):.0f} bytes per request raw, "
         f"{gzipped / max(records, 1):.0f} after gzip ({records} real records of this run)"

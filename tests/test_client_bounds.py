@@ -183,3 +183,27 @@ def test_idle_and_slowloris_connections_cannot_crowd_out_a_real_client(tmp_path:
             for s in idle + slow:
                 s.close()
             assert client.get(f"{url}/-/health").status_code == 200
+
+
+def test_request_bodies_held_at_once_are_bounded(make_gateway: Any) -> None:
+    """Three 1.4 MB calls at once against a 3 MB bound: two are served, one gets 503 at once; afterwards
+    nothing is held and a call passes again."""
+    import asyncio
+
+    gw = make_gateway(
+        server={"listen": "127.0.0.1:0", "max_body_bytes": 2_000_000, "max_body_bytes_in_flight": 3_000_000}
+    )
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 1_400_000}]}
+
+    async def three() -> list[int]:
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+            url, slow = f"{gw.url}/openai/chat/completions", {"x-sim-latency-ms": "1000"}
+            first = [asyncio.create_task(client.post(url, json=big, headers=slow)) for _ in range(2)]
+            await asyncio.sleep(0.4)  # both are with the provider now
+            third = await client.post(url, json=big)
+            return [r.status_code for r in await asyncio.gather(*first)] + [third.status_code]
+
+    codes = asyncio.run(three())
+    assert codes == [200, 200, 503], codes
+    assert gw.daemon.gateway.admission.body_bytes_held == 0
+    assert httpx.post(f"{gw.url}/openai/chat/completions", json=big, trust_env=False, timeout=30).status_code == 200

@@ -105,6 +105,7 @@ class Admission:
         self._alert = alert
         self._canary_token = canary_token.encode() if canary_token else None
         self._unpriced_warned: set[tuple[str, str]] = set()
+        self.body_bytes_held = 0  # request bodies in memory now, read or being read: bounded by the config
 
     def reconfigure(self, config: Config, pricer: Pricer) -> None:
         self.config, self.pricer, self.keyring = config, pricer, Keyring(config)
@@ -115,7 +116,9 @@ class Admission:
         """The admitted request, or Turned carrying the refusal and what was known."""
         draft = _Draft(facts)
         try:
-            return await self._admit(draft, scope, receive, headers)
+            admitted = await self._admit(draft, scope, receive, headers)
+            self.body_bytes_held += len(admitted.content)  # given back by release() when the call ends
+            return admitted
         except Refusal as r:
             shape = draft.endpoint.shape if draft.endpoint else None
             raise Turned(r, draft.facts(), shape, draft.provider.kind if draft.provider else None) from None
@@ -170,7 +173,22 @@ class Admission:
                 f"set [providers.{route.provider}].api_key",
             )
 
-        content = await read_body(receive, cfg.server.max_body_bytes, headers)
+        declared = headers.get("content-length", "")
+        expected = int(declared) if declared.isdigit() and int(declared) <= cfg.server.max_body_bytes else 0
+        limit = cfg.server.max_body_bytes_in_flight
+        if self.body_bytes_held + expected > limit:
+            raise Refusal(
+                503,
+                "overloaded",
+                f"picometer holds {limit} bytes of request bodies already ([server].max_body_bytes_in_flight); "
+                "try again in a second",
+                [(b"retry-after", b"1")],
+            )
+        self.body_bytes_held += expected  # kept for this body while it arrives
+        try:
+            content = await read_body(receive, cfg.server.max_body_bytes, headers)
+        finally:
+            self.body_bytes_held -= expected
         if content is None:
             raise Refusal(
                 413,
@@ -226,6 +244,10 @@ class Admission:
             worst = to_pico(self.pricer.worst_cost(provider, model, usage, started) or 0.0)
         hold = self._reserve(d, worst)
         return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, hide, hold)
+
+    def release(self, admitted: Admitted) -> None:
+        """The call has ended: its body is no longer held."""
+        self.body_bytes_held -= len(admitted.content)
 
     def _is_canary(self, headers: dict[str, str]) -> bool:
         given = headers.get(CANARY_HEADER)

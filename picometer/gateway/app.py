@@ -200,6 +200,7 @@ class Gateway:
                 await respond(send, 500, _internal(headers, scope["path"], req.endpoint.shape), facts.request_id)
         finally:
             finish()
+            self.admission.release(req)
 
     async def _forward_guarded(
         self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Callable[[], Record]

@@ -176,11 +176,11 @@ class Daemon:
             recorder=Recorder(self.usage_log, self.rollups, observe=self._observe),
             budget=self.budget,
             state=self.state,
-            status_extra=self.status_async,
+            status_extra=self.status,
             alert=self._alert_later,
             canary_token=self.canary.token,
             run_canary=self.run_canary,
-            metrics=self.metrics_async,
+            metrics=self.metrics,
         )
         self._tell_rebuilt()
         self.loaded_at = self.clock.now()
@@ -271,16 +271,24 @@ class Daemon:
         now = self.clock.now()
         return objectives(self.rollups, self.config.workflows, now, lambda name: self.watchers.burns(name, now), rows)
 
-    def rollup_reads(self) -> tuple[dict[str | None, int], dict[str, dict[str, Any]]]:
-        """What /-/status and /metrics need from SQLite (each cap's pace, the objectives' 28 days): read on a
-        worker thread, so the event loop never waits for the rollups lock a flush may hold."""
+    def paces(self) -> dict[str | None, int]:
+        """Each capped scope's spend over the last hour, per hour (a rollups query)."""
         now = self.clock.now()
-        paces = {
+        return {
             lg.cap.workflow: to_pico(self.rollups.pace(now, lg.cap.workflow))
             for lg in self.budget.ledgers()
             if lg.cap.limit
         }
-        return paces, objective_rows(self.rollups, now) if self.config.workflows else {}
+
+    def _rollup_reads(self) -> tuple[dict[str | None, int], dict[str, dict[str, Any]]]:
+        now = self.clock.now()
+        return self.paces(), objective_rows(self.rollups, now) if self.config.workflows else {}
+
+    async def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Budgets with their pace and the objectives, for every face (/-/status, /metrics, the bot): the
+        SQLite reads on a worker thread, so the event loop never waits for the rollups lock a flush may hold."""
+        paces, rows = await asyncio.to_thread(self._rollup_reads)
+        return self.budgets(paces), self.objectives(rows)
 
     def canary_status(self) -> dict[str, Any]:
         last = self.canary.last
@@ -320,23 +328,18 @@ class Daemon:
         self.meter.observe(record)
         self.watchers.observe(record, self.clock.now())
 
-    async def metrics_async(self) -> tuple[bytes, str]:
-        """GET /metrics: the counters, and the gauges read now (the SQLite ones off the event loop)."""
-        paces, rows = await asyncio.to_thread(self.rollup_reads)
-        return self.metrics(self.budgets(paces), self.objectives(rows))
-
-    def metrics(
-        self, budgets: list[dict[str, Any]] | None = None, objectives: list[dict[str, Any]] | None = None
-    ) -> tuple[bytes, str]:
+    async def metrics(self) -> tuple[bytes, str]:
+        """GET /metrics: the counters, and the gauges read now."""
+        budgets, objectives = await self.summaries()
         log_ = self.usage_log
         gauges = Gauges(
             retries=self.gateway.retries(),
-            budgets=self.budgets() if budgets is None else budgets,
+            budgets=budgets,
             canary={name: result.ok for name, result in self.canary.last.items()},
             alerts_sent=self.alerter.told,
             usage_log_bytes=log_.total_bytes(),
             records_dropped=log_.dropped,
-            objectives=self.objectives() if objectives is None else objectives,
+            objectives=objectives,
         )
         return exposition(self.meter, gauges)
 
@@ -445,11 +448,10 @@ class Daemon:
         now = self.clock.now()
         self.budget.roll(now)
         out = []
+        paces = self.paces() if paces is None else paces
         for lg in self.budget.ledgers():
             if lg.cap.limit and lg.key is not None:
-                pace = (
-                    to_pico(self.rollups.pace(now, lg.cap.workflow)) if paces is None else paces.get(lg.cap.workflow, 0)
-                )
+                pace = paces.get(lg.cap.workflow, 0)
                 out.append(cap_status(lg.cap, lg.key, lg.spent, lg.reserved, pace, now, self.zone))
         return out
 
@@ -458,26 +460,20 @@ class Daemon:
         day, month = self.budget.spent(self.clock.now())
         return {"today": round(to_usd(day), 9), "month": round(to_usd(month), 9)}
 
-    async def status_async(self) -> dict[str, Any]:
-        """/-/status: the rollup summaries on a worker thread, the rest read here."""
-        paces, rows = await asyncio.to_thread(self.rollup_reads)
-        return self.status(self.budgets(paces), self.objectives(rows))
-
-    def status(
-        self, budgets: list[dict[str, Any]] | None = None, objectives: list[dict[str, Any]] | None = None
-    ) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
+        budgets, objectives = await self.summaries()
         log_ = self.usage_log
         now = self.clock.now()
         return {
             "spend_usd": self.spend(),
-            "budgets": self.budgets() if budgets is None else budgets,
+            "budgets": budgets,
             "pauses": [
                 {"workflow": p.workflow, "until": p.until and p.until.astimezone(self.zone).isoformat(), "by": p.by}
                 for p in self.state.pauses(now)
             ],
             "alerts": [a.as_dict(self.zone) for a in self.alerts],
             "canary": self.canary_status(),
-            "objectives": self.objectives() if objectives is None else objectives,
+            "objectives": objectives,
             "telegram": {
                 "enabled": self.config.telegram.enabled,
                 "connected": self.bot is not None and self.bot.connected,

@@ -111,12 +111,13 @@ class Commands:
         d = self.daemon
         now = d.clock.now()
         lines = [f"<b>picometer</b>: {esc(d.status_line())}"]
-        for cap in d.budgets():
+        budgets, objectives = await d.summaries()
+        for cap in budgets:
             lines.append(_cap_line(cap))
         for p in d.state.pauses(now):
             until = f"for {format_duration(p.until - now)}" if p.until else "until resumed"
             lines.append(f"⏸ {esc(p.workflow)} paused {until} (by {esc(p.by)})")
-        for o in d.objectives():
+        for o in objectives:
             lines.append(_objective_line(o))
         for name, result in d.canary.last.items():
             mark = "✅" if result.ok else "❌"
@@ -151,7 +152,8 @@ class Commands:
         return "\n".join(lines)
 
     async def budget(self, args: list[str], by: str) -> str:
-        caps = self.daemon.budgets()
+        d = self.daemon
+        caps = d.budgets(await asyncio.to_thread(d.paces))
         if not caps:
             return "No budget caps are set ([budgets] and [workflows.NAME] daily_usd / monthly_usd)."
         return "\n".join(["<b>Budgets</b>", *(_cap_line(c) for c in caps)])

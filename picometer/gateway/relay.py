@@ -47,6 +47,11 @@ class Relay:
         self.o.started_reply = True
         return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
+    def _bad(self, message: str, failure: str | None = "bad_response") -> Refusal:
+        """An answer that cannot be passed on, before its first byte went out: 502, recorded as `failure`."""
+        self.o.failure = failure
+        return Refusal(502, "upstream_bad_response", message)
+
     def _first_byte(self) -> None:
         if self.o.ttft_ms is None:
             self.o.ttft_ms = self._elapsed_ms()
@@ -58,33 +63,23 @@ class Relay:
         try:
             content = b"".join([piece async for piece in pieces(response, limit)])
         except httpx.HTTPError as e:
-            o.failure = "bad_response"
-            raise Refusal(
-                502, "upstream_bad_response", f"provider {provider!r} broke off its answer: {type(e).__name__}"
-            ) from None
+            raise self._bad(f"provider {provider!r} broke off its answer: {type(e).__name__}") from None
         except TooLarge:
-            o.failure = "bad_response"
-            raise Refusal(
-                502,
-                "upstream_bad_response",
+            raise self._bad(
                 f"provider {provider!r} answered with more than {limit} bytes "
-                f"([providers.{provider}].max_response_bytes); picometer stopped reading",
+                f"([providers.{provider}].max_response_bytes); picometer stopped reading"
             ) from None
         except Undecodable as e:
-            o.failure = "bad_response"
-            raise Refusal(502, "upstream_bad_response", f"provider {provider!r} answered with {e}") from None
+            raise self._bad(f"provider {provider!r} answered with {e}") from None
         self._first_byte()
         ctype = response.headers.get("content-type", "")
         if response.is_success and shape and (strict or "json" in ctype):
             try:
                 parsed = json.loads(content)
             except ValueError:
-                o.failure = "bad_response"
-                raise Refusal(
-                    502,
-                    "upstream_bad_response",
+                raise self._bad(
                     f"provider {provider!r} answered {response.status_code} with a body that is not JSON "
-                    f"({ctype or '?'}, {len(content)} bytes); check its base_url",
+                    f"({ctype or '?'}, {len(content)} bytes); check its base_url"
                 ) from None
             o.usage, o.response_model = from_response(shape, parsed)
         o.complete = True  # the whole answer is in hand and goes out in one piece
@@ -161,16 +156,12 @@ class Relay:
             # The provider cut the stream: leave the client's unfinished too, so it sees a broken stream.
             o.break_off("timeout" if isinstance(e, httpx.TimeoutException) else "stream_interrupted")
             if not o.started_reply:
-                o.failure = o.cut
-                message = "the provider broke off its stream before any event"
-                raise Refusal(502, "upstream_bad_response", message) from None
+                raise self._bad("the provider broke off its stream before any event", o.cut) from None
             return
         except (TooLarge, EventTooLarge, Undecodable) as e:
             o.break_off("bad_response")
             if not o.started_reply:
-                o.failure = "bad_response"
-                message = f"the provider's stream is not one an API sends: {e}"
-                raise Refusal(502, "upstream_bad_response", message) from None
+                raise self._bad(f"the provider's stream is not one an API sends: {e}") from None
             return  # cut it for the client, as the provider's own cut would be
         finally:
             self._fold(meter)

@@ -19,7 +19,7 @@ _TOKEN_ENDPOINTS = {
     "embeddings": OPENAI,
     "messages": ANTHROPIC,
 }
-# Billed per image, per character or per minute: priced per call, conservatively (see limits.FLAT_WORST_USD).
+# Billed per image, per character or per minute: priced per call from above (limits.flat_cost_usd).
 _FLAT_ENDPOINTS = {
     "images/generations": "json",
     "images/edits": "multipart",

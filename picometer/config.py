@@ -78,9 +78,7 @@ class StorageConfig:
     fsync_interval_s: float = 5.0
     min_free_mb: int = 200
     store_prompts: str = "hash"
-    max_series: int = (
-        5000  # distinct workflow x env x provider x model kept in the rollups; later ones fold into "other"
-    )
+    max_series: int = 5000  # distinct workflow x env x provider x model in the rollups; later ones: "other"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ On start the log past the watermark is replayed, so every record is counted exac
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -114,11 +113,10 @@ def new_batch() -> Batch:
     return Batch({}, {}, {}, None)
 
 
-def fold(batch: Batch, rec: Record) -> None:
-    """Add one record to a batch: pure arithmetic, the same for live traffic and replay."""
-    moment = datetime.fromisoformat(rec.ts)
+def fold(batch: Batch, rec: Record, moment: datetime, key: SeriesKey) -> None:
+    """Add one record (made at `moment`, counted under series `key`) to a batch: pure arithmetic, the same
+    for live traffic and replay."""
     hour = int(moment.timestamp()) // 3600
-    key: SeriesKey = (rec.workflow, rec.env, rec.provider, rec.model or "")
     row = batch.counters.get((hour, key))
     if row is None:
         row = batch.counters[(hour, key)] = [0.0] * len(COUNTERS)
@@ -135,7 +133,7 @@ def fold(batch: Batch, rec: Record) -> None:
     else:
         row[10] += rec.cost_usd
         if rec.cost_usd:
-            q = (quarter_of(moment), rec.workflow)
+            q = (quarter_of(moment), key[0])  # the workflow, as folded
             batch.spend[q] = batch.spend.get(q, 0.0) + rec.cost_usd
     row[12] += rec.latency_ms
     b = (hour, key, histogram.bin_of(rec.latency_ms))
@@ -175,15 +173,13 @@ class Rollups:
         if self.newest is None or moment > self.newest:
             self.newest = moment
         with self._lock:
-            key = (rec.workflow, rec.env, rec.provider, rec.model or "")
+            key: SeriesKey = (rec.workflow, rec.env, rec.provider, rec.model or "")
             if key not in self._known:
                 if len(self._known) >= self.max_series:
-                    workflow = rec.workflow if rec.workflow in self.protected else OTHER
-                    rec = dataclasses.replace(rec, workflow=workflow, env=OTHER, provider=OTHER, model=OTHER)
-                    key = (workflow, OTHER, OTHER, OTHER)
+                    key = (rec.workflow if rec.workflow in self.protected else OTHER, OTHER, OTHER, OTHER)
                     self.folded += 1
                 self._known.add(key)
-            fold(self._batch, rec)
+            fold(self._batch, rec, moment, key)
             if position is not None:
                 self._batch.position = position
 

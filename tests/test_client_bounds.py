@@ -206,4 +206,6 @@ def test_request_bodies_held_at_once_are_bounded(make_gateway: Any) -> None:
     codes = asyncio.run(three())
     assert codes == [200, 200, 503], codes
     assert gw.daemon.gateway.admission.body_bytes_held == 0
+    refused = [rec for rec in gw.records(3) if rec["status"] == "blocked"]
+    assert [(rec["error_type"], rec["http_status"]) for rec in refused] == [("overloaded", 503)]
     assert httpx.post(f"{gw.url}/openai/chat/completions", json=big, trust_env=False, timeout=30).status_code == 200

@@ -29,6 +29,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, 
             yield url, proc.pid, tmp
 
 
+def records(tmp: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for f in sorted((tmp / "logs").glob("usage-*.jsonl")) for line in f.open()]
+
+
 def status(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/-/status", trust_env=False, timeout=30).json()  # type: ignore[no-any-return]
 
@@ -37,11 +41,14 @@ def status(url: str) -> dict[str, Any]:
 def test_a_hostile_body_gets_502_with_memory_bounded_and_the_cpu_idle_after(
     setup: tuple[str, int, Path], kind: str
 ) -> None:
-    url, pid, _ = setup
+    url, pid, tmp = setup
     before = rss_mb(pid)
     body = {**CHAT, "stream": kind.startswith("sse")}
     r = httpx.post(f"{url}/evil/chat/completions", json=body, headers={"x-hostile": kind}, trust_env=False, timeout=120)
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_bad_response", r.text[:300]
+    [rec] = [rec for rec in records(tmp) if rec["request_id"] == r.headers["x-picometer-request-id"]]
+    assert (rec["status"], rec["error_type"], rec["http_status"]) == ("error", "bad_response", 502)
+    assert rec["usage_source"] == "estimated" and rec["input_tokens"] > 0, "the provider may have billed it"
     assert rss_mb(pid) - before <= RSS_GROWTH_MB
     spent = cpu_s(pid)
     time.sleep(1.0)
@@ -59,8 +66,7 @@ def test_absurd_usage_is_recorded_within_bounds_and_releases_its_hold(setup: tup
     # 1e400 input tokens is no number; 10**30 output tokens is more than max_tokens allows: held to 20
     cost = float(r.headers["x-picometer-cost-usd"])
     assert cost == pytest.approx(20 * 0.60 / 1e6)
-    records = [json.loads(line) for f in sorted((tmp / "logs").glob("usage-*.jsonl")) for line in f.open()]
-    [rec] = [rec for rec in records if rec["request_id"] == request_id]
+    [rec] = [rec for rec in records(tmp) if rec["request_id"] == request_id]
     assert (rec["input_tokens"], rec["output_tokens"], rec["usage_source"]) == (0, 20, "provider")
 
 

@@ -355,7 +355,8 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     name = provider or config.server.default_provider
     if name not in config.providers:
         raise click.UsageError(f"no provider {name!r}; configured: {', '.join(sorted(config.providers))}")
-    rates = Pricer(config.prices).rates(config.providers[name], model, SystemClock().now())
+    pricer, provider_config, now = Pricer(config.prices), config.providers[name], SystemClock().now()
+    rates = pricer.rates(provider_config, model, now)
     if rates is None:
         click.echo(
             f"{model} on {name}: no known price. Add to the config:\n"
@@ -366,17 +367,46 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     source = rates.source
     if source.startswith("genai-prices:"):
         source += f" (bundled data, genai-prices {genai_prices_version()})"
+    columns = [("standard", rates)] + [
+        ("/".join(when.values()), r) for when, r in pricer.variants(provider_config, model, now) if r != rates
+    ]
     click.echo(f"{model} on {name}, dollars per 1M tokens:")
-    for label, value in (
-        ("input", rates.input),
-        ("cached input", rates.cached_input),
-        ("cache write", rates.cache_write),
-        ("output", rates.output),
-    ):
-        click.echo(f"  {label:<13} ${value:,.4f}")
+    click.echo(" " * 21 + "".join(f"{label:>12}" for label, _ in columns))
+    for label, pick in _PRICE_ROWS:
+        values = [pick(r) for _, r in columns]
+        if label in ("cache write 1h", "audio input", "audio output") and all(v is None for v in values):
+            continue
+        click.echo(f"  {label:<19}" + "".join(f"{'-' if v is None else f'${v:,.4f}':>12}" for v in values))
     if rates.tiered:
         click.echo("  (base tier shown; long prompts cost more and are charged by the tiered price)")
     click.echo(f"source: {source}")
+    if not provider_config.free:
+        click.echo("per-use fees (server-side tools, on top of their tokens):")
+        for label, fee in _fees(provider_config.kind):
+            click.echo(f"  {label:<19} ${fee.usd:,.4f} a call   {fee.source}")
+
+
+_PRICE_ROWS: tuple[tuple[str, Callable[[Any], float | None]], ...] = (
+    ("input", lambda r: r.input),
+    ("cached input", lambda r: r.cached_input),
+    ("cache write 5m", lambda r: r.cache_write),
+    ("cache write 1h", lambda r: r.cache_write_1h),
+    ("output", lambda r: r.output),
+    ("audio input", lambda r: r.audio_input),
+    ("audio output", lambda r: r.audio_output),
+)
+
+
+def _fees(kind: str) -> list[tuple[str, Any]]:
+    from picometer.metering import fees
+
+    if kind == "anthropic":
+        return [("web search", fees.WEB_SEARCH)]
+    return [
+        ("web search", fees.OPENAI_WEB_SEARCH),
+        ("web search preview", fees.OPENAI_WEB_SEARCH_PREVIEW),
+        ("file search", fees.OPENAI_FILE_SEARCH),
+    ]
 
 
 def switch(config: Config, action: str, workflow: str, duration: str | None) -> None:

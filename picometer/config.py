@@ -126,6 +126,9 @@ class PriceConfig:
     output: float = 0.0
     cached_input: float | None = None
     cache_write: float | None = None
+    cache_write_1h: float | None = None  # Anthropic's 1-hour cache writes; defaults to cache_write
+    audio_input: float | None = None  # audio tokens; default to input and output
+    audio_output: float | None = None
 
 
 @dataclass(frozen=True)
@@ -477,7 +480,7 @@ def _validate(c: Config) -> None:
 
     for model, price in c.prices.items():
         where = f'[prices."{model}"]'
-        for key in ("input", "output", "cached_input", "cache_write"):
+        for key in ("input", "output", "cached_input", "cache_write", "cache_write_1h", "audio_input", "audio_output"):
             value = getattr(price, key)
             if value is not None and value < 0:
                 raise ConfigError(

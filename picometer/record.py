@@ -53,6 +53,13 @@ class Record:
     prompt_hash: str | None = None
     budget: str | None = None
     canary: bool = False
+    service_tier: str | None = None  # the tier the provider served and billed (OpenAI priority, flex)
+    cache_write_1h_tokens: int = 0  # part of cache_write_tokens
+    audio_input_tokens: int = 0  # part of input_tokens
+    audio_output_tokens: int = 0  # part of output_tokens
+    tool_calls: dict[str, int] | None = None  # server-side tools billed per use: {"web_search": 3}
+    tool_cost_usd: float = 0.0  # part of cost_usd
+    batch: bool = False  # priced at the batch rate
     prompt: str | None = None  # only with store_prompts = "redacted", and then redacted
 
     def to_json(self) -> str:

@@ -440,9 +440,26 @@ def _messages_events(ctx: _Ctx, fault: str) -> Iterator[bytes]:
     yield _sse({"type": "message_stop"}, "message_stop")
 
 
+# GPT Image output tokens per image by quality, for 1024x1024 (OpenAI's image generation guide).
+_IMAGE_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
+
+
 def _images(ctx: _Ctx) -> dict[str, Any]:
     n = ctx.req["n"] if isinstance(ctx.req.get("n"), int) else 1
-    return {"created": int(time.time()), "data": [{"url": f"https://images.example/sim-{i}.png"} for i in range(n)]}
+    answer: dict[str, Any] = {
+        "created": int(time.time()),
+        "data": [{"url": f"https://images.example/sim-{i}.png"} for i in range(n)],
+    }
+    if str(ctx.req.get("model", "")).startswith("gpt-image"):  # token-billed models report usage
+        text = len(str(ctx.req.get("prompt", ""))) // 4 + 1
+        out = _IMAGE_TOKENS.get(str(ctx.req.get("quality")), _IMAGE_TOKENS["high"]) * n
+        answer["usage"] = {
+            "input_tokens": text,
+            "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
+            "output_tokens": out,
+            "total_tokens": text + out,
+        }
+    return answer
 
 
 def _batch(ctx: _Ctx) -> dict[str, Any]:

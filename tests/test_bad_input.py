@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,9 @@ def test_client_disconnect_mid_stream_is_recorded_and_the_upstream_call_cancelle
         assert rec["status"] == "error" and rec["error_type"] == "client_disconnected"
         assert rec["usage_source"] == "provider", "message_start already told the input tokens"
         assert rec["latency_ms"] < 2000, "picometer stopped at once instead of reading the rest"
+        deadline = time.monotonic() + 2  # the record is written first; the call's slot is freed just after
+        while gw.daemon.gateway.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert gw.daemon.gateway.in_flight == 0
 
 

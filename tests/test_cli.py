@@ -89,10 +89,18 @@ def test_init_writes_a_config_that_checks(tmp_path: Path) -> None:
 def test_prices_known_and_unknown() -> None:
     p = run("prices", "gpt-4o-mini")
     assert p.returncode == 0
-    assert "input         $0.1500" in p.stdout and "output        $0.6000" in p.stdout
+    rows = {line.split("$")[0].strip(): line.split()[-4:] for line in p.stdout.splitlines() if "$" in line}
+    header = p.stdout.splitlines()[1].split()
+    assert header[:2] == ["standard", "priority"] and "batch" in header
+    # openai.com/api/pricing, gpt-4o-mini: $0.15 in, $0.60 out; Priority $0.25 / $1.00; Batch $0.075 / $0.30
+    assert rows["input"][:2] == ["$0.1500", "$0.2500"] and rows["output"][:2] == ["$0.6000", "$1.0000"]
+    assert rows["input"][-1] == "$0.0750" and rows["output"][-1] == "$0.3000"
     assert "genai-prices:openai/gpt-4o-mini" in p.stdout
+    assert "web search          $0.0100 a call" in p.stdout and "openai.com/api/pricing" in p.stdout
     a = run("prices", "claude-haiku-4-5", "--provider", "anthropic")
-    assert a.returncode == 0 and "cache write" in a.stdout
+    assert a.returncode == 0 and "cache write 5m" in a.stdout and "cache write 1h" in a.stdout
+    # anthropic.com/pricing, Claude Haiku 4.5: $1 in, 5-minute writes $1.25, 1-hour writes $2
+    assert "$1.2500" in a.stdout and "$2.0000" in a.stdout
     u = run("prices", "my-own-model")
     assert u.returncode == 1 and '[prices."my-own-model"]' in u.stderr
 

@@ -16,8 +16,8 @@ from picometer.metering.limits import (
     field_to_set,
     limit_fields,
     output_limit,
-    worst_usage,
 )
+from picometer.metering.worst import worst_usage
 
 OPENAI = "https://api.openai.com/v1"
 MSG = [{"role": "user", "content": "hi"}]

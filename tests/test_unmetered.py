@@ -11,7 +11,6 @@ import httpx
 import openai
 import pytest
 
-from picometer.metering.limits import IMAGE_USD
 from tests.oracle import independent_cost
 from tests.servers import GatewayServer, SimServer
 
@@ -151,15 +150,19 @@ def test_a_messages_call_to_an_openai_kind_host_is_metered_as_messages(
     assert rec["output_tokens"] == msg.usage.output_tokens and rec["cost_usd"] > 0
 
 
-def test_images_are_priced_per_call_from_above_and_held_against_the_cap(
-    sim: SimServer, make_gateway: MakeGateway
-) -> None:
-    gw = make_gateway(budgets={"daily_usd": 1})
-    r = post(f"{gw.url}/openai/images/generations", {"model": "gpt-image-1", "prompt": "a tomato", "n": 2})
-    assert r.status_code == 200 and len(r.json()["data"]) == 2
-    assert float(r.headers["x-picometer-cost-usd"]) == pytest.approx(2 * IMAGE_USD)
-    too_many = post(f"{gw.url}/openai/images/generations", {"model": "gpt-image-1", "prompt": "a tomato", "n": 3})
-    assert too_many.status_code == 429 and too_many.json()["error"]["code"] == "budget_exceeded"
-    made, refused = gw.records(2)
-    assert (made["endpoint"], made["status"], made["price_source"]) == ("images/generations", "ok", "conservative")
-    assert made["cost_usd"] == pytest.approx(0.5) and refused["status"] == "blocked"
+def test_images_are_priced_from_the_answer_and_held_against_the_cap(sim: SimServer, make_gateway: MakeGateway) -> None:
+    gw = make_gateway(budgets={"daily_usd": 0.4})
+    ask = {"model": "gpt-image-1", "prompt": "a ripe tomato", "quality": "high", "size": "1024x1024"}
+    answers = [post(f"{gw.url}/openai/images/generations", ask) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].json()["error"]["code"] == "budget_exceeded"
+    made = gw.records(3)
+    for answer, rec in zip(answers[:2], made, strict=False):
+        u = answer.json()["usage"]
+        # openai.com/api/pricing, gpt-image-1: text input $5, image output $40 per 1M tokens
+        expected = (u["input_tokens"] * 5 + u["output_tokens"] * 40) / 1e6
+        assert (rec["endpoint"], rec["status"], rec["usage_source"]) == ("images/generations", "ok", "provider")
+        assert (rec["input_tokens"], rec["output_tokens"]) == (u["input_tokens"], u["output_tokens"]) == (4, 4160)
+        assert rec["cost_usd"] == pytest.approx(expected, rel=1e-9)
+        assert float(answer.headers["x-picometer-cost-usd"]) == pytest.approx(expected, rel=1e-6)
+    assert made[2]["status"] == "blocked"

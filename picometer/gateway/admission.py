@@ -33,8 +33,11 @@ from picometer.gateway.settle import Admitted, Facts
 from picometer.gateway.tags import Keyring, Tags, presented_key, resolve_tags
 from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
 from picometer.metering.endpoints import Endpoint, classify
-from picometer.metering.limits import OverCap, apply_cap, flat_cost_usd, worst_usage
+from picometer.metering.fees import limit_tool_uses, request_tools
+from picometer.metering.limits import OverCap, apply_cap
+from picometer.metering.media import media_reservation
 from picometer.metering.pricing import Pricer
+from picometer.metering.worst import worst_usage
 from picometer.record import prompt_hash, redacted_prompt
 from picometer.store.state import State
 
@@ -203,9 +206,12 @@ class Admission:
             fields = form_fields(content, headers.get("content-type", ""))
         try:
             check_body(fields, endpoint) if body is not None else check_model(fields.get("model"))
+            check_model(endpoint.deployment)
         except OutOfBounds as e:
             raise Refusal(400, "invalid_request_error", str(e)) from None
-        model = fields.get("model")
+        model = (
+            fields.get("model") or endpoint.deployment
+        )  # an Azure deployment is priced by its name until the answer names the model
         stream = fields.get("stream") is True or fields.get("stream") == "true"
         d.learn(model=model, stream=stream)
         started = d.base.started
@@ -218,9 +224,11 @@ class Admission:
         if not endpoint.metered:
             return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, False, None)
         if endpoint.flat:
-            flat = 0.0 if provider.free else flat_cost_usd(endpoint.name, fields, len(content))
+            flat = 0.0 if provider.free else media_reservation(endpoint.name, model, fields, len(content))
             hold = self._reserve(d, to_pico(flat))
-            return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, False, hold, flat)
+            return Admitted(
+                d.facts(), route, provider, endpoint, content, body, provider_key, False, hold, flat, fields
+            )
         assert body is not None and endpoint.shape is not None
         self._check_model(d, provider, route.provider, model)
         store = cfg.storage.store_prompts
@@ -236,12 +244,20 @@ class Admission:
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 hide = changed = True
+        guarded = bool(model) and not provider.free and self.budget.guards(tags.workflow)
+        # Per-use tool fees need a limit for the worst case to be one: set ours where the request has none.
+        if guarded and limit_tool_uses(endpoint.shape, endpoint.name, body):
+            changed = True
         if changed:
             content = json.dumps(body, ensure_ascii=False).encode()
         worst = 0
-        if model and not provider.free and self.budget.guards(tags.workflow):
-            usage = worst_usage(body, endpoint.shape, endpoint.name)
-            worst = to_pico(self.pricer.worst_cost(provider, model, usage, started) or 0.0)
+        if guarded and model:
+            window = self.pricer.context_window(provider, model)
+            usage = worst_usage(body, endpoint.shape, endpoint.name, model, window)
+            cost = self.pricer.worst_cost(
+                provider, model, usage, started, shape=endpoint.shape, request_tools=request_tools(body)
+            )
+            worst = to_pico(cost or 0.0)
         hold = self._reserve(d, worst)
         return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, hide, hold)
 

@@ -81,7 +81,10 @@ class Relay:
                     f"provider {provider!r} answered {response.status_code} with a body that is not JSON "
                     f"({ctype or '?'}, {len(content)} bytes); check its base_url"
                 ) from None
-            o.usage, o.response_model = from_response(shape, parsed)
+            if strict:
+                o.usage, o.response_model = from_response(shape, parsed)
+            else:
+                o.answer = parsed  # images and audio: priced from the whole answer (metering.media)
         o.complete = True  # the whole answer is in hand and goes out in one piece
         record = self._finish()
         extra = [

@@ -7,6 +7,7 @@ decides usage and cost.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,9 @@ from picometer.gateway.path import Route
 from picometer.gateway.tags import Tags
 from picometer.metering.budget import Hold, to_usd
 from picometer.metering.endpoints import Endpoint
+from picometer.metering.fees import request_tools
 from picometer.metering.limits import choices, limit_fields, output_limit
+from picometer.metering.media import media_cost
 from picometer.metering.pricing import Pricer
 from picometer.metering.usage import Usage, estimate_tokens, request_text_chars
 from picometer.record import Record, rfc3339_ms
@@ -58,7 +61,8 @@ class Admitted:
     provider_key: Secret | None
     hide_usage_chunk: bool  # we asked for stream usage: the client must not see that chunk
     hold: Hold | None  # the budget reservation, settled with the record
-    flat_usd: float | None = None  # images and audio: the per-call price
+    flat_usd: float | None = None  # images and audio: the reservation, from the request alone
+    fields: Mapping[str, Any] | None = None  # images and audio: the request's fields (JSON or small form fields)
 
 
 @dataclass(slots=True)
@@ -80,6 +84,7 @@ class Outcome:
     cut: str | None = None  # the first thing that broke the answer off: the client left, the provider cut it
     usage: Usage | None = None
     response_model: str | None = None
+    answer: Any = None  # images and audio: the provider's parsed JSON answer, priced by metering.media
     text_chars: int = 0  # streamed text seen, for an estimate when the provider reports no usage
     ttft_ms: float | None = None
     record: Record | None = None  # written: nothing that happens later changes it
@@ -139,7 +144,9 @@ def build_record(
     upstream_ok = 200 <= o.upstream_status < 300
     if usage is not None:
         rec.usage_source = "provider"
-    elif admitted.endpoint.metered and o.reached and (upstream_ok or not o.upstream_status):
+    elif (
+        admitted.flat_usd is None and admitted.endpoint.metered and o.reached and (upstream_ok or not o.upstream_status)
+    ):
         # The provider did (some) work but reported nothing: estimate, never assume zero.
         usage = Usage(
             input_tokens=estimate_tokens(request_text_chars(admitted.body or {})),
@@ -148,18 +155,46 @@ def build_record(
         rec.usage_source = "estimated"
     if usage is not None:
         usage = _within_request(usage, admitted)
-        rec.input_tokens, rec.cached_input_tokens = usage.input_tokens, usage.cached_input_tokens
-        rec.cache_write_tokens, rec.output_tokens = usage.cache_write_tokens, usage.output_tokens
-        rec.reasoning_tokens = usage.reasoning_tokens
+        _write_usage(rec, usage)
     if admitted.flat_usd is not None:
-        # Priced per call from above until images and audio rates are read (metering.limits.flat_cost_usd).
         charged = o.reached and (upstream_ok or not o.upstream_status)
-        rec.cost_usd, rec.price_source = (admitted.flat_usd, "conservative") if charged else (0.0, None)
+        if charged:
+            _charge_media(rec, admitted, o)
         return rec
     if usage is not None:
-        quote = pricer.cost(admitted.provider, (rec.response_model, rec.model), usage, now)
-        rec.cost_usd, rec.price_source = quote.cost_usd, quote.source
+        shape = admitted.endpoint.shape or "openai"
+        quote = pricer.cost(
+            admitted.provider,
+            (rec.response_model, rec.model),
+            usage,
+            now,
+            shape=shape,
+            request_tools=request_tools(admitted.body),
+        )
+        rec.cost_usd, rec.price_source, rec.tool_cost_usd = quote.cost_usd, quote.source, quote.tool_cost_usd
     return rec
+
+
+def _charge_media(rec: Record, admitted: Admitted, o: Outcome) -> None:
+    """Images and audio: priced from the request and the answer, never above the reservation."""
+    if admitted.provider.free:
+        rec.cost_usd, rec.price_source = 0.0, "free"
+        return
+    charge = media_cost(admitted.endpoint.name, rec.model, admitted.fields or {}, len(admitted.content), o.answer)
+    rec.cost_usd, rec.price_source = charge.cost_usd, charge.source
+    if rec.usage_source == "none" and (charge.input_tokens or charge.output_tokens):
+        rec.usage_source = "provider"
+        rec.input_tokens, rec.output_tokens = charge.input_tokens, charge.output_tokens
+        rec.audio_input_tokens, rec.audio_output_tokens = charge.audio_input_tokens, charge.audio_output_tokens
+
+
+def _write_usage(rec: Record, u: Usage) -> None:
+    rec.input_tokens, rec.cached_input_tokens = u.input_tokens, u.cached_input_tokens
+    rec.cache_write_tokens, rec.cache_write_1h_tokens = u.cache_write_tokens, u.cache_write_1h_tokens
+    rec.output_tokens, rec.reasoning_tokens = u.output_tokens, u.reasoning_tokens
+    rec.audio_input_tokens, rec.audio_output_tokens = u.audio_input_tokens, u.audio_output_tokens
+    rec.tool_calls = dict(u.tool_calls) or None
+    rec.service_tier = u.service_tier
 
 
 def fallback_record(facts: Facts, o: Outcome, admitted: Admitted | None, latency_ms: float) -> Record:
@@ -190,4 +225,9 @@ def _within_request(usage: Usage, admitted: Admitted) -> Usage:
         reported=usage.output_tokens,
         limit=bound,
     )
-    return replace(usage, output_tokens=bound, reasoning_tokens=min(usage.reasoning_tokens, bound))
+    return replace(
+        usage,
+        output_tokens=bound,
+        reasoning_tokens=min(usage.reasoning_tokens, bound),
+        audio_output_tokens=min(usage.audio_output_tokens, bound),
+    )

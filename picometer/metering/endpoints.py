@@ -6,7 +6,7 @@ OpenAI; a Messages-shaped call to an `openai` provider (a host that speaks Anthr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -19,7 +19,7 @@ _TOKEN_ENDPOINTS = {
     "embeddings": OPENAI,
     "messages": ANTHROPIC,
 }
-# Billed per image, per character or per minute: priced per call from above (limits.flat_cost_usd).
+# Billed per image, per character, per minute or per token: priced by metering.media, reserved from above.
 _FLAT_ENDPOINTS = {
     "images/generations": "json",
     "images/edits": "multipart",
@@ -46,6 +46,7 @@ class Endpoint:
     free: bool  # known to cost nothing
     body: str  # "json" | "multipart" | "" (forwarded as bytes)
     flat: bool = False  # images and audio: one conservative price per call
+    deployment: str | None = None  # Azure's classic path names a deployment, not a model
 
     @property
     def unmetered(self) -> bool:
@@ -57,8 +58,18 @@ def endpoint_name(rest: str) -> str:
     return rest[3:] if rest.startswith("v1/") else rest
 
 
+_AZURE = "openai/deployments/"
+
+
 def classify(rest: str, method: str) -> Endpoint:
     """The endpoint of a canonical path below a provider's base URL, for this HTTP method."""
+    if rest.startswith(_AZURE):
+        # Azure OpenAI's classic path: /openai/deployments/{name}/chat/completions?api-version=...
+        deployment, _, tail = rest[len(_AZURE) :].partition("/")
+        if deployment and tail:
+            e = classify(tail, method)
+            if e.metered or e.free:
+                return replace(e, deployment=deployment)
     name = endpoint_name(rest)
     if method in _READ_METHODS:
         return Endpoint(name, None, metered=False, free=True, body="")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
-
-from picometer.metering.usage import Usage, request_text_bytes
 
 # Output allowance reserved for a call that sets no limit of its own when no per-request cap applies.
 # Set max_tokens_per_request to make the worst case exact: picometer then writes that limit into the call.
@@ -88,31 +85,3 @@ def choices(body: Mapping[str, Any], endpoint: str) -> int:
     n = _positive_int(body.get("n")) or 1
     best_of = (_positive_int(body.get("best_of")) or 1) if endpoint == "completions" else 1
     return max(n, best_of)
-
-
-def worst_usage(body: Mapping[str, Any], shape: str, endpoint: str) -> Usage:
-    """The most a call can use: its input bounded from above, and every output token it may generate."""
-    input_tokens = math.ceil(request_text_bytes(body) / WORST_BYTES_PER_TOKEN) + REQUEST_OVERHEAD_TOKENS
-    if endpoint == "embeddings":
-        return Usage(input_tokens=input_tokens)
-    limit = output_limit(body, limit_fields(shape, endpoint)) or DEFAULT_OUTPUT_ALLOWANCE
-    return Usage(input_tokens=input_tokens, output_tokens=limit * choices(body, endpoint))
-
-
-# Images, speech and transcription are priced per call, from above, until their own rates are read:
-IMAGE_USD = 0.25  # the dearest OpenAI image: gpt-image-1, high quality, 1536x1024 (openai.com/api/pricing)
-MAX_IMAGES = 10  # the most one images call may ask for (n)
-SPEECH_USD = 0.125  # tts-1-hd, $30 per 1M characters, on the longest input it takes (4,096 characters)
-TRANSCRIPTION_USD_PER_MB = 0.05  # $0.006 a minute (whisper-1) of audio at 16 kbit/s, the leanest voice codecs
-MIN_TRANSCRIPTION_USD = 0.006  # OpenAI bills at least a minute's worth in practice; never a zero
-
-
-def flat_cost_usd(endpoint: str, fields: Mapping[str, Any], body_bytes: int) -> float:
-    """The per-call price charged (and reserved) for an images or audio call: never below what it can cost."""
-    if endpoint.startswith("images/"):
-        n = fields.get("n", 1)
-        count = int(n) if isinstance(n, str) and n.isdigit() else (_positive_int(n) or 1)
-        return IMAGE_USD * min(max(count, 1), MAX_IMAGES)
-    if endpoint == "audio/speech":
-        return SPEECH_USD
-    return max(MIN_TRANSCRIPTION_USD, body_bytes / 1_000_000 * TRANSCRIPTION_USD_PER_MB)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
+from copy import copy
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from picometer.config import PriceConfig, ProviderConfig
+from picometer.metering.fees import DEAREST_AUDIO, audio_rates, tools_cost
 from picometer.metering.usage import Usage
 
 _CACHE_LIMIT = 512  # distinct (provider, model) lookups kept; bounded so memory never grows with traffic
@@ -24,12 +27,16 @@ class Rates:
     cache_write: float
     source: str
     tiered: bool = False  # the price data has higher rates above a context length
+    cache_write_1h: float | None = None  # None: the price data has no separate 1-hour rate
+    audio_input: float | None = None  # None: the price data has no audio rate
+    audio_output: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Quote:
     cost_usd: float | None  # None: no price known
     source: str
+    tool_cost_usd: float = 0.0  # per-use tool fees, part of cost_usd
 
 
 def genai_prices_version() -> str:
@@ -46,18 +53,39 @@ def _decimal(value: Any) -> tuple[float, bool]:
     return float(value.base), True  # TieredPrices: the base tier
 
 
+def price_context(usage: Usage, batch: bool) -> tuple[tuple[str, str], ...]:
+    """What selects a price variant in the price data: the service tier served, batch processing."""
+    ctx = []
+    if batch:
+        ctx.append(("processing", "batch"))
+    if usage.service_tier:
+        ctx.append(("service_tier", usage.service_tier))
+    return tuple(ctx)
+
+
 class Pricer:
     def __init__(self, prices: Mapping[str, PriceConfig]) -> None:
         self._overrides = {name.lower(): p for name, p in prices.items()}
         self._lookups: dict[tuple[str, str, str], Any] = {}
-        self._steady: dict[tuple[str, str], Rates] = {}  # rates of models whose price has no date or time conditions
+        # rates of models whose price has no date or time conditions, by (provider, model, price context)
+        self._steady: dict[tuple[str, str, tuple[tuple[str, str], ...]], Rates] = {}
 
     def _override(self, model: str) -> Rates | None:
         o = self._overrides.get(model.lower())
         if o is None:
             return None
         cached = o.input if o.cached_input is None else o.cached_input
-        return Rates(o.input, o.output, cached, o.input if o.cache_write is None else o.cache_write, "config")
+        write = o.input if o.cache_write is None else o.cache_write
+        return Rates(
+            o.input,
+            o.output,
+            cached,
+            write,
+            "config",
+            cache_write_1h=write if o.cache_write_1h is None else o.cache_write_1h,
+            audio_input=o.input if o.audio_input is None else o.audio_input,
+            audio_output=o.output if o.audio_output is None else o.audio_output,
+        )
 
     def _genai(self, provider: ProviderConfig, model: str) -> Any:
         """(genai Provider, ModelInfo) or None; tries the base URL, then the kind, then the model name alone."""
@@ -78,7 +106,9 @@ class Pricer:
         self._lookups[key] = found
         return found
 
-    def rates(self, provider: ProviderConfig, model: str, at: datetime) -> Rates | None:
+    def rates(
+        self, provider: ProviderConfig, model: str, at: datetime, context: tuple[tuple[str, str], ...] = ()
+    ) -> Rates | None:
         """What picometer charges per 1M tokens for this model on this provider, or None if unknown."""
         if provider.free:
             return Rates(0.0, 0.0, 0.0, 0.0, "free")
@@ -89,44 +119,114 @@ class Pricer:
         if found is None:
             return None
         gprovider, info = found
-        return _rates_of(info.get_prices(at), f"genai-prices:{gprovider.id}/{info.id}")
+        rates = _rates_of(info.get_prices(at, dict(context)), f"genai-prices:{gprovider.id}/{info.id}")
+        if audio_rates(info.id) is not DEAREST_AUDIO:  # an audio model: show the audio rates it is charged
+            rates = _audio_filled(rates, info.id, Usage(audio_input_tokens=1))[0]
+        return rates
+
+    def variants(self, provider: ProviderConfig, model: str, at: datetime) -> list[tuple[dict[str, str], Rates]]:
+        """The price data's variants of a model (service tiers, batch), as rates; none for config prices."""
+        if provider.free or self._override(model) is not None:
+            return []
+        found = self._genai(provider, model)
+        if found is None:
+            return []
+        out = []
+        for v in found[1].price_variants or ():
+            rates = self.rates(provider, model, at, tuple(v.when.items()))
+            if rates is not None and any(p is not None for p in v.prices.__dict__.values()):
+                out.append((dict(v.when), rates))
+        return out
+
+    def context_window(self, provider: ProviderConfig, model: str) -> int | None:
+        """The most tokens the model takes in one call, when the price data knows it."""
+        found = None if provider.free or self._override(model) else self._genai(provider, model)
+        window = getattr(found[1], "context_window", None) if found else None
+        return window if isinstance(window, int) and window > 0 else None
 
     def is_priced(self, provider: ProviderConfig, model: str, at: datetime) -> bool:
         return provider.free or self._override(model) is not None or self._genai(provider, model) is not None
 
-    def cost(self, provider: ProviderConfig, models: Iterable[str | None], usage: Usage, at: datetime) -> Quote:
+    def cost(
+        self,
+        provider: ProviderConfig,
+        models: Iterable[str | None],
+        usage: Usage,
+        at: datetime,
+        *,
+        shape: str = "openai",
+        batch: bool = False,
+        request_tools: Iterable[str] = (),
+    ) -> Quote:
         """The price of one call. `models`: most specific first (response model, then request model)."""
         if provider.free:
             return Quote(0.0, "free")
         names = [m for m in models if m]
+        if usage.reported_cost_usd is not None and not any(self._override(m) for m in names):
+            return Quote(usage.reported_cost_usd, "provider")  # its bill includes its tools' fees
+        tools = tools_cost(shape, usage.tool_calls, names[0] if names else None, request_tools)
         for model in names:
             override = self._override(model)
             if override is not None:
-                return Quote(cost_from_rates(override, usage), "config")
-        if usage.reported_cost_usd is not None:
-            return Quote(usage.reported_cost_usd, "provider")
+                return Quote(round(cost_from_rates(override, usage) + tools, 12), "config", tools)
         for model in names:
             found = self._genai(provider, model)
             if found is not None:
-                return Quote(self._genai_cost(found, usage, at), f"genai-prices:{found[0].id}/{found[1].id}")
+                dollars, extra = self._genai_cost(found, usage, at, price_context(usage, batch))
+                source = f"genai-prices:{found[0].id}/{found[1].id}{extra}"
+                return Quote(round(dollars + tools, 12), source, tools)
         return Quote(None, "unpriced")
 
-    def worst_cost(self, provider: ProviderConfig, model: str, usage: Usage, at: datetime) -> float | None:
-        """The most `usage` can cost: every input token at the dearer of the input and cache-write rates."""
-        plain = self.cost(provider, (model,), usage, at).cost_usd
-        if plain is None:
-            return None
-        written = self.cost(provider, (model,), replace(usage, cache_write_tokens=usage.input_tokens), at).cost_usd
-        return max(plain, written or 0.0)
+    def worst_cost(
+        self,
+        provider: ProviderConfig,
+        model: str,
+        usage: Usage,
+        at: datetime,
+        *,
+        shape: str = "openai",
+        request_tools: Iterable[str] = (),
+    ) -> float | None:
+        """The most `usage` (a request's worst case) can cost: every input token at the dearest rate it may be
+        billed at (plain, cache write, audio), every output token at the dearer of text and audio."""
+        asked = tuple(request_tools)
+        best: float | None = None
+        for candidate in _worst_candidates(usage):
+            c = self.cost(provider, (model,), candidate, at, shape=shape, request_tools=asked).cost_usd
+            if c is None:
+                return None
+            best = c if best is None else max(best, c)
+        return best
 
-    def _genai_cost(self, found: Any, u: Usage, at: datetime) -> float:
+    def _genai_cost(self, found: Any, u: Usage, at: datetime, ctx: tuple[tuple[str, str], ...]) -> tuple[float, str]:
+        """(dollars for the tokens, a note for the source when a rate came from our own table)."""
         gprovider, info = found
-        rates = self._steady.get((gprovider.id, info.id))
+        key = (gprovider.id, info.id, ctx)
+        rates = self._steady.get(key)
         if rates is None:
-            rates = _rates_of(info.get_prices(at), "genai-prices")
+            rates = _rates_of(info.get_prices(at, dict(ctx)), "genai-prices")
             if not isinstance(info.prices, list):  # one price for all time: the same rates on every call
-                self._steady[(gprovider.id, info.id)] = rates
-        return _cost_with(rates, found, u, at)
+                self._steady[key] = rates
+        if not rates.tiered:
+            # Flat prices: the same arithmetic genai-prices does, without its generic unit machinery (~0.5 ms).
+            filled, note = _audio_filled(rates, info.id, u)
+            return cost_from_rates(filled, u), note
+        return _calc(info, u, at, ctx, rates)
+
+
+def _worst_candidates(u: Usage) -> list[Usage]:
+    inputs = [
+        u,
+        replace(u, cache_write_tokens=u.input_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens and u.input_tokens),
+    ]
+    if u.audio_input_tokens:
+        inputs.append(replace(u, audio_input_tokens=u.input_tokens))
+    out = []
+    for c in inputs:
+        out.append(c)
+        if u.audio_output_tokens:
+            out.append(replace(c, audio_output_tokens=u.output_tokens))
+    return out
 
 
 def _find(snapshot: Any, model: str, provider_id: str | None, url: str | None) -> tuple[Any, Any] | None:
@@ -145,16 +245,37 @@ def _find(snapshot: Any, model: str, provider_id: str | None, url: str | None) -
         if gprovider is None:
             return None
     info = gprovider.find_model(model, all_providers=snapshot.providers)
-    return None if info is None else (gprovider, info)
+    return None if info is None else (gprovider, _without_off_peak(info))
+
+
+def _without_off_peak(info: Any) -> Any:
+    """The model with its time-of-day prices replaced by the dearest of them, all day: the data keeps
+    DeepSeek's off-peak discount, which DeepSeek ended on 2025-09-05, and the day price never bills less."""
+    prices = info.prices
+    if not isinstance(prices, list):
+        return info
+    from genai_prices.types import TimeOfDateConstraint
+
+    timed = [p for p in prices if p.constraint is None or isinstance(p.constraint, TimeOfDateConstraint)]
+    if len(timed) < 2 or not any(p.constraint is not None for p in timed):
+        return info
+    dearest = max(timed, key=lambda p: _decimal(p.prices.input_mtok)[0])
+    dated = [p for p in prices if p not in timed]
+    return dataclasses.replace(info, prices=[dataclasses.replace(dearest, constraint=None), *dated])
 
 
 def cost_from_rates(r: Rates, u: Usage) -> float:
-    uncached = max(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens, 0)
+    """Config prices: audio at the audio rates, 1-hour writes at their own rate (both default to text rates)."""
+    uncached = max(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens - u.audio_input_tokens, 0)
+    write_1h = min(u.cache_write_1h_tokens, u.cache_write_tokens)
     dollars = (
         uncached * r.input
         + u.cached_input_tokens * r.cached_input
-        + u.cache_write_tokens * r.cache_write
-        + u.output_tokens * r.output
+        + (u.cache_write_tokens - write_1h) * r.cache_write
+        + write_1h * (r.cache_write if r.cache_write_1h is None else r.cache_write_1h)
+        + u.audio_input_tokens * (r.input if r.audio_input is None else r.audio_input)
+        + (u.output_tokens - u.audio_output_tokens) * r.output
+        + u.audio_output_tokens * (r.output if r.audio_output is None else r.audio_output)
     ) / 1_000_000
     return round(dollars, 12)
 
@@ -165,24 +286,64 @@ def _rates_of(price: Any, source: str) -> Rates:
     out, t2 = _decimal(price.output_mtok)
     cached, t3 = _decimal(price.cache_read_mtok) if price.cache_read_mtok is not None else (inp, False)
     write, t4 = _decimal(price.cache_write_mtok) if price.cache_write_mtok is not None else (inp, False)
-    return Rates(inp, out, cached, write, source, t1 or t2 or t3 or t4)
+    write_1h = _decimal(price.cache_write_1h_mtok)[0] if price.cache_write_1h_mtok is not None else None
+    audio_in = _decimal(price.input_audio_mtok)[0] if price.input_audio_mtok is not None else None
+    audio_out = _decimal(price.output_audio_mtok)[0] if price.output_audio_mtok is not None else None
+    return Rates(inp, out, cached, write, source, t1 or t2 or t3 or t4, write_1h, audio_in, audio_out)
 
 
-def _cost_with(rates: Rates, found: Any, u: Usage, at: datetime) -> float:
-    gprovider, info = found
-    if not rates.tiered:
-        # Flat prices: the same arithmetic genai-prices does, without its generic unit machinery (~0.5 ms).
-        return cost_from_rates(rates, u)
+def _audio_filled(rates: Rates, model_id: str, u: Usage) -> tuple[Rates, str]:
+    """Audio rates from our table where the price data has none: audio is never priced as text."""
+    if not (u.audio_input_tokens or u.audio_output_tokens) or (
+        rates.audio_input is not None and rates.audio_output is not None
+    ):
+        return rates, ""
+    audio = audio_rates(model_id)
+    filled = replace(
+        rates,
+        audio_input=audio.input if rates.audio_input is None else rates.audio_input,
+        audio_output=audio.output if rates.audio_output is None else rates.audio_output,
+    )
+    return filled, "+audio:" + ("conservative" if audio is DEAREST_AUDIO else "picometer")
+
+
+def _calc(info: Any, u: Usage, at: datetime, ctx: tuple[tuple[str, str], ...], rates: Rates) -> tuple[float, str]:
+    """genai-prices' own arithmetic, for prices that rise above a context length."""
     from genai_prices import Usage as GenaiUsage
 
-    calc = info.calc_price(
-        GenaiUsage(
-            input_tokens=u.input_tokens,
-            cache_read_tokens=u.cached_input_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            output_tokens=u.output_tokens,
-        ),
-        gprovider,
-        genai_request_timestamp=at,
+    price = info.get_prices(at, dict(ctx))
+    filled, note = _audio_filled(rates, info.id, u)
+    if note:
+        price = copy(price)
+        price.__dict__["input_audio_mtok"] = Decimal(str(filled.audio_input))
+        price.__dict__["output_audio_mtok"] = Decimal(str(filled.audio_output))
+    try:
+        calc = price.calc_price(
+            GenaiUsage(
+                input_tokens=u.input_tokens,
+                cache_read_tokens=u.cached_input_tokens,
+                cache_write_tokens=u.cache_write_tokens,
+                cache_write_1h_tokens=min(u.cache_write_1h_tokens, u.cache_write_tokens),
+                input_audio_tokens=u.audio_input_tokens,
+                output_tokens=u.output_tokens,
+                output_audio_tokens=u.audio_output_tokens,
+            )
+        )
+    except ValueError:
+        # Its units cannot split this usage (cached audio on a tiered price): every token at the top tier.
+        return cost_from_rates(_top_tier(price, filled), u), note + "+top-tier"
+    return round(float(calc["total_price"]), 12), note
+
+
+def _top_tier(price: Any, base: Rates) -> Rates:
+    def top(value: Any, fallback: float) -> float:
+        tiers = getattr(value, "tiers", None)
+        return float(tiers[-1].price) if tiers else fallback
+
+    return replace(
+        base,
+        input=top(price.input_mtok, base.input),
+        output=top(price.output_mtok, base.output),
+        cached_input=top(price.cache_read_mtok, base.cached_input),
+        cache_write=top(price.cache_write_mtok, base.cache_write),
     )
-    return round(float(calc.total_price), 12)

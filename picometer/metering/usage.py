@@ -18,22 +18,41 @@ CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text; used only when 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int = 0  # includes cached reads and cache writes
+    input_tokens: int = 0  # includes cached reads, cache writes and audio input
     cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0  # includes reasoning
+    cache_write_tokens: int = 0  # includes the 1-hour writes
+    output_tokens: int = 0  # includes reasoning and audio output
     reasoning_tokens: int = 0
     reported_cost_usd: float | None = None  # a provider's own price for the call (OpenRouter)
+    cache_write_1h_tokens: int = 0  # Anthropic's 1-hour cache writes, billed at 2x input instead of 1.25x
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    tool_calls: tuple[tuple[str, int], ...] = ()  # server-side tools billed per use: (("web_search", 3),)
+    service_tier: str | None = None  # the tier the provider says it served (and bills) the call at
+
+    @property
+    def plain(self) -> bool:
+        """Only the four token kinds every price has: no audio, no 1-hour writes, no per-use fees."""
+        return not (
+            self.cache_write_1h_tokens or self.audio_input_tokens or self.audio_output_tokens or self.tool_calls
+        )
 
 
 MAX_TOKENS = 100_000_000  # more than any call can use (the largest context is a few million): a provider bug
+MAX_TOOL_CALLS = 10_000  # per call: more is a provider bug
 
 
-def _int(value: Any) -> int:
-    """A token count as the provider wrote it; absurd ones (1e400, 10**30, negative, text) held to a sane range."""
+def _int(value: Any, ceiling: int = MAX_TOKENS) -> int:
+    """A count as the provider wrote it; absurd ones (1e400, 10**30, negative, text) held to a sane range."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return min(max(value, 0), MAX_TOKENS)
+        return min(max(value, 0), ceiling)
     return 0
+
+
+def _money(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e6:
+        return float(value)
+    return None
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -44,35 +63,93 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
-def openai_usage(u: Mapping[str, Any]) -> Usage:
-    """Chat/completions use prompt_/completion_tokens; responses/embeddings use input_/output_tokens."""
+def _tier(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 32 else None
+
+
+def _tools(counts: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((name, min(n, MAX_TOOL_CALLS)) for name, n in counts.items() if n > 0))
+
+
+def openai_usage(u: Mapping[str, Any], tier: Any = None, tools: Mapping[str, int] | None = None) -> Usage:
+    """Chat/completions use prompt_/completion_tokens; responses/embeddings use input_/output_tokens.
+    `tier` is the answer's service_tier; `tools` the server-side tool calls counted in its output."""
     if "prompt_tokens" in u or "completion_tokens" in u:
         input_tokens = _int(u.get("prompt_tokens"))
         output_tokens = _int(u.get("completion_tokens"))
-        cached = _int(_get(u, "prompt_tokens_details", "cached_tokens"))
+        # DeepSeek reports its cache hits as prompt_cache_hit_tokens; others under prompt_tokens_details.
+        cached = _int(_get(u, "prompt_tokens_details", "cached_tokens")) or _int(u.get("prompt_cache_hit_tokens"))
         cache_write = _int(_get(u, "prompt_tokens_details", "cache_write_tokens"))
         reasoning = _int(_get(u, "completion_tokens_details", "reasoning_tokens"))
+        audio_in = _int(_get(u, "prompt_tokens_details", "audio_tokens"))
+        audio_out = _int(_get(u, "completion_tokens_details", "audio_tokens"))
     else:
         input_tokens = _int(u.get("input_tokens"))
         output_tokens = _int(u.get("output_tokens"))
         cached = _int(_get(u, "input_tokens_details", "cached_tokens"))
-        cache_write = 0
+        cache_write = _int(_get(u, "input_tokens_details", "cache_write_tokens"))
         reasoning = _int(_get(u, "output_tokens_details", "reasoning_tokens"))
-    cost = u.get("cost")
-    reported = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0 else None
-    return Usage(input_tokens, min(cached, input_tokens), cache_write, output_tokens, reasoning, reported)
+        audio_in = audio_out = 0
+    cached = min(cached, input_tokens)
+    return Usage(
+        input_tokens=input_tokens,
+        cached_input_tokens=cached,
+        cache_write_tokens=min(cache_write, input_tokens - cached),
+        output_tokens=output_tokens,
+        reasoning_tokens=min(reasoning, output_tokens),
+        reported_cost_usd=_reported_cost(u),
+        audio_input_tokens=min(audio_in, input_tokens),
+        audio_output_tokens=min(audio_out, output_tokens),
+        tool_calls=_tools(tools or {}),
+        service_tier=_tier(tier),
+    )
+
+
+def _reported_cost(u: Mapping[str, Any]) -> float | None:
+    """OpenRouter's `cost` is what it bills; with your own key (BYOK) that is only its fee, and the provider
+    bills `cost_details.upstream_inference_cost` on top."""
+    cost = _money(u.get("cost"))
+    if cost is None:
+        return None
+    upstream = _money(_get(u, "cost_details", "upstream_inference_cost"))
+    if upstream is not None and u.get("is_byok") is not False:
+        return cost + upstream
+    return cost
 
 
 def anthropic_usage(u: Mapping[str, Any]) -> Usage:
     """Anthropic's input_tokens exclude cache reads and writes; ours include them."""
     read = _int(u.get("cache_read_input_tokens"))
     write = _int(u.get("cache_creation_input_tokens"))
+    write_1h = min(_int(_get(u, "cache_creation", "ephemeral_1h_input_tokens")), write)
+    output = _int(u.get("output_tokens"))
+    searches = _int(_get(u, "server_tool_use", "web_search_requests"), MAX_TOOL_CALLS)
     return Usage(
         input_tokens=_int(u.get("input_tokens")) + read + write,
         cached_input_tokens=read,
         cache_write_tokens=write,
-        output_tokens=_int(u.get("output_tokens")),
+        output_tokens=output,
+        reasoning_tokens=min(_int(_get(u, "output_tokens_details", "thinking_tokens")), output),
+        cache_write_1h_tokens=write_1h,
+        tool_calls=_tools({"web_search": searches}),
+        service_tier=_tier(u.get("service_tier")),
     )
+
+
+# Responses output items that are server-side tool calls billed per use, by the record's tool name.
+_RESPONSES_TOOL_ITEMS = {"web_search_call": "web_search", "file_search_call": "file_search"}
+MAX_OUTPUT_ITEMS = 10_000  # items of one answer looked at for tool calls; more is garbage
+
+
+def responses_tools(output: Any) -> dict[str, int]:
+    """Server-side tool calls in a Responses answer's `output` items."""
+    counts: dict[str, int] = {}
+    if isinstance(output, list):
+        for item in output[:MAX_OUTPUT_ITEMS]:
+            name = _RESPONSES_TOOL_ITEMS.get(str(_get(item, "type")))
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def from_response(shape: str, body: Any) -> tuple[Usage | None, str | None]:
@@ -83,7 +160,9 @@ def from_response(shape: str, body: Any) -> tuple[Usage | None, str | None]:
     u = body.get("usage")
     if not isinstance(u, Mapping):
         return None, model
-    return (anthropic_usage(u) if shape == "anthropic" else openai_usage(u)), model
+    if shape == "anthropic":
+        return anthropic_usage(u), model
+    return openai_usage(u, body.get("service_tier"), responses_tools(body.get("output"))), model
 
 
 def estimate_tokens(chars: int) -> int:
@@ -147,6 +226,7 @@ class StreamMeter:
         self.terminal = False  # the stream's last event went by: the answer is complete
         self.error: str | None = None  # the provider reported a failure in the stream itself
         self._anthropic_usage: dict[str, Any] = {}
+        self._tier: Any = None  # an OpenAI chunk's service_tier, for the usage chunk that follows
 
     def observe(self, event: SSEEvent) -> bool:
         """Fold one event in. True when it is a usage-only chunk (choices empty, usage set)."""
@@ -190,13 +270,15 @@ class StreamMeter:
     def _openai_chunk(self, data: Mapping[str, Any]) -> bool:
         if isinstance(data.get("model"), str):
             self.model = data["model"]
+        if "service_tier" in data:
+            self._tier = data["service_tier"]
         choices = data.get("choices")
         if isinstance(choices, list):
             for choice in choices:
                 self.text_chars += _text_chars(_get(choice, "delta")) + _text_chars(_get(choice, "text"))
         u = data.get("usage")
         if isinstance(u, Mapping):
-            self.usage = openai_usage(u)
+            self.usage = openai_usage(u, self._tier)
             return not choices
         return False
 
@@ -211,7 +293,8 @@ class StreamMeter:
                 self.model = model
             u = _get(response, "usage")
             if isinstance(u, Mapping):
-                self.usage = openai_usage(u)
+                tools = responses_tools(_get(response, "output"))
+                self.usage = openai_usage(u, _get(response, "service_tier"), tools)
             if kind != "response.created":
                 # An incomplete answer (max_output_tokens reached) is what was asked for; a failed one is not.
                 self.terminal = True

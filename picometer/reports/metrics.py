@@ -26,7 +26,7 @@ MODELS_MAX = 50
 OTHER = "other"
 STATUSES = ("ok", "error", "blocked")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus version reads
-TOKEN_TYPES = ("input", "cached_input", "cache_write", "output", "reasoning")
+TOKEN_TYPES = ("input", "cached_input", "cache_write", "output", "reasoning", "audio_input", "audio_output")
 
 SeriesKey = tuple[str, str, str]  # workflow, provider, model
 
@@ -38,7 +38,7 @@ class Series:
 
     def __init__(self) -> None:
         self.requests = [0, 0, 0]  # by STATUSES
-        self.tokens = [0, 0, 0, 0, 0]  # by TOKEN_TYPES
+        self.tokens = [0] * len(TOKEN_TYPES)
         self.cost = 0.0
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # per bucket, not cumulative; the last is +Inf
         self.duration_sum = 0.0
@@ -99,6 +99,8 @@ class Meter:
         t[2] += rec.cache_write_tokens
         t[3] += rec.output_tokens
         t[4] += rec.reasoning_tokens
+        t[5] += rec.audio_input_tokens
+        t[6] += rec.audio_output_tokens
         s.cost += rec.cost_usd or 0.0
         seconds = rec.latency_ms / 1000
         s.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1

@@ -1,0 +1,147 @@
+"""What providers bill besides tokens, and audio rates the bundled price data lacks. Pure.
+
+Each number carries the public page it comes from; `picometer prices` prints them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Fee:
+    usd: float  # per use
+    source: str
+
+
+# Server-side tools billed per use (the tokens they add are billed as tokens on top).
+WEB_SEARCH = Fee(0.010, "docs.anthropic.com/en/docs/agents-and-tools/tool-use/web-search-tool: $10 per 1,000 searches")
+OPENAI_WEB_SEARCH = Fee(0.010, "openai.com/api/pricing: web search tool calls, $10.00 / 1k calls")
+OPENAI_WEB_SEARCH_PREVIEW = Fee(
+    0.025, "openai.com/api/pricing: web search preview on non-reasoning models, $25.00 / 1k calls"
+)
+OPENAI_FILE_SEARCH = Fee(0.0025, "openai.com/api/pricing: file search tool calls, $2.50 / 1k calls")
+
+# The most per-use fees one call can run up when the request sets no limit of its own: picometer writes this
+# limit into the request (Anthropic `max_uses`, OpenAI Responses `max_tool_calls`) when a cap guards the call.
+DEFAULT_TOOL_USES = 10
+
+# Request tool types that bill per use, by the name the record counts them under.
+_ANTHROPIC_TOOLS = re.compile(r"web_search_\d+")
+_OPENAI_TOOLS = {
+    "web_search": "web_search",
+    "web_search_preview": "web_search",
+    "web_search_2025_08_26": "web_search",
+    "web_search_preview_2025_03_11": "web_search",
+    "file_search": "file_search",
+}
+_REASONING_MODEL = re.compile(r"(?:.*/)?(?:o\d|gpt-5)")  # billed the lower preview search fee
+
+
+def tool_fee(shape: str, tool: str, model: str | None, request_tools: Iterable[str] = ()) -> Fee:
+    """The per-use price of one server-side tool call of this API shape."""
+    if shape == "anthropic":
+        return WEB_SEARCH
+    if tool == "file_search":
+        return OPENAI_FILE_SEARCH
+    preview = any(t.startswith("web_search_preview") for t in request_tools)
+    if preview and not _REASONING_MODEL.match((model or "").lower()):
+        return OPENAI_WEB_SEARCH_PREVIEW
+    return OPENAI_WEB_SEARCH
+
+
+def tools_cost(shape: str, calls: Iterable[tuple[str, int]], model: str | None, request_tools: Iterable[str]) -> float:
+    asked = tuple(request_tools)
+    return round(float(sum(n * tool_fee(shape, name, model, asked).usd for name, n in calls)), 12)
+
+
+def request_tools(body: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The types of the tools a request offers the model."""
+    tools = body.get("tools") if body is not None else None
+    if not isinstance(tools, list):
+        return ()
+    return tuple(str(t.get("type")) for t in tools[:128] if isinstance(t, Mapping) and isinstance(t.get("type"), str))
+
+
+def billed_tools(shape: str, body: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(record tool name, tool definition) for each per-use-billed tool the request offers."""
+    found = []
+    tools = body.get("tools")
+    for t in tools[:128] if isinstance(tools, list) else ():
+        kind = t.get("type") if isinstance(t, Mapping) else None
+        if not isinstance(kind, str):
+            continue
+        if shape == "anthropic" and _ANTHROPIC_TOOLS.fullmatch(kind):
+            found.append(("web_search", t))
+        elif shape == "openai" and kind in _OPENAI_TOOLS:
+            found.append((_OPENAI_TOOLS[kind], t))
+    return found
+
+
+def max_tool_uses(shape: str, body: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The most per-use-billed tool calls the request allows, by tool name (after `limit_tool_uses`)."""
+    tools = billed_tools(shape, body)
+    if not tools:
+        return ()
+    if shape == "anthropic":
+        total = sum(_positive(t.get("max_uses")) or DEFAULT_TOOL_USES for _, t in tools)
+        return (("web_search", total),)
+    # Responses' max_tool_calls bounds all built-in tool calls together: each could be the dearest kind.
+    limit = _positive(body.get("max_tool_calls")) or DEFAULT_TOOL_USES
+    names = sorted({name for name, _ in tools})
+    dearest = "web_search" if "web_search" in names else names[0]
+    return ((dearest, limit),)
+
+
+def limit_tool_uses(shape: str, endpoint: str, body: dict[str, Any]) -> bool:
+    """Write a per-use limit into a request whose billed tools have none, so its worst case is bounded.
+    True when the body changed."""
+    tools = billed_tools(shape, body)
+    if not tools:
+        return False
+    if shape == "anthropic":
+        changed = False
+        for _, t in tools:
+            if _positive(t.get("max_uses")) is None and isinstance(t, dict):
+                t["max_uses"] = DEFAULT_TOOL_USES
+                changed = True
+        return changed
+    if endpoint == "responses" and _positive(body.get("max_tool_calls")) is None:
+        body["max_tool_calls"] = DEFAULT_TOOL_USES
+        return True
+    return False
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioRates:
+    input: float  # per 1M audio tokens
+    output: float
+    source: str
+
+
+# Audio token rates of models whose entry in the bundled price data has none (it would price audio as text).
+AUDIO_RATES: Mapping[str, AudioRates] = {
+    "gpt-4o-audio-preview": AudioRates(
+        40.0, 80.0, "openai.com/api/pricing: gpt-4o-audio-preview audio $40 / $80 per 1M"
+    ),
+    "gpt-4o-mini-audio-preview": AudioRates(
+        10.0, 20.0, "openai.com/api/pricing: gpt-4o-mini-audio-preview audio $10 / $20 per 1M"
+    ),
+}
+# An audio model not in the table: the dearest audio rates OpenAI has charged (gpt-4o-audio-preview-2024-10-01).
+DEAREST_AUDIO = AudioRates(100.0, 200.0, "conservative: the dearest audio rates published ($100 / $200 per 1M)")
+
+
+def audio_rates(model: str) -> AudioRates:
+    name = model.lower().rsplit("/", 1)[-1]
+    for prefix, rates in AUDIO_RATES.items():
+        if name.startswith(prefix):
+            return rates
+    return DEAREST_AUDIO

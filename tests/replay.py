@@ -75,6 +75,9 @@ class ReplayServer:
     def answer_sse(self, events: list[dict[str, Any] | str], *, anthropic_style: bool = False) -> None:
         self._answers.append(_Answer(200, b"text/event-stream", sse(events, anthropic_style=anthropic_style)))
 
+    def answer_bytes(self, body: bytes, content_type: bytes = b"application/octet-stream") -> None:
+        self._answers.append(_Answer(200, content_type, body))
+
     def __enter__(self) -> ReplayServer:
         self._loop.start()
         return self

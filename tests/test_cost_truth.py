@@ -385,6 +385,11 @@ def test_openai_chat_audio(replay: ReplayServer, gw: GatewayServer) -> None:
     replay.answer_json(chat_answer(AUDIO_MODEL, AUDIO_USAGE, message))
     _, rec = post(gw, "openai/chat/completions", AUDIO_BODY)
     assert_billed(rec, AUDIO_COST, AUDIO_TOKENS, service_tier="default")
+    metrics = httpx.get(f"{gw.url}/metrics", trust_env=False).text
+    for kind, n in (("audio_input", 800), ("audio_output", 400)):
+        model = AUDIO_BODY["model"]
+        series = f'picometer_tokens_total{{model="{model}",provider="openai",type="{kind}",workflow="untagged"}}'
+        assert f"{series} {n}.0" in metrics, kind
 
 
 def test_openai_chat_audio_stream(replay: ReplayServer, gw: GatewayServer) -> None:
@@ -851,3 +856,136 @@ def test_azure_deployment_path_stream(replay: ReplayServer, gw: GatewayServer) -
     data, rec = post_stream(gw, f"azure/{AZURE_PATH}", AZURE_BODY)
     assert data[-1] == "[DONE]" and no_usage_chunk_reached(data)
     assert_azure_record(replay, rec)
+
+
+# --- 11. batch results fetched through picometer ---------------------------------------------------------------
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def openai_batch_line(i: int, prompt: int, cached: int, completion: int) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{i}",
+        "custom_id": f"row-{i}",
+        "response": {
+            "status_code": 200,
+            "request_id": f"req_{i}",
+            "body": {
+                "object": "chat.completion",
+                "model": "gpt-4o-mini-2024-07-18",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "prompt_tokens_details": {"cached_tokens": cached},
+                },
+            },
+        },
+        "error": None,
+    }
+
+
+def test_openai_batch_output_is_metered_per_line_at_the_batch_price(replay: ReplayServer, gw: GatewayServer) -> None:
+    failed = {"id": "batch_req_x", "custom_id": "row-x", "response": {"status_code": 400, "body": {"error": {}}}}
+    lines = [openai_batch_line(0, 1000, 0, 200), openai_batch_line(1, 3000, 1024, 500), failed]
+    replay.answer_bytes(jsonl(lines))
+    r = httpx.get(f"{gw.url}/openai/files/file-out1/content", headers={"authorization": "Bearer sk-t"}, trust_env=False)
+    assert r.status_code == 200 and r.content == jsonl(lines), "the client gets the file unchanged"
+    [rec] = gw.records(1)
+    # openai.com/api/pricing, gpt-4o-mini Batch API: $0.075 in, $0.30 out per 1M (cached input: not discounted
+    # further in the batch price data, $0.075)
+    expected = (1000 * 0.075 + 200 * 0.30) / 1e6 + (3000 * 0.075 + 500 * 0.30) / 1e6
+    assert rec["batch"] is True and rec["endpoint"] == "files/file-out1/content"
+    assert rec["response_model"] == "gpt-4o-mini-2024-07-18"
+    assert (rec["input_tokens"], rec["cached_input_tokens"], rec["output_tokens"]) == (4000, 1024, 700)
+    assert rec["cost_usd"] == pytest.approx(expected, rel=1e-9) and rec["price_source"] == "batch"
+    # Read again: the same results are not counted twice.
+    replay.answer_bytes(jsonl(lines))
+    httpx.get(f"{gw.url}/openai/files/file-out1/content", headers={"authorization": "Bearer sk-t"}, trust_env=False)
+    again = gw.records(2)[1]
+    assert again["cost_usd"] == 0 and again["price_source"] == "batch:counted-before" and again["input_tokens"] == 0
+
+
+def test_a_file_that_holds_no_results_passes_through_uncounted(replay: ReplayServer, gw: GatewayServer) -> None:
+    upload = jsonl([{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "x"}}])
+    replay.answer_bytes(upload)
+    r = httpx.get(f"{gw.url}/openai/files/file-in1/content", trust_env=False)
+    assert r.content == upload
+    [rec] = gw.records(1)
+    assert (rec["batch"], rec["cost_usd"], rec["usage_source"]) == (False, 0.0, "none")
+
+
+def test_anthropic_batch_results_are_metered_per_line_at_the_batch_price(
+    replay: ReplayServer, gw: GatewayServer
+) -> None:
+    def line(i: int, kind: str, usage: dict[str, Any]) -> dict[str, Any]:
+        message = {"id": f"msg_{i}", "type": "message", "model": "claude-sonnet-4-5-20250929", "usage": usage}
+        return {
+            "custom_id": f"r{i}",
+            "result": {"type": kind, "message": message} if kind == "succeeded" else {"type": kind},
+        }
+
+    lines = [
+        line(0, "succeeded", {"input_tokens": 2000, "output_tokens": 400, "cache_read_input_tokens": 1000}),
+        line(1, "errored", {}),
+        line(2, "succeeded", {"input_tokens": 500, "output_tokens": 100, "cache_creation_input_tokens": 300}),
+    ]
+    replay.answer_bytes(jsonl(lines), b"application/binary")
+    r = httpx.get(f"{gw.url}/anthropic/v1/messages/batches/msgbatch_1/results", trust_env=False)
+    assert r.status_code == 200
+    [rec] = gw.records(1)
+    # anthropic.com/pricing, Claude Sonnet 4.5 Batch (50% off): $1.50 in, $0.15 cache read, $1.875 5-minute
+    # cache write, $7.50 out per 1M
+    expected = (2000 * 1.50 + 1000 * 0.15 + 400 * 7.50) / 1e6 + (500 * 1.50 + 300 * 1.875 + 100 * 7.50) / 1e6
+    assert rec["batch"] is True and rec["endpoint"] == "messages/batches/msgbatch_1/results"
+    assert (rec["input_tokens"], rec["cached_input_tokens"], rec["cache_write_tokens"]) == (3800, 1000, 300)
+    assert rec["output_tokens"] == 500 and rec["cost_usd"] == pytest.approx(expected, rel=1e-9)
+
+
+# --- 12. audio endpoints, through the real openai SDK ------------------------------------------------------------
+
+
+def sdk(gw: GatewayServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/openai", api_key="sk-test", max_retries=0)
+
+
+def test_whisper_transcription_is_charged_the_seconds_the_answer_reports(
+    replay: ReplayServer, gw: GatewayServer
+) -> None:
+    replay.answer_json({"text": "water the tomatoes", "usage": {"type": "duration", "seconds": 95}})
+    # 95 s of speech fits in 100 KB at 8 kbit/s (the bound allows no less than 6 kbit/s)
+    out = sdk(gw).audio.transcriptions.create(model="whisper-1", file=("note.ogg", b"OggS" + b"\0" * 100_000))
+    assert out.text == "water the tomatoes"
+    [rec] = gw.records(1)
+    # openai.com/api/pricing, whisper-1: $0.006 per minute
+    assert (rec["endpoint"], rec["model"], rec["status"]) == ("audio/transcriptions", "whisper-1", "ok")
+    assert rec["cost_usd"] == pytest.approx(95 / 60 * 0.006, rel=1e-9)
+    assert rec["price_source"] == "openai-pricing:whisper-1"
+
+
+def test_token_transcription_is_charged_its_tokens(replay: ReplayServer, gw: GatewayServer) -> None:
+    usage = {
+        "type": "tokens",
+        "input_tokens": 1200,
+        "input_token_details": {"text_tokens": 0, "audio_tokens": 1200},
+        "output_tokens": 80,
+        "total_tokens": 1280,
+    }
+    replay.answer_json({"text": "water the tomatoes", "usage": usage})
+    sdk(gw).audio.transcriptions.create(model="gpt-4o-transcribe", file=("note.wav", b"RIFF" + b"\0" * 60_000))
+    [rec] = gw.records(1)
+    # openai.com/api/pricing, gpt-4o-transcribe: audio input $6.00, text output $10.00 per 1M tokens
+    assert rec["cost_usd"] == pytest.approx((1200 * 6.00 + 80 * 10.00) / 1e6, rel=1e-9)
+    assert (rec["audio_input_tokens"], rec["output_tokens"], rec["usage_source"]) == (1200, 80, "provider")
+
+
+def test_speech_is_charged_per_character_of_its_input(replay: ReplayServer, gw: GatewayServer) -> None:
+    replay.answer_bytes(b"ID3" + b"\0" * 5000, b"audio/mpeg")
+    text = "The greenhouse is at 31 degrees and the soil is dry. " * 20  # 1,060 characters
+    speech = sdk(gw).audio.speech.create(model="tts-1-hd", voice="alloy", input=text)
+    assert speech.content.startswith(b"ID3")
+    [rec] = gw.records(1)
+    # openai.com/api/pricing, tts-1-hd: $30.00 per 1M characters
+    assert rec["cost_usd"] == pytest.approx(len(text) * 30 / 1e6, rel=1e-9) and len(text) == 1060

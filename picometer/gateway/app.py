@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +23,15 @@ from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
 from picometer.gateway.relay import Relay
 from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record
 from picometer.gateway.upstream import Upstream
+from picometer.metering.batch import BatchMeter
 from picometer.metering.budget import Budget, to_pico
 from picometer.metering.pricing import Pricer
+from picometer.metering.usage import Usage
 from picometer.record import Record, Recorder, rfc3339_ms
 from picometer.store.state import State
 from picometer.throttle import Throttled
+
+MAX_BATCHES_REMEMBERED = 4096  # batch result paths kept to count each once; the oldest forgotten first
 
 log = Throttled(structlog.get_logger("picometer.gateway"))  # a bug hit by every request: one line a minute
 
@@ -77,6 +82,8 @@ class Gateway:
         self._status_extra = status_extra
         self.started_at = clock.now()
         self.ready = False
+        # Batch results read to the end, by provider and path: read again, they are not counted twice.
+        self._batches_read: OrderedDict[str, None] = OrderedDict()
         self.in_flight = 0
 
     def reconfigure(self, config: Config, pricer: Pricer) -> None:
@@ -255,6 +262,12 @@ class Gateway:
                         await relay.json(
                             response, req.route.provider, endpoint.shape, not endpoint.flat, provider.max_response_bytes
                         )
+                    elif endpoint.batch_results:
+                        key = f"{req.route.provider}/{req.route.rest}"
+                        o.batch_repeat = key in self._batches_read
+                        await relay.raw(response, self._batch_meter(req, endpoint.shape or "openai"))
+                        if o.complete and o.batch is not None and o.batch.results:
+                            self._remember_batch(key)
                     else:
                         await relay.raw(response)
                 finally:
@@ -272,6 +285,20 @@ class Gateway:
 
     def _elapsed_ms(self, facts: Facts) -> float:
         return round((self.clock.monotonic() - facts.t0) * 1000, 1)
+
+    def _batch_meter(self, req: Admitted, shape: str) -> BatchMeter:
+        provider, at = req.provider, req.facts.started
+
+        def price(model: str | None, usage: Usage) -> tuple[float | None, float]:
+            q = self.pricer.cost(provider, (model,), usage, at, shape=shape, batch=True)
+            return q.cost_usd, q.tool_cost_usd
+
+        return BatchMeter(shape, price)
+
+    def _remember_batch(self, key: str) -> None:
+        self._batches_read[key] = None
+        if len(self._batches_read) > MAX_BATCHES_REMEMBERED:
+            self._batches_read.popitem(last=False)
 
     def _finish(self, facts: Facts, o: Outcome, req: Admitted | None) -> Record:
         """Build the record, settle the reservation and hand the record to storage, exactly once per request."""

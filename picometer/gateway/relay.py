@@ -14,6 +14,7 @@ from picometer.gateway import forward
 from picometer.gateway.inflow import TooLarge, Undecodable, pieces
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Outcome
+from picometer.metering.batch import BatchMeter
 from picometer.metering.sse import EventTooLarge, SSEParser
 from picometer.metering.usage import StreamMeter, from_response
 from picometer.record import Record
@@ -94,16 +95,21 @@ class Relay:
         await self._send(self._start(response, extra))
         await self._send({"type": "http.response.body", "body": content, "more_body": False})
 
-    async def raw(self, response: httpx.Response) -> None:
-        """A body picometer does not read: passed on chunk by chunk."""
+    async def raw(self, response: httpx.Response, batch: BatchMeter | None = None) -> None:
+        """A body passed on chunk by chunk; batch results are metered line by line on the way."""
         await self._send(self._start(response, []))
+        self.o.batch = batch if response.is_success else None
         try:
             async for chunk in pieces(response, None):  # passed on as it comes: nothing accumulates here
                 self._first_byte()
+                if self.o.batch is not None:
+                    self.o.batch.feed(chunk)
                 await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (httpx.HTTPError, Undecodable) as e:
             self.o.break_off("timeout" if isinstance(e, httpx.TimeoutException) else "stream_interrupted")
             return
+        if self.o.batch is not None:
+            self.o.batch.close()
         self.o.complete = True
         self._finish()
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})

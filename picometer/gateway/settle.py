@@ -17,6 +17,7 @@ import structlog
 from picometer.config import ProviderConfig, Secret
 from picometer.gateway.path import Route
 from picometer.gateway.tags import Tags
+from picometer.metering.batch import BatchMeter
 from picometer.metering.budget import Hold, to_usd
 from picometer.metering.endpoints import Endpoint
 from picometer.metering.fees import request_tools
@@ -85,6 +86,8 @@ class Outcome:
     usage: Usage | None = None
     response_model: str | None = None
     answer: Any = None  # images and audio: the provider's parsed JSON answer, priced by metering.media
+    batch: BatchMeter | None = None  # batch results: what their lines used and cost
+    batch_repeat: bool = False  # these batch results were read through picometer before: counted then
     text_chars: int = 0  # streamed text seen, for an estimate when the provider reports no usage
     ttft_ms: float | None = None
     record: Record | None = None  # written: nothing that happens later changes it
@@ -140,6 +143,9 @@ def build_record(
     rec.cost_usd = 0.0
     if admitted is None:
         return rec
+    if o.batch is not None and o.batch.results:
+        _charge_batch(rec, o.batch, o.batch_repeat)
+        return rec
     usage = o.usage
     upstream_ok = 200 <= o.upstream_status < 300
     if usage is not None:
@@ -173,6 +179,20 @@ def build_record(
         )
         rec.cost_usd, rec.price_source, rec.tool_cost_usd = quote.cost_usd, quote.source, quote.tool_cost_usd
     return rec
+
+
+def _charge_batch(rec: Record, m: BatchMeter, repeat: bool) -> None:
+    """Batch results: every line's usage, each priced at the batch rate; counted the first time they are read."""
+    rec.batch, rec.response_model = True, m.model
+    if repeat:
+        rec.cost_usd, rec.price_source = 0.0, "batch:counted-before"
+        return
+    rec.usage_source = "provider"
+    _write_usage(rec, m.usage)
+    if m.unpriced:
+        rec.cost_usd, rec.price_source = None, "unpriced"  # never a silent zero: the lines have no known price
+        return
+    rec.cost_usd, rec.tool_cost_usd, rec.price_source = round(m.cost_usd, 12), round(m.tool_cost_usd, 12), "batch"
 
 
 def _charge_media(rec: Record, admitted: Admitted, o: Outcome) -> None:

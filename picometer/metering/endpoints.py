@@ -47,6 +47,7 @@ class Endpoint:
     body: str  # "json" | "multipart" | "" (forwarded as bytes)
     flat: bool = False  # images and audio: one conservative price per call
     deployment: str | None = None  # Azure's classic path names a deployment, not a model
+    batch_results: bool = False  # a batch's results: each line metered as it passes (metering.batch)
 
     @property
     def unmetered(self) -> bool:
@@ -61,6 +62,17 @@ def endpoint_name(rest: str) -> str:
 _AZURE = "openai/deployments/"
 
 
+def _batch_results(name: str) -> str | None:
+    """The shape of a path that fetches batch results: Anthropic's results, or an OpenAI file's content (an
+    output file of a batch holds results; any other file passes through with nothing in it to count)."""
+    parts = name.split("/")
+    if len(parts) == 4 and parts[:2] == ["messages", "batches"] and parts[3] == "results" and parts[2]:
+        return ANTHROPIC
+    if len(parts) == 3 and parts[0] == "files" and parts[2] == "content" and parts[1]:
+        return OPENAI
+    return None
+
+
 def classify(rest: str, method: str) -> Endpoint:
     """The endpoint of a canonical path below a provider's base URL, for this HTTP method."""
     if rest.startswith(_AZURE):
@@ -71,6 +83,10 @@ def classify(rest: str, method: str) -> Endpoint:
             if e.metered or e.free:
                 return replace(e, deployment=deployment)
     name = endpoint_name(rest)
+    if method == "GET":
+        shape = _batch_results(name)
+        if shape is not None:
+            return Endpoint(name, shape, metered=False, free=True, body="", batch_results=True)
     if method in _READ_METHODS:
         return Endpoint(name, None, metered=False, free=True, body="")
     if method == "POST":

@@ -50,6 +50,7 @@ class ServerConfig:
     client_keys: tuple[str, ...] = ()
     max_in_flight: int = 64  # requests being served at once; more get 503 overloaded with Retry-After
     max_body_bytes_in_flight: int = 32_000_000  # request bodies held at once, all calls together (memory bound)
+    max_answer_bytes_in_flight: int = 16_000_000  # whole answers held at once; past it they are passed on as they come
     max_connections: int = 100  # open client connections; past it a new one replaces an idle one, else gets 503
     header_timeout_s: float = 10.0  # a connection that has not sent its request head by then is dropped
 
@@ -417,6 +418,7 @@ def _validate(c: Config) -> None:
     _at_least(c.server.max_body_bytes, 1024, "[server].max_body_bytes")
     _at_least(c.server.max_in_flight, 1, "[server].max_in_flight")
     _at_least(c.server.max_body_bytes_in_flight, c.server.max_body_bytes, "[server].max_body_bytes_in_flight")
+    _at_least(c.server.max_answer_bytes_in_flight, 1_000_000, "[server].max_answer_bytes_in_flight")
     _at_least(c.server.max_connections, 2, "[server].max_connections")
     _at_least(c.server.header_timeout_s, 0.1, "[server].header_timeout_s")
     _at_least(c.storage.max_series, 100, "[storage].max_series")

@@ -11,6 +11,7 @@ from functools import cache
 
 MAX_BYTES = 300_000_000
 PIECE = b"a" * 65_536
+BIG_ANSWER = 8_000_000
 
 
 @cache
@@ -94,6 +95,16 @@ class HostileServer:
                 + f"content-length: {len(body)}\r\n\r\n".encode()
                 + body
             )
+            await w.drain()
+        elif kind == "big_answer":  # a valid answer of BIG_ANSWER bytes, its usage at the end as every API has it
+            head = b'{"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [{"index": 0, '
+            head += b'"message": {"role": "assistant", "content": "'
+            tail = b'"}}], "usage": {"prompt_tokens": 12, "completion_tokens": 20}}'
+            w.write(_head("application/json") + _chunk(head))
+            for _ in range((BIG_ANSWER - len(head) - len(tail)) // len(PIECE)):
+                w.write(_chunk(PIECE))
+                await w.drain()
+            w.write(_chunk(tail) + b"0\r\n\r\n")
             await w.drain()
         elif kind == "absurd_usage":
             body = (

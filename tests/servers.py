@@ -204,11 +204,17 @@ def daemon_process(
         log.close()
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now, or its high-water mark with field="VmHWM"."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a new high-water mark (VmHWM) at the current RSS: Linux's clear_refs 5."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def cpu_s(pid: int) -> float:

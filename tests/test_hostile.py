@@ -3,6 +3,7 @@ endless JSON, a gzip bomb, SSE without blank lines or without any newline, and a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from tests.hostile import HostileServer
-from tests.servers import SimServer, cpu_s, daemon_process, gateway_config, rss_mb
+from tests.servers import SimServer, cpu_s, daemon_process, gateway_config, reset_peak_rss, rss_mb
 
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "count the bees"}]}
 RSS_GROWTH_MB = 64
@@ -54,6 +55,38 @@ def test_a_hostile_body_gets_502_with_memory_bounded_and_the_cpu_idle_after(
     time.sleep(1.0)
     assert cpu_s(pid) - spent < 0.3, "the daemon is still busy after the answer"
     assert status(url)["requests_by_status"]["error"] >= 1
+
+
+def test_many_big_answers_at_once_are_passed_on_whole_with_memory_bounded(setup: tuple[str, int, Path]) -> None:
+    """Twelve 8 MB answers at once would hold about 200 MB if each were read whole; past
+    [server].max_answer_bytes_in_flight (16 MB) they are passed on as they arrive and metered from their tail."""
+    url, pid, tmp = setup
+    before = rss_mb(pid)
+    reset_peak_rss(pid)
+
+    async def call(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post(f"{url}/evil/chat/completions", json=CHAT, headers={"x-hostile": "big_answer"})
+
+    async def all_at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(trust_env=False, timeout=120) as client:
+            return await asyncio.gather(*(call(client) for _ in range(12)))
+
+    answers = asyncio.run(all_at_once())
+    assert rss_mb(pid, "VmHWM") - before <= RSS_GROWTH_MB, "the peak, not only what is left after"
+    for a in answers:  # each client got the whole answer, byte for byte valid JSON
+        assert a.status_code == 200 and a.json()["usage"]["completion_tokens"] == 20
+    ids = {a.headers["x-picometer-request-id"] for a in answers}
+    mine = [rec for rec in records(tmp) if rec["request_id"] in ids]
+    assert len(mine) == 12
+    for rec in mine:  # every one metered from the provider's own usage, whether held or passed on
+        assert (rec["status"], rec["usage_source"], rec["input_tokens"], rec["output_tokens"]) == (
+            "ok",
+            "provider",
+            12,
+            20,
+        )
+    passed_on = [a for a in answers if "x-picometer-cost-usd" not in a.headers]
+    assert passed_on, "some answers went past the bound and were passed on as they arrived"
 
 
 def test_absurd_usage_is_recorded_within_bounds_and_releases_its_hold(setup: tuple[str, int, Path]) -> None:

@@ -20,7 +20,7 @@ from picometer.config import Config
 from picometer.gateway.admin import Admin, header_map, respond
 from picometer.gateway.admission import Admission, ClientGone, Turned
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
-from picometer.gateway.relay import Relay
+from picometer.gateway.relay import AnswersHeld, Relay
 from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record
 from picometer.gateway.upstream import Upstream
 from picometer.metering.batch import BatchMeter
@@ -82,6 +82,7 @@ class Gateway:
         self._status_extra = status_extra
         self.started_at = clock.now()
         self.ready = False
+        self.answers_held = AnswersHeld(config.server.max_answer_bytes_in_flight)
         # Batch results read to the end, by provider and path: read again, they are not counted twice.
         self._batches_read: OrderedDict[str, None] = OrderedDict()
         self.in_flight = 0
@@ -93,6 +94,7 @@ class Gateway:
         self.admission.reconfigure(config, pricer)
         self.upstream.reconfigure(config.retry)
         self.admin.config = config
+        self.answers_held.limit = config.server.max_answer_bytes_in_flight
 
     def retries(self) -> dict[str, dict[str, int]]:
         return self.upstream.retries()
@@ -260,7 +262,12 @@ class Gateway:
                         )
                     elif endpoint.metered:
                         await relay.json(
-                            response, req.route.provider, endpoint.shape, not endpoint.flat, provider.max_response_bytes
+                            response,
+                            req.route.provider,
+                            endpoint.shape,
+                            not endpoint.flat,
+                            provider.max_response_bytes,
+                            self.answers_held,
                         )
                     elif endpoint.batch_results:
                         key = f"{req.route.provider}/{req.route.rest}"

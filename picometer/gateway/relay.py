@@ -5,7 +5,7 @@ before the client's last byte, so a crash can lose a reply, never its record."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ from picometer.gateway import forward
 from picometer.gateway.inflow import TooLarge, Undecodable, pieces
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Outcome
+from picometer.metering.answer import AnswerScan
 from picometer.metering.batch import BatchMeter
 from picometer.metering.sse import EventTooLarge, SSEParser
 from picometer.metering.usage import StreamMeter, from_response
@@ -21,6 +22,29 @@ from picometer.record import Record
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
+
+
+PARSE_LIMIT = 1_000_000  # answers above this are read from their head and tail, not parsed whole
+
+
+class AnswersHeld:
+    """Bytes of whole answers held in memory at once, across calls. Past `limit`, an answer is passed on as it
+    arrives (metering.answer), so many big answers at once cannot exhaust a Pi's memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+
+    def take(self, n: int, mine: int) -> bool:
+        """Hold `n` more bytes for a caller already holding `mine`; an answer held alone may pass the limit
+        (up to its provider's max_response_bytes), so a lone big answer still gets its cost header or its 502."""
+        if self.bytes + n > self.limit and self.bytes > mine:
+            return False
+        self.bytes += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.bytes -= n
 
 
 def format_cost(cost: float | None) -> str:
@@ -57,12 +81,30 @@ class Relay:
         if self.o.ttft_ms is None:
             self.o.ttft_ms = self._elapsed_ms()
 
-    async def json(self, response: httpx.Response, provider: str, shape: str | None, strict: bool, limit: int) -> None:
-        """A whole answer: read (at most `limit` bytes), metered, recorded, then sent in one piece with its cost
-        in a header. `strict`: a success must be JSON (token endpoints); otherwise JSON is read when it is JSON."""
-        o = self.o
+    async def json(
+        self,
+        response: httpx.Response,
+        provider: str,
+        shape: str | None,
+        strict: bool,
+        limit: int,
+        held: AnswersHeld,
+    ) -> None:
+        """A whole answer: read (at most `limit` bytes), metered, recorded, then sent with its cost in a header.
+        `strict`: a success must be JSON (token endpoints); otherwise JSON is read when it is JSON. When the
+        answers held at once would pass `held.limit`, this one is passed on as it arrives instead."""
+        parts: list[bytes] = []  # kept as they came: no growing buffer copied on every resize
+        taken = 0
+        stream = pieces(response, limit)
         try:
-            content = b"".join([piece async for piece in pieces(response, limit)])
+            async for piece in stream:
+                if not held.take(len(piece), taken):
+                    held.give(taken)
+                    taken = 0
+                    await self._pass_on(response, stream, [*parts, piece], shape, strict)
+                    return
+                taken += len(piece)
+                parts.append(piece)
         except httpx.HTTPError as e:
             raise self._bad(f"provider {provider!r} broke off its answer: {type(e).__name__}") from None
         except TooLarge:
@@ -72,28 +114,92 @@ class Relay:
             ) from None
         except Undecodable as e:
             raise self._bad(f"provider {provider!r} answered with {e}") from None
+        finally:
+            held.give(taken)
+        await self._whole(response, provider, shape, strict, parts)
+
+    async def _whole(
+        self, response: httpx.Response, provider: str, shape: str | None, strict: bool, parts: list[bytes]
+    ) -> None:
         self._first_byte()
         ctype = response.headers.get("content-type", "")
         if response.is_success and shape and (strict or "json" in ctype):
-            try:
-                parsed = json.loads(content)
-            except ValueError:
-                raise self._bad(
-                    f"provider {provider!r} answered {response.status_code} with a body that is not JSON "
-                    f"({ctype or '?'}, {len(content)} bytes); check its base_url"
-                ) from None
-            if strict:
-                o.usage, o.response_model = from_response(shape, parsed)
-            else:
-                o.answer = parsed  # images and audio: priced from the whole answer (metering.media)
-        o.complete = True  # the whole answer is in hand and goes out in one piece
+            self._read(provider, shape, strict, parts, response.status_code, ctype)
+        self.o.complete = True  # the whole answer is in hand
         record = self._finish()
         extra = [
-            (b"content-length", str(len(content)).encode()),
+            (b"content-length", str(sum(map(len, parts))).encode()),
             (b"x-picometer-cost-usd", format_cost(record.cost_usd).encode()),
         ]
         await self._send(self._start(response, extra))
-        await self._send({"type": "http.response.body", "body": content, "more_body": False})
+        for piece in parts:
+            await self._send({"type": "http.response.body", "body": piece, "more_body": True})
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _read(self, provider: str, shape: str, strict: bool, parts: list[bytes], status: int, ctype: str) -> None:
+        """Usage from a whole answer; the parsed answer is dropped on return unless priced per call."""
+        size = sum(map(len, parts))
+        if size > PARSE_LIMIT and b"".join(parts[:4]).lstrip()[:1] == b"{":
+            # Big answers (embeddings, images as base64) are read like passed-on ones: no parsed copy in memory.
+            scan = AnswerScan()
+            for piece in parts:
+                scan.feed(piece)
+            self._take_scan(scan, shape, strict)
+            return
+        content = b"".join(parts)
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            raise self._bad(
+                f"provider {provider!r} answered {status} with a body that is not JSON "
+                f"({ctype or '?'}, {size} bytes); check its base_url"
+            ) from None
+        if strict:
+            self.o.usage, self.o.response_model = from_response(shape, parsed)
+        else:
+            self.o.answer = parsed  # images and audio: priced from the whole answer (metering.media)
+
+    def _take_scan(self, scan: AnswerScan, shape: str, strict: bool) -> None:
+        usage, model, answer = scan.usage(shape)
+        if strict:
+            self.o.usage, self.o.response_model = usage, model
+        else:
+            self.o.answer = answer
+
+    async def _pass_on(
+        self,
+        response: httpx.Response,
+        stream: AsyncIterator[bytes],
+        first: list[bytes],
+        shape: str | None,
+        strict: bool,
+    ) -> None:
+        """An answer too big to hold now: passed on as it arrives, its usage read from its tail at the end. It
+        carries no cost header (the cost is known only after the last byte)."""
+        o = self.o
+        scan = AnswerScan() if response.is_success and shape else None
+        self._first_byte()
+        await self._send(self._start(response, []))
+        try:
+            while first:  # what was held before the bound was reached, let go piece by piece
+                await self._pass_piece(first.pop(0), scan)
+            async for piece in stream:
+                await self._pass_piece(piece, scan)
+        except (httpx.HTTPError, TooLarge, Undecodable) as e:
+            # Headers went out: the client's answer is cut off, as the provider's was.
+            o.break_off("stream_interrupted" if isinstance(e, httpx.HTTPError) else "bad_response")
+            return
+        if scan is not None and shape is not None:
+            self._take_scan(scan, shape, strict)
+        o.complete = True
+        self._finish()
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pass_piece(self, piece: bytes, scan: AnswerScan | None) -> None:
+        if piece:
+            if scan is not None:
+                scan.feed(piece)
+            await self._send({"type": "http.response.body", "body": piece, "more_body": True})
 
     async def raw(self, response: httpx.Response, batch: BatchMeter | None = None) -> None:
         """A body passed on chunk by chunk; batch results are metered line by line on the way."""

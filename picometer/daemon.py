@@ -120,6 +120,7 @@ def uvicorn_server(
 ALERTS_KEPT = 50  # recent alerts shown in /-/status
 FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
 PRUNE_INTERVAL_S = 3600.0
+CHECK_INTERVAL_S = 3600.0  # SQLite's quick check of the rollups: a file going bad is found within the hour
 WATCH_INTERVAL_S = 10.0  # anomaly checks; budget alerts do not wait for this, they come from the call itself
 BASELINE_INTERVAL_S = 3600.0  # the anomaly baselines (last 7 days from the rollups) are rebuilt hourly
 EXPORT_AFTER = timedelta(minutes=10)  # the weekly CSV is written on Monday at 00:10, local time
@@ -191,6 +192,11 @@ class Daemon:
 
     def _tell_rebuilt(self) -> None:
         """A damaged SQLite file was moved aside at start and a fresh one made: say what that means."""
+        for name, store in (("rollups", self.rollups), ("state", self.state), ("alerts", self.outbox)):
+            if store.moved_aside is not None:
+                self._tell_damaged(name, store.moved_aside)
+
+    def _tell_damaged(self, name: str, aside: Path) -> None:
         what = {
             "rollups": "the totals were rebuilt from the usage log (calls older than the log's retention are gone "
             "from reports)",
@@ -198,14 +204,12 @@ class Daemon:
             "and pause again what should stay paused",
             "alerts": "alerts queued for delivery, mutes and cooldowns were lost",
         }
-        for name, store in (("rollups", self.rollups), ("state", self.state), ("alerts", self.outbox)):
-            if store.moved_aside is not None:
-                message = (
-                    f"The {name} database was damaged and has been replaced by a fresh one; {what[name]}. "
-                    f"The damaged file is kept as {store.moved_aside} (remove it once you are done with it)."
-                )
-                log.error("damaged database replaced", database=name, kept_as=str(store.moved_aside))
-                self.alert(Alert(Kind.DATABASE_REBUILT, f"database_rebuilt:{name}", message, self.clock.now()))
+        message = (
+            f"The {name} database was damaged and has been replaced by a fresh one; {what[name]}. "
+            f"The damaged file is kept as {aside} (remove it once you are done with it)."
+        )
+        log.error("damaged database replaced", database=name, kept_as=str(aside))
+        self.alert(Alert(Kind.DATABASE_REBUILT, f"database_rebuilt:{name}", message, self.clock.now()))
 
     def reload(self) -> None:
         """SIGHUP: read the config file again and apply what can change while running (prices, budgets,
@@ -502,10 +506,17 @@ class Daemon:
         last_baseline = -BASELINE_INTERVAL_S  # the first tick builds them: start-up does not wait for the query
         last_export = -WATCH_INTERVAL_S  # the first tick writes a week missed while down
         export_retry_at = 0.0
+        last_check = self.clock.monotonic()
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
             await asyncio.to_thread(self.rollups.flush)
             now = self.clock.monotonic()
+            if now - last_check >= CHECK_INTERVAL_S:
+                last_check = now
+                await asyncio.to_thread(self.rollups.check)
+            if self.rollups.damaged:
+                aside = await asyncio.to_thread(self.rollups.heal, self.usage_log.dir)
+                self._tell_damaged("rollups", aside)
             if now - last_watch >= WATCH_INTERVAL_S:
                 last_watch = now
                 self.watch()

@@ -3,12 +3,23 @@ usage log where it can be, and told), and a state file that cannot be written do
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from picometer import daemon
+from picometer.clock import SystemClock
+from picometer.config import StorageConfig
+from picometer.record import Record, rfc3339_ms
+from picometer.store.rollups import Rollups
+from picometer.store.usagelog import UsageLog
 from tests.servers import GatewayServer, SimServer, gateway_config
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "feed the cat"}]}
@@ -60,3 +71,70 @@ def test_a_state_file_that_cannot_be_written_still_pauses_and_says_so(
     resumed = post("/-/resume/cat").json()
     assert resumed["was_paused"] is True and resumed["saved"] is False and "comes back" in resumed["warning"]
     assert post("/w/cat/openai/chat/completions", json=CHAT).status_code == 200
+
+
+def corrupt_on_disk(path: Path, rollups: Any) -> None:
+    """As a failing SD card would: pages of the file overwritten under the running daemon."""
+    with rollups._db_lock:  # everything into the main file first, so the damage hits real data
+        rollups._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(os.urandom(path.stat().st_size - 4096))
+
+
+def test_a_rollups_file_damaged_while_running_is_found_rebuilt_and_told(
+    sim: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon, "CHECK_INTERVAL_S", 0.0)  # the hourly check, on every tick
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    with GatewayServer(gateway_config(sim.url, tmp_path)) as gw:
+        cost = lambda: float(  # noqa: E731
+            httpx.post(f"{gw.url}/openai/chat/completions", json=CHAT, trust_env=False).headers["x-picometer-cost-usd"]
+        )
+        before = [cost() for _ in range(4)]
+        rollups = gw.daemon.rollups
+        deadline = time.monotonic() + 10
+        while rollups.watermark is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the tick flushed them
+        corrupt_on_disk(tmp_path / "data" / "rollups.db", rollups)
+        after = [cost() for _ in range(3)]
+        told: list[dict[str, Any]] = []
+        while not told and time.monotonic() < deadline + 10:
+            time.sleep(0.1)
+            alerts = httpx.get(f"{gw.url}/-/status", trust_env=False).json()["alerts"]
+            told = [a for a in alerts if a["key"] == "database_rebuilt:rollups"]
+        assert told and "rebuilt from the usage log" in told[0]["message"]
+        more = [cost() for _ in range(2)]
+        assert rollups.spend_since(day) == pytest.approx(sum(before + after + more)), "each call counted once"
+        assert rollups.check(), "the fresh file is sound"
+        rollups.flush()
+        rows = rollups.summary(int(day.timestamp()) // 3600, int(day.timestamp()) // 3600 + 48, "workflow")
+        assert sum(r["requests"] for r in rows) == 9
+    assert list((tmp_path / "data").glob("rollups.db.corrupt-*")), "the damaged file is kept aside"
+
+
+def test_a_heal_while_records_arrive_counts_each_once(tmp_path: Path) -> None:
+    """Records that land while the log is folded again are neither lost nor counted twice."""
+    log = UsageLog(StorageConfig(data_dir=str(tmp_path / "data"), log_dir=str(tmp_path / "logs")), SystemClock())
+    rollups = Rollups(tmp_path / "data" / "rollups.db")
+    now = datetime.now(UTC)
+
+    def record(i: int) -> None:
+        rec = Record(ts=rfc3339_ms(now), request_id=f"r{i}", workflow="w", provider="p", model="m", cost_usd=0.01)
+        rollups.add(rec, log.write(rec))
+
+    for i in range(200):
+        record(i)
+    rollups.flush()
+    for i in range(200, 300):
+        record(i)  # pending, not yet flushed, when the file is found damaged
+    corrupt_on_disk(rollups.path, rollups)
+    assert not rollups.check() and rollups.damaged
+    log.sync()
+    arriving = threading.Thread(target=lambda: [record(i) for i in range(300, 400)])
+    arriving.start()
+    rollups.heal(log.dir)
+    arriving.join()
+    rollups.flush()
+    assert rollups.spend_since(now - timedelta(hours=1)) == pytest.approx(4.00)
+    assert rollups.watermark is not None and not rollups.damaged

@@ -21,7 +21,7 @@ import structlog
 
 from picometer.metering import histogram
 from picometer.record import RECORD_FIELDS, Record
-from picometer.store.schema import connect
+from picometer.store.schema import connect, damaged, intact, reopen
 from picometer.store.usagelog import Position, read_records
 
 log = structlog.get_logger("picometer.rollups")
@@ -165,6 +165,31 @@ class Rollups:
         self.watermark = self._read_watermark()
         self._batch = new_batch()
         self.flush_failures = 0
+        self.damaged = False  # found damaged while running: heal() rebuilds it from the log
+
+    # ---------------------------------------------------------------- healing
+
+    def check(self) -> bool:
+        """SQLite's quick check of the file; False (and `damaged`) when it is no longer sound."""
+        with self._db_lock:  # no flush half-written while it looks
+            sound = intact(self.path)
+        self.damaged = self.damaged or not sound
+        return sound
+
+    def heal(self, log_dir: Path) -> Path:
+        """The file went bad while running: move it aside, start a fresh one and fold the usage log into it
+        again. Records that arrive meanwhile are counted once: the replay stops where they begin."""
+        with self._db_lock, self._lock:
+            until = self._batch.position or self.watermark
+            self._batch = new_batch()  # everything pending is in the log up to `until`: folded again below
+            self._db.close()
+            self._db, aside = reopen(self.path, MIGRATIONS, "rollup")
+            self._series, self._known, self.watermark = {}, set(), None
+            self.damaged = False
+        log.error("damaged rollups database replaced while running; rebuilding from the usage log", kept_as=str(aside))
+        if until is not None:
+            self.replay(log_dir, until)
+        return aside
 
     # ---------------------------------------------------------------- folding
 
@@ -180,13 +205,13 @@ class Rollups:
                     self.folded += 1
                 self._known.add(key)
             fold(self._batch, rec, moment, key)
-            if position is not None:
-                self._batch.position = position
+            if position is not None and (self._batch.position is None or position > self._batch.position):
+                self._batch.position = position  # never backwards: a heal's replay runs beside new records
 
-    def replay(self, log_dir: Path) -> int:
-        """Fold every logged record past the watermark, then flush. Returns how many."""
+    def replay(self, log_dir: Path, until: Position | None = None) -> int:
+        """Fold every logged record past the watermark (up to `until`), then flush. Returns how many."""
         count = 0
-        for data, position in read_records(log_dir, self.watermark):
+        for data, position in read_records(log_dir, self.watermark, until):
             try:
                 rec = record_from_dict(data)
                 hour_of(rec.ts)
@@ -212,6 +237,7 @@ class Rollups:
                 self._write(batch)
         except sqlite3.Error as e:
             self.flush_failures += 1
+            self.damaged = self.damaged or damaged(e)
             log.warning("rollup flush failed; keeping the batch in memory", error=str(e))
             with self._lock:  # put it back in front of what arrived meanwhile
                 batch.merge(self._batch)

@@ -21,14 +21,42 @@ def connect(path: Path, migrations: Migrations, name: str) -> tuple[sqlite3.Conn
     try:
         return _open(path, migrations, name), None
     except sqlite3.DatabaseError as e:
-        if getattr(e, "sqlite_errorcode", 0) & 0xFF not in _CORRUPT:
+        if not damaged(e):
             raise
+    return reopen(path, migrations, name)
+
+
+def damaged(e: sqlite3.Error) -> bool:
+    """The error says the file is damaged or is no database at all."""
+    return getattr(e, "sqlite_errorcode", 0) & 0xFF in _CORRUPT
+
+
+def reopen(path: Path, migrations: Migrations, name: str) -> tuple[sqlite3.Connection, Path]:
+    """Move a damaged file (and its WAL) aside and make a fresh one: (the new connection, where it went)."""
     aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
     for suffix in ("", "-wal", "-shm"):
         part = path.with_name(path.name + suffix)
         if part.exists():
             part.replace(aside.with_name(aside.name + suffix))
     return _open(path, migrations, name), aside
+
+
+def intact(path: Path) -> bool:
+    """SQLite's quick_check of the file as it is on disk (a connection of its own: the daemon's cached pages
+    would hide a damaged SD card until they are evicted)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return True  # cannot look (gone, no permission): the daemon's own writes will say more
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        if damaged(e):
+            return False
+        raise
+    finally:
+        db.close()
+    return rows == [("ok",)]
 
 
 def _open(path: Path, migrations: Migrations, name: str) -> sqlite3.Connection:

@@ -57,13 +57,18 @@ def log_files(log_dir: Path) -> list[Path]:
     return [by_stem[s] for s in sorted(by_stem)]
 
 
-def read_records(log_dir: Path, after: Position | None = None) -> Iterator[tuple[dict[str, Any], Position]]:
-    """Records after `after`, oldest first; .jsonl and .jsonl.gz alike; torn or corrupt lines skipped."""
+def read_records(
+    log_dir: Path, after: Position | None = None, until: Position | None = None
+) -> Iterator[tuple[dict[str, Any], Position]]:
+    """Records after `after` (and up to `until`), oldest first; .jsonl and .jsonl.gz alike; torn or corrupt
+    lines skipped."""
     for path in log_files(log_dir):
         stem = _stem(path)
         assert stem is not None
         if after is not None and stem < after.stem:
             continue
+        if until is not None and stem > until.stem:
+            return
         offset = 0
         try:
             with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
@@ -77,6 +82,8 @@ def read_records(log_dir: Path, after: Position | None = None) -> Iterator[tuple
                         record = json.loads(line)
                     except ValueError:
                         continue
+                    if until is not None and Position(stem, offset) > until:
+                        return
                     if isinstance(record, dict):
                         yield record, Position(stem, offset)
         except (OSError, EOFError) as e:  # a truncated .gz: keep what was readable

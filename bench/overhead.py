@@ -9,6 +9,7 @@ machine state.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import os
 import socket
@@ -20,6 +21,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: tests/ is importable
+from tests.hostile import HostileServer
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1500"))
 WARMUP = 100
@@ -100,9 +104,10 @@ def wait_healthy(url: str, timeout: float = 30) -> float:
     raise TimeoutError(url)
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now, or its high-water mark with field="VmHWM"."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -142,6 +147,32 @@ def abuse(url: str) -> None:
             assert r.status_code == 400, r.status_code
 
 
+HOSTILE = ("huge_json", "gzip_bomb", "sse_no_blank", "sse_no_newline", "absurd_usage")
+BIG_ANSWERS_AT_ONCE = 12
+
+
+def abuse_from_the_provider(url: str) -> None:
+    """What a broken provider sends (tests/hostile.py): endless JSON, a 1 GB gzip bomb, SSE without blank lines
+    or newlines, absurd usage; then twelve 8 MB answers at once."""
+    with httpx.Client(timeout=120, trust_env=False) as client:
+        for kind in HOSTILE:
+            body = {**CHAT, "max_tokens": 20, "stream": kind.startswith("sse")}
+            r = client.post(f"{url}/evil/chat/completions", json=body, headers={"x-hostile": kind})
+            assert r.status_code in (200, 502), (kind, r.status_code)
+
+    async def big_answers() -> None:
+        async with httpx.AsyncClient(timeout=120, trust_env=False) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post(f"{url}/evil/chat/completions", json=CHAT, headers={"x-hostile": "big_answer"})
+                    for _ in range(BIG_ANSWERS_AT_ONCE)
+                )
+            )
+        assert all(a.status_code == 200 for a in answers)
+
+    asyncio.run(big_answers())
+
+
 def measure(client: httpx.Client, urls: list[str], stream: bool) -> list[list[float]]:
     sinks: list[list[float]] = [[] for _ in urls]
     for i in range(WARMUP + ROUNDS):
@@ -166,6 +197,7 @@ def main() -> None:
         return
 
     sim_port, pm_port, bare_port = free_port(), free_port(), free_port()
+    evil = HostileServer().__enter__()  # a broken provider, in a thread of this process
     work = Path(tempfile.mkdtemp(prefix="picometer-bench-"))
     config = work / "config.toml"
     config.write_text(
@@ -178,6 +210,10 @@ log_dir = "{work / "logs"}"
 [providers.openai]
 kind = "openai"
 base_url = "http://127.0.0.1:{sim_port}/v1"
+[providers.evil]
+kind = "openai"
+base_url = "{evil.url}/v1"
+max_response_bytes = 20000000
 """
     )
     sim = subprocess.Popen([sys.executable, __file__, "--sim", str(sim_port)])
@@ -214,7 +250,10 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
         gzipped = len(gzip.compress(raw))  # what rotation leaves on disk
         abuse(f"http://127.0.0.1:{pm_port}")
         abused_rss = rss_mb(daemon.pid)
+        abuse_from_the_provider(f"http://127.0.0.1:{pm_port}")
+        provider_abused_rss, peak_rss = rss_mb(daemon.pid), rss_mb(daemon.pid, "VmHWM")
     finally:
+        evil.__exit__()
         for process in (daemon, sim, bare):
             process.terminate()
         for process in (daemon, sim, bare):
@@ -243,6 +282,10 @@ base_url = "http://127.0.0.1:{sim_port}/v1"
     print(f"time to healthy (process start to /-/health 200): {to_healthy * 1000:.0f} ms")
     print(f"RSS idle after start: {idle_rss:.1f} MB; after {records} requests: {loaded_rss:.1f} MB")
     print(f"RSS after the abuse ({ABUSE_NAMES} new names, 3 calls with a 9 MB model name): {abused_rss:.1f} MB")
+    print(
+        f"RSS after a broken provider ({', '.join(HOSTILE)}, {BIG_ANSWERS_AT_ONCE} 8 MB answers at once): "
+        f"{provider_abused_rss:.1f} MB; peak over the whole run: {peak_rss:.1f} MB"
+    )
     print(
         f"usage log: {len(raw) / max(records, 1):.0f} bytes per request raw, "
         f"{gzipped / max(records, 1):.0f} after gzip ({records} real records of this run)"

@@ -439,16 +439,12 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
             message = data.get("error", {}).get("message") or f"HTTP {answer.status_code} from {url}"
             click.echo(f"picometer refused: {message}", err=True)
             sys.exit(1)
-        if action == "resume":
-            click.echo(f"resumed {workflow}" if data["was_paused"] else f"{workflow} was not paused")
-        else:
-            click.echo(f"paused {workflow} " + (f"until {data['until']}" if data["until"] else "until resumed"))
-        if data.get("warning"):
-            click.echo(f"warning: {data['warning']}", err=True)
+        _said(data)
         return
     import sqlite3
 
-    from picometer.store.state import NotSaved, State
+    from picometer import ops
+    from picometer.store.state import State
 
     path = Path(config.storage.data_dir) / "state.db"
     try:
@@ -459,18 +455,27 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
     try:
         now = datetime.now(UTC)
         if action == "resume":
-            was = state.resume(workflow)
-            click.echo(f"resumed {workflow}" if was else f"{workflow} was not paused")
+            done = ops.resume(state, workflow, "cli", now)
         else:
-            pause = state.pause(workflow, now + length if length else None, "cli", now)
-            until = pause.until.astimezone().isoformat(timespec="minutes") if pause.until else "resumed"
-            click.echo(f"paused {workflow} until {until}")
-        click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
-    except NotSaved as e:
-        click.echo(f"picometer is not running at {url}, and {e}", err=True)
-        sys.exit(1)
+            done = ops.pause(state, workflow, now + length if length else None, "cli", now)
     finally:
         state.close()
+    if done.warning is not None:
+        click.echo(f"picometer is not running at {url}, and {done.warning}", err=True)
+        sys.exit(1)
+    _said(done.as_dict())
+    click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
+
+
+def _said(answer: dict[str, Any]) -> None:
+    """A pause or resume answer (the daemon's, or the same operation's over the state file), in words."""
+    workflow = answer["workflow"]
+    if not answer["paused"]:
+        click.echo(f"resumed {workflow}" if answer["was_paused"] else f"{workflow} was not paused")
+    else:
+        click.echo(f"paused {workflow} " + (f"until {answer['until']}" if answer["until"] else "until resumed"))
+    if answer.get("warning"):
+        click.echo(f"warning: {answer['warning']}", err=True)
 
 
 @main.command()

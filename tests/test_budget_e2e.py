@@ -247,7 +247,7 @@ def test_the_cli_pauses_through_the_daemon_or_its_state_file_when_it_is_down(sim
 
     import tomli_w
 
-    from tests.test_cli import run
+    from tests.cli import run
 
     raw = gateway_config(sim.url, tmp_path, server={"listen": f"127.0.0.1:{free_port()}"})
     config = tmp_path / "config.toml"

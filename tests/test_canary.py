@@ -4,10 +4,8 @@ end to end (real daemon, real simulator, real Bot API on loopback, the real CLI)
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ from picometer.config import ProbeConfig
 from picometer.store.usagelog import read_records
 from picometer.watch.canary import Schedule, judge
 from tests.botapi import TOKEN, BotApi
+from tests.cli import run
 from tests.clocks import ManualClock
 from tests.servers import GatewayServer, SimServer, gateway_config
 
@@ -135,9 +134,9 @@ def test_the_schedule_stays_on_the_hour_over_a_simulated_month() -> None:
     assert runs[0] == pytest.approx(start + 17.0, abs=0.1)
     hourly = runs[1:]
     assert len(hourly) == 30 * 24  # one a slot, none missed, none doubled
-    for i, run in enumerate(hourly):
+    for i, began in enumerate(hourly):
         slot_start = (int(start // 3600) + 1 + i) * 3600
-        assert slot_start <= run < slot_start + 0.2, "each run starts right on its hour: no drift after a month"
+        assert slot_start <= began < slot_start + 0.2, "each run starts right on its hour: no drift after a month"
 
 
 def test_a_clock_jump_gives_one_run_forward_and_no_burst_backward() -> None:
@@ -154,8 +153,8 @@ def test_a_clock_jump_gives_one_run_forward_and_no_burst_backward() -> None:
     clock.wall -= timedelta(hours=3)  # and back three hours
     back = drive(schedule, clock, 4 * 3600, 3600.0, rng)
     assert len(back) == 4
-    for run in back:
-        assert run % 3600 < 1, "back on the hour at once"
+    for began in back:
+        assert began % 3600 < 1, "back on the hour at once"
 
 
 # ---------------------------------------------------------------- end to end
@@ -275,14 +274,7 @@ def test_the_schedule_runs_probes_through_the_listener_even_where_client_keys_ar
 
 
 def cli_canary(config: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PICOMETER")}
-    return subprocess.run(
-        [sys.executable, "-m", "picometer", "canary", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return run("canary", "--config", str(config))
 
 
 def test_picometer_canary_prints_results_and_exits_1_on_a_failure_with_or_without_the_daemon(

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cli import run
 from tests.clocks import ManualClock
 from tests.servers import GatewayServer, SimServer, broken_stream, free_port
-from tests.test_cli import run
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "summarize the incident"}]}
 FAST_RETRIES = {"max_attempts": 3, "base_delay_s": 0.01, "max_delay_s": 5}

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from tests.cli import run
 from tests.servers import GatewayServer, free_port
-
-PICOMETER = [sys.executable, "-m", "picometer"]
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PICOMETER")}
-    full_env.update(env or {})
-    return subprocess.run([*PICOMETER, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
 def test_help_lists_the_commands() -> None:

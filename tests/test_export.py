@@ -7,11 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 import zipfile
 from collections import defaultdict
@@ -30,6 +28,7 @@ from picometer.record import Record
 from picometer.reports.export import COLUMNS, last_full_week, parse_week, to_csv, week_rows
 from picometer.store.rollups import Rollups
 from tests.botapi import TOKEN, BotApi
+from tests.cli import run
 from tests.clocks import ManualClock
 from tests.servers import GatewayServer, SimServer, gateway_config
 
@@ -193,16 +192,9 @@ def test_picometer_export_writes_a_file_that_libreoffice_opens(tmp_path: Path) -
         tomli_w.dumps({"storage": {"data_dir": str(tmp_path / "data")}, "budgets": {"timezone": "Europe/Berlin"}})
     )
     out = tmp_path / "week.csv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PICOMETER")}
-    done = subprocess.run(
-        [sys.executable, "-m", "picometer", "export", "--config", str(config), "--week", "2026-W47", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+    done = run("export", "--config", str(config), "--week", "2026-W47", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    stdout = subprocess.run(
-        [sys.executable, "-m", "picometer", "export", "--config", str(config), "--week", "2026-W47"],
-        capture_output=True, env=env, timeout=60,
-    ).stdout  # fmt: skip
+    stdout = run("export", "--config", str(config), "--week", "2026-W47", text=False).stdout
     assert stdout == out.read_bytes(), "--out and stdout carry the same bytes"
     rows = read_csv(out.read_text(encoding="utf-8"))
     assert {r["workflow"] for r in rows} >= {
@@ -211,10 +203,7 @@ def test_picometer_export_writes_a_file_that_libreoffice_opens(tmp_path: Path) -
         "émoji 🦜 bot",
         "'=cmd|' /C calc'!A0",
     }
-    bad = subprocess.run(
-        [sys.executable, "-m", "picometer", "export", "--config", str(config), "--week", "47"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+    bad = run("export", "--config", str(config), "--week", "47")
     assert bad.returncode == 2 and "write it like 2026-W47" in bad.stderr
 
     soffice = shutil.which("soffice")

@@ -3,9 +3,7 @@ through the real CLI; the variance per day and model, flags past the threshold, 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 from picometer.record import Record
 from picometer.reports.reconcile import InvoiceError, base_model, compare, read_invoice
 from picometer.store.rollups import Rollups
+from tests.cli import run
 
 DAYS = [date(2026, 11, 16), date(2026, 11, 17), date(2026, 11, 18)]
 # dollars metered per day: (provider, model, cost)
@@ -43,11 +42,7 @@ def config(tmp_path: Path) -> Path:
 
 
 def reconcile(config: Path, invoice: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PICOMETER")}
-    return subprocess.run(
-        [sys.executable, "-m", "picometer", "reconcile", "--config", str(config), str(invoice), *args],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+    return run("reconcile", "--config", str(config), str(invoice), *args)
 
 
 def table(out: str) -> list[list[str]]:

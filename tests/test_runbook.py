@@ -7,7 +7,7 @@ from pathlib import Path
 from picometer.alert import SEVERITY, Kind
 from picometer.config import config_from_dict
 from picometer.runbook import render
-from tests.test_cli import run
+from tests.cli import run
 
 ROOT = Path(__file__).parent.parent
 

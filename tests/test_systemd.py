@@ -19,8 +19,8 @@ import httpx
 import pytest
 import tomli_w
 
+from tests.cli import run
 from tests.servers import GatewayServer, SimServer, free_port, gateway_config
-from tests.test_cli import run
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
 
+from picometer import ops
 from picometer.clock import Clock
 from picometer.config import Config, is_loopback
 from picometer.duration import parse_duration
 from picometer.gateway.admission import ClientGone, parse_json_object, read_body
 from picometer.gateway.refusals import Refusal, error_body
 from picometer.gateway.tags import clean_tag, presented_key
-from picometer.record import rfc3339_ms
-from picometer.store.state import NotSaved, State
+from picometer.store.state import State
 
 log = structlog.get_logger("picometer.gateway")
 
@@ -90,14 +89,9 @@ class Admin:
         if not workflow:
             raise Refusal(400, "invalid_request_error", f"name a workflow: POST /-/{action}/WORKFLOW")
         now = self.clock.now()
+        by = clean_tag(headers.get("x-picometer-by")) or "http"
         if action == "resume":
-            was, warning = self.state.paused(workflow, now) is not None, None
-            try:
-                self.state.resume(workflow)
-            except NotSaved as e:
-                warning = str(e)
-            log.info("workflow resumed", workflow=workflow, was_paused=was)
-            return _noting(warning, {"workflow": workflow, "paused": False, "was_paused": was})
+            return ops.resume(self.state, workflow, by, now).as_dict()
         body = await read_body(receive, CONTROL_BODY_LIMIT, headers)
         if body is None:
             raise Refusal(413, "invalid_request_error", f"a control request body is at most {CONTROL_BODY_LIMIT} bytes")
@@ -112,13 +106,7 @@ class Admin:
                 until = now + parse_duration(str(wanted))
             except ValueError as e:
                 raise Refusal(400, "invalid_request_error", str(e)) from None
-        by, warning = clean_tag(headers.get("x-picometer-by")) or "http", None
-        try:
-            self.state.pause(workflow, until, by, now)
-        except NotSaved as e:
-            warning = str(e)
-        log.warning("workflow paused", workflow=workflow, until=_when(until), by=by)
-        return _noting(warning, {"workflow": workflow, "paused": True, "until": _when(until), "by": by})
+        return ops.pause(self.state, workflow, until, by, now).as_dict()
 
     def authorize(self, scope: Scope, headers: dict[str, str]) -> None:
         """Loopback only without [server].admin_token; with one, every caller needs it."""
@@ -135,14 +123,6 @@ class Admin:
                 "permission_denied",
                 "control routes without [server].admin_token answer only on loopback; set admin_token to allow this",
             )
-
-
-def _noting(warning: str | None, answer: dict[str, Any]) -> dict[str, Any]:
-    """A pause or resume answer; when the state file could not keep it, saved = false and why."""
-    if warning is not None:
-        log.error("pause state not saved", error=warning)
-        return {**answer, "saved": False, "warning": warning}
-    return {**answer, "saved": True}
 
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -170,7 +150,3 @@ async def respond(
     headers.extend(extra or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def _when(moment: datetime | None) -> str | None:
-    return None if moment is None else rfc3339_ms(moment)

@@ -6,23 +6,56 @@ limit. They read and change the same state the CLI does (rollups, budgets, pause
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from datetime import tzinfo
+from typing import Any, Protocol
 
 import structlog
 
-from picometer.alert import Kind
+from picometer import ops
+from picometer.alert import Alert, Kind
+from picometer.clock import Clock
+from picometer.config import Config
 from picometer.duration import format_duration, parse_duration
 from picometer.gateway.tags import clean_tag
 from picometer.metering.budget import to_pico, usd
 from picometer.reports import report
 from picometer.reports.periods import PERIODS
-from picometer.store.state import NotSaved
+from picometer.store.outbox import Outbox
+from picometer.store.rollups import Rollups
+from picometer.store.state import State
 from picometer.watch.alerts import esc
 from picometer.watch.canary import table
 
-if TYPE_CHECKING:
-    from picometer.daemon import Daemon
+
+class Running(Protocol):
+    """The running daemon as the bot sees it (picometer.daemon.Daemon is one); named here, not imported, so
+    the bot and the daemon do not import each other."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def zone(self) -> tzinfo: ...
+    @property
+    def state(self) -> State: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def rollups(self) -> Rollups: ...
+    @property
+    def alerts(self) -> Iterable[Alert]: ...
+    @property
+    def canary(self) -> Any: ...
+    @property
+    def gateway(self) -> Any: ...
+    def status_line(self) -> str: ...
+    async def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
+    def budgets(self, paces: dict[str | None, int] | None = None) -> list[dict[str, Any]]: ...
+    def paces(self) -> dict[str | None, int]: ...
+    async def run_canary(self) -> dict[str, Any]: ...
+
 
 log = structlog.get_logger("picometer.telegram")
 
@@ -79,7 +112,7 @@ def _fit(line: str, limit: int) -> int:
 
 
 class Commands:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Running) -> None:
         self.daemon = daemon
 
     async def answer(self, text: str, by: str) -> list[str]:
@@ -169,31 +202,19 @@ class Commands:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /pause WORKFLOW [2h]")
-        d = self.daemon
-        now = d.clock.now()
+        now = self.daemon.clock.now()
         until = now + parse_duration(args[1]) if len(args) > 1 else None
-        note = ""
-        try:
-            d.state.pause(workflow, until, by, now)
-        except NotSaved as e:
-            note = f"\n⚠️ {esc(str(e))}"
-        log.warning("workflow paused", workflow=workflow, until=until and until.isoformat(), by=by)
+        done = ops.pause(self.daemon.state, workflow, until, by, now)
         span = f"for {format_duration(until - now)}" if until else "until /resume"
-        return f"⏸ <b>{esc(workflow)}</b> is paused {span}: its calls get 429 workflow_paused.{note}"
+        return f"⏸ <b>{esc(workflow)}</b> is paused {span}: its calls get 429 workflow_paused.{_unsaved(done)}"
 
     async def resume(self, args: list[str], by: str) -> str:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /resume WORKFLOW")
-        state, note = self.daemon.state, ""
-        was = state.paused(workflow, self.daemon.clock.now()) is not None
-        try:
-            state.resume(workflow)
-        except NotSaved as e:
-            note = f"\n⚠️ {esc(str(e))}"
-        log.info("workflow resumed", workflow=workflow, was_paused=was, by=by)
+        done = ops.resume(self.daemon.state, workflow, by, self.daemon.clock.now())
         name = esc(workflow)
-        return (f"▶️ <b>{name}</b> resumed." if was else f"{name} was not paused.") + note
+        return (f"▶️ <b>{name}</b> resumed." if done.was_paused else f"{name} was not paused.") + _unsaved(done)
 
     async def mute(self, args: list[str], by: str) -> str:
         kind, scope = _kind(args, "/mute KIND [24h]")
@@ -211,6 +232,10 @@ class Commands:
         d = self.daemon
         await asyncio.to_thread(d.rollups.flush)  # include the last seconds of calls
         return report.build(d.rollups, period, by, d.clock.now(), d.zone)
+
+
+def _unsaved(done: ops.Switched) -> str:
+    return "" if done.warning is None else f"\n⚠️ {esc(done.warning)}"
 
 
 def _kind(args: list[str], usage: str) -> tuple[str, str]:

@@ -1,0 +1,253 @@
+"""Validation of a built Config, section by section; each ConfigError names the key and the fix."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+
+from picometer.config.errors import ConfigError, shown
+from picometer.config.sections import BudgetConfig, Config, WorkflowConfig, is_loopback, split_listen
+
+RESERVED_PROVIDER_NAMES = frozenset({"v1", "w", "-", "metrics"})
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_QUIET_HOURS_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
+_TIMEOUT_EXAMPLES = {"timeout_s": 120, "connect_timeout_s": 10, "first_byte_timeout_s": 600, "total_timeout_s": 1800}
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "audio_input", "audio_output")
+
+
+def validate(c: Config) -> None:
+    """Raises ConfigError for the first problem found."""
+    _check_server(c)
+    _check_storage(c)
+    _check_providers(c)
+    _check_retry(c)
+    _check_budgets(c)
+    _check_prices(c)
+    _check_workflows(c)
+    _check_canary(c)
+    _check_alerts(c)
+    _check_telegram(c)
+
+
+def _one_of(value: str | None, choices: tuple[str, ...], key: str) -> None:
+    if value is not None and value not in choices:
+        raise ConfigError(
+            key, f"{shown(key, value)} is not allowed", "use one of " + ", ".join(f'"{c}"' for c in choices)
+        )
+
+
+def _at_least(value: float, low: float, key: str) -> None:
+    if value < low:
+        raise ConfigError(key, f"{value} is below {low}", f"use a value of at least {low}")
+
+
+def _floors(section: object, where: str, floors: Mapping[str, float]) -> None:
+    """_at_least for several keys of one section, in order: {key: its lowest allowed value}."""
+    for key, low in floors.items():
+        _at_least(getattr(section, key), low, f"{where}.{key}")
+
+
+def _check_server(c: Config) -> None:
+    s = c.server
+    try:
+        host, port = split_listen(s.listen)
+    except ValueError:
+        raise ConfigError("[server].listen", f"{s.listen!r} is not host:port", 'write e.g. "127.0.0.1:8787"') from None
+    if not 0 <= port <= 65535:
+        raise ConfigError("[server].listen", f"port {port} is out of range", "use a port from 1 to 65535")
+    any_workflow_keys = any(w.keys for w in c.workflows.values())
+    if not is_loopback(host) and not (s.client_keys or any_workflow_keys):
+        raise ConfigError(
+            "[server].listen",
+            f"{host} is reachable from other machines but no client keys are configured",
+            'listen on "127.0.0.1:8787", or set [server].client_keys or [workflows.NAME].keys',
+        )
+    if s.default_provider not in c.providers:
+        raise ConfigError(
+            "[server].default_provider",
+            f"{s.default_provider!r} is not a configured provider",
+            f"use one of {', '.join(sorted(c.providers)) or '(none: add a [providers.NAME] table)'}",
+        )
+    _floors(
+        s,
+        "[server]",
+        {
+            "max_body_bytes": 1024,
+            "max_in_flight": 1,
+            "max_body_bytes_in_flight": s.max_body_bytes,
+            "max_answer_bytes_in_flight": 1_000_000,
+            "max_connections": 2,
+            "header_timeout_s": 0.1,
+        },
+    )
+    for i, key in enumerate(s.client_keys):
+        _check_client_key(key, f"[server].client_keys[{i}]")
+
+
+def _check_storage(c: Config) -> None:
+    s = c.storage
+    _floors(s, "[storage]", {"max_series": 100, "log_rotate_bytes": 4096})
+    # Room for the current file, one file being gzipped and its output, and at least one archive.
+    if s.log_max_bytes < 4 * s.log_rotate_bytes:
+        raise ConfigError(
+            "[storage].log_max_bytes",
+            f"{s.log_max_bytes} is less than 4 x log_rotate_bytes ({s.log_rotate_bytes})",
+            "make log_max_bytes at least 4 x log_rotate_bytes (10x is a good ratio), or rotate smaller files",
+        )
+    _floors(s, "[storage]", {"log_retention_days": 1, "fsync_interval_s": 0, "min_free_mb": 0})
+    _one_of(s.store_prompts, ("none", "hash", "redacted"), "[storage].store_prompts")
+
+
+def _check_providers(c: Config) -> None:
+    for name, p in c.providers.items():
+        where = f"[providers.{name}]"
+        if not NAME_RE.match(name) or name in RESERVED_PROVIDER_NAMES:
+            raise ConfigError(where, "the name is not usable as a path segment", "use letters, digits, - _ . only")
+        _one_of(p.kind, ("openai", "anthropic"), f"{where}.kind")
+        if not re.match(r"^https?://[^/\s]+", p.base_url):
+            raise ConfigError(
+                f"{where}.base_url", f"{p.base_url!r} is not an http(s) URL", 'write e.g. "https://api.openai.com/v1"'
+            )
+        for key, example in _TIMEOUT_EXAMPLES.items():
+            if getattr(p, key) <= 0:
+                raise ConfigError(f"{where}.{key}", "must be positive", f"use e.g. {example}")
+        _at_least(p.max_response_bytes, 65_536, f"{where}.max_response_bytes")
+
+
+def _check_retry(c: Config) -> None:
+    r = c.retry
+    _floors(
+        r,
+        "[retry]",
+        {
+            "max_attempts": 1,
+            "base_delay_s": 0,
+            "max_delay_s": r.base_delay_s,
+            "budget_ratio": 0,
+            "min_retries_per_minute": 0,
+            "circuit_failures": 0,
+            "circuit_open_s": 0,
+        },
+    )
+
+
+def _check_caps(b: BudgetConfig | WorkflowConfig, where: str) -> None:
+    """The caps and policies [budgets] and every [workflows.NAME] share."""
+    _floors(b, where, {"daily_usd": 0, "monthly_usd": 0, "max_tokens_per_request": 0})
+    _one_of(b.over_cap, ("clamp", "reject"), f"{where}.over_cap")
+    _one_of(b.on_exceed, ("block", "alert"), f"{where}.on_exceed")
+    _one_of(b.unpriced, ("block", "allow"), f"{where}.unpriced")
+    _one_of(b.unmetered, ("block", "allow"), f"{where}.unmetered")
+    for step in b.alert_at or ():
+        if not 0 < step <= 10:
+            raise ConfigError(
+                f"{where}.alert_at", f"{step} is not a fraction of the cap", "use fractions like [0.5, 0.8, 1.0]"
+            )
+
+
+def _check_budgets(c: Config) -> None:
+    _check_caps(c.budgets, "[budgets]")
+    timezone = c.budgets.timezone
+    if timezone == "local":
+        return
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            "[budgets].timezone",
+            f"{timezone!r} is not a known time zone",
+            'use an IANA name like "Europe/Berlin", or "local"',
+        ) from None
+
+
+def _check_prices(c: Config) -> None:
+    for model, price in c.prices.items():
+        for key in _PRICE_KEYS:
+            value = getattr(price, key)
+            if value is not None and value < 0:
+                raise ConfigError(
+                    f'[prices."{model}"].{key}', "a price cannot be negative", "use dollars per 1M tokens, e.g. 0.15"
+                )
+
+
+def _check_workflows(c: Config) -> None:
+    seen_keys: dict[str, str] = {}  # client key -> the workflow that holds it
+    for name, w in c.workflows.items():
+        where = f"[workflows.{name}]"
+        _check_caps(w, where)
+        _at_least(w.slo_latency_s, 0, f"{where}.slo_latency_s")
+        if not 0 < w.slo_target < 1:
+            raise ConfigError(f"{where}.slo_target", f"{w.slo_target} is not between 0 and 1", "use e.g. 0.99")
+        for i, key in enumerate(w.keys):
+            _check_client_key(key, f"{where}.keys[{i}]")
+            if key in seen_keys:
+                raise ConfigError(
+                    f"{where}.keys[{i}]",
+                    f"the same key is also used by {seen_keys[key]}",
+                    "give each workflow its own keys",
+                )
+            seen_keys[key] = where
+
+
+def _check_canary(c: Config) -> None:
+    _at_least(c.canary.interval_s, 60, "[canary].interval_s")
+    names: set[str] = set()
+    for i, probe in enumerate(c.canary.probes):
+        where = f"[[canary.probes]] #{i + 1}"
+        if not probe.name or probe.name in names:
+            raise ConfigError(f"{where}.name", "every probe needs a unique name", 'set name = "openai-mini"')
+        names.add(probe.name)
+        if probe.provider not in c.providers:
+            raise ConfigError(
+                f"{where}.provider", f"{probe.provider!r} is not a configured provider", "name a [providers.NAME] table"
+            )
+        try:
+            re.compile(probe.expect_regex)
+        except re.error as e:
+            raise ConfigError(
+                f"{where}.expect_regex", f"not a valid regular expression ({e})", "fix the pattern"
+            ) from None
+        _floors(probe, where, {"fail_after": 1, "max_latency_s": 0.1, "max_tokens": 1})
+
+
+def _check_alerts(c: Config) -> None:
+    a = c.alerts
+    _floors(
+        a,
+        "[alerts]",
+        {
+            "cooldown_s": 0,
+            "spike_zscore": 0,
+            "spike_min_usd": 0,
+            "spike_min_pct": 0,
+            "runaway_factor": 1,
+            "duplicate_storm": 2,
+            "error_rate_pct": 1,
+        },
+    )
+    if a.quiet_hours and not _QUIET_HOURS_RE.fullmatch(a.quiet_hours):
+        raise ConfigError("[alerts].quiet_hours", f"{a.quiet_hours!r} is not HH:MM-HH:MM", 'write e.g. "23:00-07:00"')
+
+
+def _check_telegram(c: Config) -> None:
+    if c.telegram.enabled and not c.telegram.chat_ids:
+        raise ConfigError(
+            "[telegram].chat_ids",
+            "Telegram is enabled but no chat may receive alerts",
+            "add your chat id, e.g. chat_ids = [123456789]",
+        )
+
+
+def _check_client_key(key: str, where: str) -> None:
+    if key.startswith("sha256:"):
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
+            raise ConfigError(
+                where, "not a sha256:<64 hex digits> digest", "write sha256: followed by the lowercase hex digest"
+            )
+    elif not key.startswith("pm-") or len(key) < 16:
+        raise ConfigError(
+            where,
+            "a client key must start with pm- and be at least 16 characters",
+            'use e.g. "pm-" + a random string, or "sha256:<hex>"',
+        )

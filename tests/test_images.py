@@ -12,15 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from picometer.metering.image_headers import B64_PREFIX_CHARS, base64_size, data_url_size, image_size, is_image_data
 from picometer.metering.images import (
-    B64_PREFIX_CHARS,
     MAX_IMAGES,
     anthropic_image_tokens,
-    base64_size,
-    data_url_size,
-    image_size,
     image_tokens,
-    is_image_data,
     max_image_tokens,
     openai_image_tokens,
     request_images,

@@ -15,14 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from picometer.metering.media import (
-    CONSERVATIVE,
-    MEDIA_ENDPOINTS,
-    RESERVATION,
-    is_media_priced,
-    media_cost,
-    media_reservation,
-)
+from picometer.metering.media import MEDIA_ENDPOINTS, is_media_priced, media_cost, media_reservation
+from picometer.metering.media_charge import CONSERVATIVE, RESERVATION
 
 M = 1_000_000  # "per 1M tokens" / "per 1M characters"
 
@@ -62,6 +56,25 @@ def token_transcript(text: int, audio: int, output: int) -> dict[str, Any]:
         "total_tokens": text + audio + output,
     }
     return {"text": "hello", "usage": usage}
+
+
+def priced(prices: dict[str, float], **tokens: int) -> float:
+    """USD for token counts by kind at per-1M prices: each kind of token has its own rate on the pricing page."""
+    return sum(n * prices[kind] / M for kind, n in tokens.items() if n)
+
+
+def image_tokens(
+    prices: dict[str, float], text: int, image: int, output: int, output_text: int | None = None
+) -> tuple[dict[str, Any], float]:
+    """A GPT Image answer reporting these tokens, and their price: text and image in, image and text out."""
+    text_out = output_text or 0
+    cost = priced(prices, text_in=text, image_in=image, image_out=output - text_out, text_out=text_out)
+    return image_usage(text, image, output, output_text), cost
+
+
+def transcript_tokens(prices: dict[str, float], text: int, audio: int, output: int) -> tuple[dict[str, Any], float]:
+    """A token-billed transcript reporting these tokens, and their price: text and audio in, text out."""
+    return token_transcript(text, audio, output), priced(prices, text_in=text, audio_in=audio, text_out=output)
 
 
 MB = 1_000_000
@@ -153,8 +166,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, Any, float, str]] = [
         "gpt-image-1",
         {"prompt": "an otter", "quality": "high", "size": "1024x1024"},
         90,
-        image_usage(text=50, image=0, output=4160),
-        50 * GPT_IMAGE_1["text_in"] / M + 4160 * GPT_IMAGE_1["image_out"] / M,
+        *image_tokens(GPT_IMAGE_1, text=50, image=0, output=4160),
         "openai-pricing:gpt-image-1(tokens)",
     ),
     (
@@ -163,8 +175,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, Any, float, str]] = [
         "gpt-image-1",
         {"prompt": "make it blue", "quality": "medium", "size": "1024x1024", "n": "1"},
         2 * MB,
-        image_usage(text=200, image=1000, output=1056),
-        200 * GPT_IMAGE_1["text_in"] / M + 1000 * GPT_IMAGE_1["image_in"] / M + 1056 * GPT_IMAGE_1["image_out"] / M,
+        *image_tokens(GPT_IMAGE_1, text=200, image=1000, output=1056),
         "openai-pricing:gpt-image-1(tokens)",
     ),
     (
@@ -173,8 +184,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, Any, float, str]] = [
         "gpt-image-1",
         {"prompt": "p", "quality": "low", "size": "1024x1536", "n": "2"},
         MB,
-        image_usage(text=10, image=300, output=2 * 408),
-        10 * GPT_IMAGE_1["text_in"] / M + 300 * GPT_IMAGE_1["image_in"] / M + 816 * GPT_IMAGE_1["image_out"] / M,
+        *image_tokens(GPT_IMAGE_1, text=10, image=300, output=2 * 408),
         "openai-pricing:gpt-image-1(tokens)",
     ),
     (
@@ -183,8 +193,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, Any, float, str]] = [
         "gpt-image-1-mini",
         {"prompt": "a cat", "quality": "low", "size": "1024x1024"},
         80,
-        image_usage(text=20, image=0, output=272),
-        20 * GPT_IMAGE_1_MINI["text_in"] / M + 272 * GPT_IMAGE_1_MINI["image_out"] / M,
+        *image_tokens(GPT_IMAGE_1_MINI, text=20, image=0, output=272),
         "openai-pricing:gpt-image-1-mini(tokens)",
     ),
     (
@@ -193,8 +202,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, Any, float, str]] = [
         "gpt-image-1.5",
         {"prompt": "a poster", "quality": "high", "size": "1024x1024"},
         80,
-        image_usage(text=30, image=0, output=4160 + 100, output_text=100),
-        30 * GPT_IMAGE_1_5["text_in"] / M + 4160 * GPT_IMAGE_1_5["image_out"] / M + 100 * GPT_IMAGE_1_5["text_out"] / M,
+        *image_tokens(GPT_IMAGE_1_5, text=30, image=0, output=4160 + 100, output_text=100),
         "openai-pricing:gpt-image-1.5(tokens)",
     ),
     (
@@ -233,10 +241,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, Any, float, str]] = [
         "gpt-4o-transcribe",
         {"model": "gpt-4o-transcribe"},
         MB,
-        token_transcript(text=14, audio=1000, output=250),
-        14 * GPT_4O_TRANSCRIBE["text_in"] / M
-        + 1000 * GPT_4O_TRANSCRIBE["audio_in"] / M
-        + 250 * GPT_4O_TRANSCRIBE["text_out"] / M,
+        *transcript_tokens(GPT_4O_TRANSCRIBE, text=14, audio=1000, output=250),
         "openai-pricing:gpt-4o-transcribe(tokens)",
     ),
     (
@@ -245,10 +250,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, Any, float, str]] = [
         "gpt-4o-mini-transcribe-2025-12-15",
         {},
         MB,
-        token_transcript(text=10, audio=500, output=120),
-        10 * GPT_4O_MINI_TRANSCRIBE["text_in"] / M
-        + 500 * GPT_4O_MINI_TRANSCRIBE["audio_in"] / M
-        + 120 * GPT_4O_MINI_TRANSCRIBE["text_out"] / M,
+        *transcript_tokens(GPT_4O_MINI_TRANSCRIBE, text=10, audio=500, output=120),
         "openai-pricing:gpt-4o-mini-transcribe(tokens)",
     ),
     (

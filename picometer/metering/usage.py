@@ -267,17 +267,23 @@ class StreamMeter:
             return True
         return False
 
+    def _model_and_usage(self, envelope: Any) -> Mapping[str, Any] | None:
+        """Takes the model a chunk, response or message names; returns its usage when it carries one."""
+        model = _get(envelope, "model")
+        if isinstance(model, str):
+            self.model = model
+        u = _get(envelope, "usage")
+        return u if isinstance(u, Mapping) else None
+
     def _openai_chunk(self, data: Mapping[str, Any]) -> bool:
-        if isinstance(data.get("model"), str):
-            self.model = data["model"]
+        u = self._model_and_usage(data)
         if "service_tier" in data:
             self._tier = data["service_tier"]
         choices = data.get("choices")
         if isinstance(choices, list):
             for choice in choices:
                 self.text_chars += _text_chars(_get(choice, "delta")) + _text_chars(_get(choice, "text"))
-        u = data.get("usage")
-        if isinstance(u, Mapping):
+        if u is not None:
             self.usage = openai_usage(u, self._tier)
             return not choices
         return False
@@ -288,11 +294,8 @@ class StreamMeter:
             self.text_chars += len(data["delta"])
         elif kind in ("response.created", "response.completed", "response.incomplete", "response.failed"):
             response = data.get("response")
-            model = _get(response, "model")
-            if isinstance(model, str):
-                self.model = model
-            u = _get(response, "usage")
-            if isinstance(u, Mapping):
+            u = self._model_and_usage(response)
+            if u is not None:
                 tools = responses_tools(_get(response, "output"))
                 self.usage = openai_usage(u, _get(response, "service_tier"), tools)
             if kind != "response.created":
@@ -304,12 +307,8 @@ class StreamMeter:
     def _anthropic(self, data: Mapping[str, Any]) -> None:
         kind = data.get("type")
         if kind == "message_start":
-            message = data.get("message")
-            model = _get(message, "model")
-            if isinstance(model, str):
-                self.model = model
-            u = _get(message, "usage")
-            if isinstance(u, Mapping):
+            u = self._model_and_usage(data.get("message"))
+            if u is not None:
                 self._anthropic_usage = dict(u)
                 self.usage = anthropic_usage(self._anthropic_usage)
         elif kind == "message_delta":

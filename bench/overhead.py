@@ -55,22 +55,14 @@ def serve_bare(port: int, upstream: str) -> None:
 
     from picometer.daemon import bind_socket, uvicorn_server
     from picometer.gateway.forward import new_transport, response_headers
+    from picometer.simulator import Receive, Scope, Send, request_body
 
     transport = new_transport()
 
-    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def, type-arg]
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                while (await receive())["type"] != "lifespan.shutdown":
-                    await send({"type": "lifespan.startup.complete"})
-                await send({"type": "lifespan.shutdown.complete"})
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body = await request_body(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"host", b"content-length")]
         request = hx.Request(
             scope["method"], upstream + scope["path"].removeprefix("/openai"), headers=headers, content=body

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import contextvars
 import gc
 import logging
 import os
@@ -14,24 +12,22 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
 
-from picometer.alert import Alert, Kind
 from picometer.clock import Clock, NotBefore, SystemClock, resolve_zone
 from picometer.config import Config, ConfigError, ServerConfig, keep_for_restart, load_config, restart_needed
 from picometer.gateway.app import Gateway
 from picometer.gateway.connections import bounded_protocol
-from picometer.metering.budget import Budget, Event, cap_status, caps_from_config, event_message, to_pico, to_usd, usd
+from picometer.metering.budget import Budget, caps_from_config
 from picometer.metering.pricing import Pricer
+from picometer.ops import Operations
 from picometer.record import Record, Recorder
-from picometer.reports.export import file_name, last_full_week, summary, to_csv, week_label, week_rows, write_atomic
-from picometer.reports.metrics import Gauges, Meter, exposition
-from picometer.reports.report import objective_rows, objectives
+from picometer.reports.export import write_due_weeks
+from picometer.reports.metrics import Meter
 from picometer.service import Notifier
 from picometer.store.outbox import Outbox
 from picometer.store.rollups import Rollups
@@ -40,6 +36,7 @@ from picometer.store.usagelog import UsageLog
 from picometer.watch.alerts import Alerter, esc
 from picometer.watch.anomaly import BASELINE_HOURS, baselines
 from picometer.watch.canary import Canary
+from picometer.watch.telling import Teller
 from picometer.watch.watchers import Watchers
 
 if TYPE_CHECKING:
@@ -117,14 +114,11 @@ def uvicorn_server(
     return _Server(config)
 
 
-ALERTS_KEPT = 50  # recent alerts shown in /-/status
 FLUSH_INTERVAL_S = 2.0  # rollups reach SQLite this often; a crash replays the rest from the log
 PRUNE_INTERVAL_S = 3600.0
 CHECK_INTERVAL_S = 3600.0  # SQLite's quick check of the rollups: a file going bad is found within the hour
 WATCH_INTERVAL_S = 10.0  # anomaly checks; budget alerts do not wait for this, they come from the call itself
 BASELINE_INTERVAL_S = 3600.0  # the anomaly baselines (last 7 days from the rollups) are rebuilt hourly
-EXPORT_AFTER = timedelta(minutes=10)  # the weekly CSV is written on Monday at 00:10, local time
-EXPORT_CATCH_UP_WEEKS = 8  # weeks missed while down that are written at the next start
 EXPORT_RETRY_S = 600.0  # after a failed write (disk full, permissions)
 
 
@@ -156,15 +150,15 @@ class Daemon:
                 newest=self.rollups.newest.isoformat() if self.rollups.newest else None,
             )
         self.state = State(Path(config.storage.data_dir) / "state.db")
-        self.alerts: collections.deque[Alert] = collections.deque(maxlen=ALERTS_KEPT)
         self.outbox = Outbox(Path(config.storage.data_dir) / "alerts.db")
         self.bot: TelegramBot | None = None
         self.alerter = Alerter(config.alerts, self.zone, self.outbox, alert_chats(config), wake=self._wake_bot)
         self.watchers = Watchers(config, self.zone, self.clock.now())
-        self._background: set[asyncio.Task[None]] = set()  # alerts being told off the request path
-        self._dropping = False  # records dropped: told when an episode starts
-        self._dropped_seen = 0
-        self.budget = Budget(caps_from_config(config), self.zone, notify=self.on_budget_event)
+        self.teller = Teller(
+            self.alerter, self.clock, self.zone, self.rollups, self.usage_log, config.storage.min_free_mb
+        )
+        self.alert, self.alerts = self.teller.alert, self.teller.recent
+        self.budget = Budget(caps_from_config(config), self.zone, notify=self.teller.budget_event)
         # Spend this day and month so far, from the durable records: a restart never resets a budget.
         self.budget.seed(self.clock.now(), self.rollups.spend_since)
         self.pricer = Pricer(config.prices)
@@ -177,39 +171,32 @@ class Daemon:
             recorder=Recorder(self.usage_log, self.rollups, observe=self._observe),
             budget=self.budget,
             state=self.state,
-            status_extra=self.status,
-            alert=self._alert_later,
+            status_extra=lambda: self.ops.status(),
+            alert=self.teller.alert_later,
             canary_token=self.canary.token,
-            run_canary=self.run_canary,
-            metrics=self.metrics,
+            run_canary=lambda: self.ops.run_canary(),
+            metrics=lambda: self.ops.metrics(),
         )
-        self._tell_rebuilt()
-        self.loaded_at = self.clock.now()
-        self.last_reload: dict[str, Any] | None = None
+        self.teller.rebuilt((("rollups", self.rollups), ("state", self.state), ("alerts", self.outbox)))
+        self.ops = Operations(
+            config,
+            self.clock,
+            self.zone,
+            budget=self.budget,
+            rollups=self.rollups,
+            state=self.state,
+            outbox=self.outbox,
+            usage_log=self.usage_log,
+            canary=self.canary,
+            gateway=self.gateway,
+            alerter=self.alerter,
+            alerts=self.alerts,
+            meter=self.meter,
+            watchers=self.watchers,
+        )
         self.server = uvicorn_server(self.gateway, server=config.server)
         self.notifier = Notifier(os.environ)
-        self.server.on_started = lambda: self.notifier.ready(self.status_line())
-
-    def _tell_rebuilt(self) -> None:
-        """A damaged SQLite file was moved aside at start and a fresh one made: say what that means."""
-        for name, store in (("rollups", self.rollups), ("state", self.state), ("alerts", self.outbox)):
-            if store.moved_aside is not None:
-                self._tell_damaged(name, store.moved_aside)
-
-    def _tell_damaged(self, name: str, aside: Path) -> None:
-        what = {
-            "rollups": "the totals were rebuilt from the usage log (calls older than the log's retention are gone "
-            "from reports)",
-            "state": "pauses, canary failure runs and the last weekly CSV mark were lost: check `picometer status` "
-            "and pause again what should stay paused",
-            "alerts": "alerts queued for delivery, mutes and cooldowns were lost",
-        }
-        message = (
-            f"The {name} database was damaged and has been replaced by a fresh one; {what[name]}. "
-            f"The damaged file is kept as {aside} (remove it once you are done with it)."
-        )
-        log.error("damaged database replaced", database=name, kept_as=str(aside))
-        self.alert(Alert(Kind.DATABASE_REBUILT, f"database_rebuilt:{name}", message, self.clock.now()))
+        self.server.on_started = lambda: self.notifier.ready(self.ops.status_line())
 
     def reload(self) -> None:
         """SIGHUP: read the config file again and apply what can change while running (prices, budgets,
@@ -223,7 +210,7 @@ class Daemon:
             restart = restart_needed(self.config, new)
             new = keep_for_restart(self.config, new)
         except ConfigError as e:
-            self.last_reload = {"at": at, "ok": False, "error": str(e)}
+            self.ops.last_reload = {"at": at, "ok": False, "error": str(e)}
             log.error("config reload refused: still running the previous config", error=str(e))
         else:
             self.rollups.protected = frozenset(new.workflows)
@@ -233,18 +220,20 @@ class Daemon:
             self.gateway.reconfigure(new, self.pricer)
             self.alerter.reconfigure(new.alerts, alert_chats(new))
             self.watchers.config = new
+            self.teller.min_free_mb = new.storage.min_free_mb
             self.canary.config = new
             self.meter.reconfigure(new)
             self.config = new
-            self.loaded_at = now
-            self.last_reload = {"at": at, "ok": True, "restart_needed": restart}
+            self.ops.reconfigure(new)
+            self.ops.loaded_at = now
+            self.ops.last_reload = {"at": at, "ok": True, "restart_needed": restart}
             log.info("config reloaded", source=new.source or "built-in defaults")
             if restart:
                 log.warning(
                     "config reload: these changes wait for a restart (systemctl restart picometer)",
                     keys=",".join(restart),
                 )
-        self.notifier.ready(self.status_line())
+        self.notifier.ready(self.ops.status_line())
 
     def warm_up(self) -> None:
         """Load the price data now, so the first real call does not wait for it."""
@@ -252,100 +241,9 @@ class Daemon:
         if provider is not None:
             self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
 
-    def status_line(self) -> str:
-        """One line for `systemctl status`: spend against the global caps, and requests since start."""
-        day, month = self.budget.spent(self.clock.now())
-        day_cap, month_cap = self.budget.caps()
-        parts = [f"today {usd(day)}" + (f" of {usd(day_cap.limit)}" if day_cap.limit else "")]
-        parts.append(f"month {usd(month)}" + (f" of {usd(month_cap.limit)}" if month_cap.limit else ""))
-        stats = self.gateway.stats
-        parts.append(f"{stats.requests} requests ({stats.by_status.get('blocked', 0)} blocked) since start")
-        results = self.canary.last.values()
-        if results:
-            parts.append(f"canary {sum(r.ok for r in results)}/{len(results)} ok")
-        return ", ".join(parts)
-
-    async def run_canary(self) -> dict[str, Any]:
-        """Every probe now (after a scheduled run in progress, if any): what /-/canary answers."""
-        results = await self.canary.run()
-        return {"ok": all(r.ok for r in results), "results": [r.as_dict(self.zone) for r in results]}
-
-    def objectives(self, rows: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-        """Each configured workflow's objectives: 28 days from the rollups, burn rates from the last hours."""
-        now = self.clock.now()
-        return objectives(self.rollups, self.config.workflows, now, lambda name: self.watchers.burns(name, now), rows)
-
-    def paces(self) -> dict[str | None, int]:
-        """Each capped scope's spend over the last hour, per hour (a rollups query)."""
-        now = self.clock.now()
-        return {
-            lg.cap.workflow: to_pico(self.rollups.pace(now, lg.cap.workflow))
-            for lg in self.budget.ledgers()
-            if lg.cap.limit
-        }
-
-    def _rollup_reads(self) -> tuple[dict[str | None, int], dict[str, dict[str, Any]]]:
-        now = self.clock.now()
-        return self.paces(), objective_rows(self.rollups, now) if self.config.workflows else {}
-
-    async def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Budgets with their pace and the objectives, for every face (/-/status, /metrics, the bot): the
-        SQLite reads on a worker thread, so the event loop never waits for the rollups lock a flush may hold."""
-        paces, rows = await asyncio.to_thread(self._rollup_reads)
-        return self.budgets(paces), self.objectives(rows)
-
-    def canary_status(self) -> dict[str, Any]:
-        last = self.canary.last
-        return {
-            "interval_s": self.config.canary.interval_s,
-            "probes": [
-                {
-                    "probe": p.name,
-                    "failures_in_a_row": self.state.probe(p.name).count,
-                    "last": last[p.name].as_dict(self.zone) if p.name in last else None,
-                }
-                for p in self.config.canary.probes
-            ],
-        }
-
-    def alert(self, alert: Alert) -> None:
-        """Through the alert policy; what is told is logged, kept for /-/status and queued for Telegram."""
-        try:
-            outcome = self.alerter.handle(alert)
-        except Exception:  # an alert must never fail the call that raised it
-            log.exception("alert handling failed", kind=str(alert.kind), message=alert.message)
-            outcome = "told"
-        if outcome in ("told", "held"):
-            log.warning(str(alert.kind), severity=str(alert.severity), scope=alert.scope, message=alert.message)
-            self.alerts.append(alert)
-
-    def _alert_later(self, alert: Alert) -> None:
-        """An alert raised on the request path: handled once the request has moved on (the outbox is SQLite)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.alert(alert)
-            return
-        loop.call_soon(self.alert, alert, context=contextvars.Context())
-
     def _observe(self, record: Record) -> None:
         self.meter.observe(record)
         self.watchers.observe(record, self.clock.now())
-
-    async def metrics(self) -> tuple[bytes, str]:
-        """GET /metrics: the counters, and the gauges read now."""
-        budgets, objectives = await self.summaries()
-        log_ = self.usage_log
-        gauges = Gauges(
-            retries=self.gateway.retries(),
-            budgets=budgets,
-            canary={name: result.ok for name, result in self.canary.last.items()},
-            alerts_sent=self.alerter.told,
-            usage_log_bytes=log_.total_bytes(),
-            records_dropped=log_.dropped,
-            objectives=objectives,
-        )
-        return exposition(self.meter, gauges)
 
     def _wake_bot(self) -> None:
         if self.bot is not None:
@@ -356,35 +254,15 @@ class Daemon:
         now = self.clock.now()
         for alert in self.watchers.check(now):
             self.alert(alert)
-        self.watch_usage_log()
+        self.teller.watch_usage_log()
         self.state.pauses(now)  # expired pauses leave the state file here, never on the request path
         self.alerter.retry_unsaved()
         for key in self.alerter.settle(now):
             log.info("alert over", key=key)
 
     def weekly_export(self) -> list[tuple[Path, str]]:
-        """Write each finished week not written yet into [export].dir (on a worker thread); each file with
-        its two-line summary. Due on Monday 00:10 local; weeks missed while down are written at the next check."""
-        cfg = self.config.export
-        due = last_full_week(self.clock.now() - EXPORT_AFTER, self.zone)
-        done = self.state.meta("export_week")
-        if not cfg.weekly or (done is not None and done >= week_label(due)):
-            return []
-        mondays = [due - timedelta(weeks=k) for k in reversed(range(EXPORT_CATCH_UP_WEEKS))]
-        self.rollups.flush()
-        written = []
-        for monday in [due] if done is None else [m for m in mondays if week_label(m) > done]:
-            rows = week_rows(self.rollups, monday, self.zone)
-            if done is None and not rows:  # a first start: no file for a week before picometer ran
-                self.state.set_meta("export_week", week_label(monday))
-                continue
-            path = Path(cfg.dir) / file_name(monday)
-            write_atomic(path, to_csv(rows))
-            self.state.set_meta("export_week", week_label(monday))
-            log.info("weekly CSV written", path=str(path), rows=len(rows))
-            previous = week_rows(self.rollups, monday - timedelta(weeks=1), self.zone)
-            written.append((path, summary(rows, previous, monday)))
-        return written
+        """The weekly CSVs due now (on a worker thread), each with its two-line summary."""
+        return write_due_weeks(self.rollups, self.state, self.config.export, self.zone, self.clock.now())
 
     def send_export(self, path: Path, caption: str) -> None:
         """Queue a written CSV for the Telegram chats (on the loop: the outbox and the bot's wake-up live there)."""
@@ -399,106 +277,6 @@ class Daemon:
         """The last 7 days per workflow, hour by hour, from the rollups (on a worker thread)."""
         end = int(self.clock.now().timestamp()) // 3600
         self.watchers.baselines = baselines(self.rollups.history(end - BASELINE_HOURS, end), end)
-
-    def on_budget_event(self, event: Event) -> None:
-        """A threshold crossed or a cap's first refusal, raised on the request path: told from a task of its own,
-        with the pace read on a worker thread (the rollups lock may be held by a flush)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.tell_budget(event, self.rollups.pace(event.at, event.cap.workflow))
-            return
-        task = loop.create_task(self._tell_budget_later(event), context=contextvars.Context())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _tell_budget_later(self, event: Event) -> None:
-        self.tell_budget(event, await asyncio.to_thread(self.rollups.pace, event.at, event.cap.workflow))
-
-    def tell_budget(self, event: Event, pace_usd: float) -> None:
-        pace = to_pico(pace_usd)
-        kind = Kind.BUDGET_THRESHOLD if event.kind == "threshold" else Kind.BUDGET_BLOCKED
-        key = f"{kind}:{event.cap.name}" + (f":{event.threshold:g}" if event.threshold is not None else "")
-        self.alert(Alert(kind, key, event_message(event, pace, self.zone), event.at, event.cap.scope))
-
-    def watch_usage_log(self) -> None:
-        """Disk low and dropped records, told when they start (the log says when they stop)."""
-        log_, now = self.usage_log, self.clock.now()
-        if log_.disk_low:  # raised on every check while it lasts; the policy tells it once, then "over"
-            self.alert(
-                Alert(
-                    Kind.DISK_LOW,
-                    "disk_low",
-                    f"Less than {self.config.storage.min_free_mb} MB free on {log_.dir}: raw usage lines are being "
-                    "dropped; the rollups still count every call. Free some space on that disk.",
-                    now,
-                )
-            )
-        dropping = log_.dropped > self._dropped_seen
-        if dropping and not self._dropping:
-            self.alert(
-                Alert(
-                    Kind.RECORDS_DROPPED,
-                    "records_dropped",
-                    f"{log_.dropped - self._dropped_seen} usage log lines dropped ({log_.dropped} since start): "
-                    "the disk is full or low. Totals stay right in the rollups; free space to keep the raw log.",
-                    now,
-                )
-            )
-        self._dropping, self._dropped_seen = dropping, log_.dropped
-
-    def budgets(self, paces: dict[str | None, int] | None = None) -> list[dict[str, Any]]:
-        """Every cap with its spend, what calls in flight hold, and when it resets or will be reached."""
-        now = self.clock.now()
-        self.budget.roll(now)
-        out = []
-        paces = self.paces() if paces is None else paces
-        for lg in self.budget.ledgers():
-            if lg.cap.limit and lg.key is not None:
-                pace = paces.get(lg.cap.workflow, 0)
-                out.append(cap_status(lg.cap, lg.key, lg.spent, lg.reserved, pace, now, self.zone))
-        return out
-
-    def spend(self) -> dict[str, float]:
-        """Today's and this month's spend over everything, exact to the last settled call."""
-        day, month = self.budget.spent(self.clock.now())
-        return {"today": round(to_usd(day), 9), "month": round(to_usd(month), 9)}
-
-    async def status(self) -> dict[str, Any]:
-        budgets, objectives = await self.summaries()
-        log_ = self.usage_log
-        now = self.clock.now()
-        return {
-            "spend_usd": self.spend(),
-            "budgets": budgets,
-            "pauses": [
-                {"workflow": p.workflow, "until": p.until and p.until.astimezone(self.zone).isoformat(), "by": p.by}
-                for p in self.state.pauses(now)
-            ],
-            "alerts": [a.as_dict(self.zone) for a in self.alerts],
-            "canary": self.canary_status(),
-            "objectives": objectives,
-            "telegram": {
-                "enabled": self.config.telegram.enabled,
-                "connected": self.bot is not None and self.bot.connected,
-                "queued": self.outbox.pending(),
-                "failures_in_a_row": self.bot.failures if self.bot is not None else 0,
-            },
-            "usage_log": {
-                "path": str(log_.path),
-                "bytes": log_.total_bytes(),
-                "max_bytes": log_.max_bytes,
-                "records_written": log_.written,
-                "records_dropped": log_.dropped,
-                "disk_low": log_.disk_low,
-            },
-            "rollups": {"watermark": str(self.rollups.watermark), "flush_failures": self.rollups.flush_failures},
-            "config": {
-                "source": self.config.source or "built-in defaults",
-                "loaded_at": self.loaded_at.astimezone(self.zone).isoformat(timespec="seconds"),
-                "last_reload": self.last_reload,
-            },
-        }
 
     async def _tick(self) -> None:
         """Flush rollups, fsync the log, prune old files: each on a worker thread, never on the loop."""
@@ -516,7 +294,7 @@ class Daemon:
                 await asyncio.to_thread(self.rollups.check)
             if self.rollups.damaged:
                 aside = await asyncio.to_thread(self.rollups.heal, self.usage_log.dir)
-                self._tell_damaged("rollups", aside)
+                self.teller.damaged("rollups", aside)
             if now - last_watch >= WATCH_INTERVAL_S:
                 last_watch = now
                 self.watch()
@@ -529,7 +307,7 @@ class Daemon:
                     export_retry_at = now + EXPORT_RETRY_S
                     log.error("weekly CSV not written; will retry", dir=self.config.export.dir, error=str(e))
             if self.notifier.enabled:
-                self.notifier.status(self.status_line())
+                self.notifier.status(self.ops.status_line())
             if now - last_sync >= self.config.storage.fsync_interval_s:
                 last_sync = now
                 await asyncio.to_thread(self.usage_log.sync)
@@ -574,7 +352,7 @@ class Daemon:
         from picometer.watch.telegram import TelegramBot  # the library loads only when Telegram is on
 
         token = self.config.secrets["telegram.bot_token"].value
-        self.bot = TelegramBot(self.config.telegram, token, self.outbox, Commands(self), self.clock)
+        self.bot = self.ops.bot = TelegramBot(self.config.telegram, token, self.outbox, Commands(self.ops), self.clock)
         await self.bot.run()
 
     def close(self) -> None:
@@ -610,7 +388,7 @@ async def canary_once(config: Config) -> dict[str, Any]:
     daemon = Daemon(config)
     daemon.canary.connect("http://picometer", transport=httpx.ASGITransport(app=daemon.gateway))
     try:
-        return await daemon.run_canary()
+        return await daemon.ops.run_canary()
     finally:
         await daemon.canary.aclose()
         await daemon.gateway.aclose()

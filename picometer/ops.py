@@ -1,16 +1,30 @@
-"""What a person can do to picometer, done once for every face: the HTTP admin routes, the CLI (through the
+"""What a person can ask of picometer or do to it, done once for every face: the HTTP admin routes, the CLI (through the
 daemon, or over its state file when it is down) and the Telegram bot all call these and render the result."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import structlog
 
+from picometer.alert import Alert
+from picometer.clock import Clock
+from picometer.config import Config
+from picometer.metering.budget import Budget, cap_status, to_pico, to_usd, usd
 from picometer.record import rfc3339_ms
+from picometer.reports.metrics import Gauges, Meter, exposition
+from picometer.reports.report import objective_rows, objectives
+from picometer.store.outbox import Outbox
+from picometer.store.rollups import Rollups
 from picometer.store.state import NotSaved, State
+from picometer.store.usagelog import UsageLog
+from picometer.watch.alerts import Alerter
+from picometer.watch.canary import Canary
+from picometer.watch.watchers import Watchers
 
 log = structlog.get_logger("picometer.ops")
 
@@ -67,3 +81,161 @@ def resume(state: State, workflow: str, by: str, now: datetime) -> Switched:
         log.error("pause state not saved", error=warning)
     log.info("workflow resumed", workflow=workflow, was_paused=was, by=by)
     return Switched(workflow, False, by=by, was_paused=was, warning=warning)
+
+
+class Operations:
+    """What a person can ask the running daemon, for every face: /-/status, /metrics, the bot, the coming page.
+    Built once from the daemon's parts; `reconfigure` takes a reloaded config."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        zone: tzinfo,
+        *,
+        budget: Budget,
+        rollups: Rollups,
+        state: State,
+        outbox: Outbox,
+        usage_log: UsageLog,
+        canary: Canary,
+        gateway: Any,  # gateway.app.Gateway: not imported, it imports this module for pause and resume
+        alerter: Alerter,
+        alerts: Iterable[Alert],
+        meter: Meter,
+        watchers: Watchers,
+    ) -> None:
+        self.config, self.clock, self.zone = config, clock, zone
+        self.budget, self.rollups, self.state, self.outbox = budget, rollups, state, outbox
+        self.usage_log, self.canary, self.gateway = usage_log, canary, gateway
+        self.alerter, self.alerts, self.meter, self.watchers = alerter, alerts, meter, watchers
+        self.bot: Any = None  # watch.telegram.TelegramBot once it runs
+        self.loaded_at = clock.now()
+        self.last_reload: dict[str, Any] | None = None
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: spend against the global caps, and requests since start."""
+        day, month = self.budget.spent(self.clock.now())
+        day_cap, month_cap = self.budget.caps()
+        parts = [f"today {usd(day)}" + (f" of {usd(day_cap.limit)}" if day_cap.limit else "")]
+        parts.append(f"month {usd(month)}" + (f" of {usd(month_cap.limit)}" if month_cap.limit else ""))
+        stats = self.gateway.stats
+        parts.append(f"{stats.requests} requests ({stats.by_status.get('blocked', 0)} blocked) since start")
+        results = self.canary.last.values()
+        if results:
+            parts.append(f"canary {sum(r.ok for r in results)}/{len(results)} ok")
+        return ", ".join(parts)
+
+    async def run_canary(self) -> dict[str, Any]:
+        """Every probe now (after a scheduled run in progress, if any): what /-/canary answers."""
+        results = await self.canary.run()
+        return {"ok": all(r.ok for r in results), "results": [r.as_dict(self.zone) for r in results]}
+
+    def objectives(self, rows: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Each configured workflow's objectives: 28 days from the rollups, burn rates from the last hours."""
+        now = self.clock.now()
+        return objectives(self.rollups, self.config.workflows, now, lambda name: self.watchers.burns(name, now), rows)
+
+    def paces(self) -> dict[str | None, int]:
+        """Each capped scope's spend over the last hour, per hour (a rollups query)."""
+        now = self.clock.now()
+        return {
+            lg.cap.workflow: to_pico(self.rollups.pace(now, lg.cap.workflow))
+            for lg in self.budget.ledgers()
+            if lg.cap.limit
+        }
+
+    def _rollup_reads(self) -> tuple[dict[str | None, int], dict[str, dict[str, Any]]]:
+        now = self.clock.now()
+        return self.paces(), objective_rows(self.rollups, now) if self.config.workflows else {}
+
+    async def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Budgets with their pace and the objectives, for every face (/-/status, /metrics, the bot): the
+        SQLite reads on a worker thread, so the event loop never waits for the rollups lock a flush may hold."""
+        paces, rows = await asyncio.to_thread(self._rollup_reads)
+        return self.budgets(paces), self.objectives(rows)
+
+    def canary_status(self) -> dict[str, Any]:
+        last = self.canary.last
+        return {
+            "interval_s": self.config.canary.interval_s,
+            "probes": [
+                {
+                    "probe": p.name,
+                    "failures_in_a_row": self.state.probe(p.name).count,
+                    "last": last[p.name].as_dict(self.zone) if p.name in last else None,
+                }
+                for p in self.config.canary.probes
+            ],
+        }
+
+    async def metrics(self) -> tuple[bytes, str]:
+        """GET /metrics: the counters, and the gauges read now."""
+        budgets, objectives = await self.summaries()
+        log_ = self.usage_log
+        gauges = Gauges(
+            retries=self.gateway.retries(),
+            budgets=budgets,
+            canary={name: result.ok for name, result in self.canary.last.items()},
+            alerts_sent=self.alerter.told,
+            usage_log_bytes=log_.total_bytes(),
+            records_dropped=log_.dropped,
+            objectives=objectives,
+        )
+        return exposition(self.meter, gauges)
+
+    def budgets(self, paces: dict[str | None, int] | None = None) -> list[dict[str, Any]]:
+        """Every cap with its spend, what calls in flight hold, and when it resets or will be reached."""
+        now = self.clock.now()
+        self.budget.roll(now)
+        out = []
+        paces = self.paces() if paces is None else paces
+        for lg in self.budget.ledgers():
+            if lg.cap.limit and lg.key is not None:
+                pace = paces.get(lg.cap.workflow, 0)
+                out.append(cap_status(lg.cap, lg.key, lg.spent, lg.reserved, pace, now, self.zone))
+        return out
+
+    def spend(self) -> dict[str, float]:
+        """Today's and this month's spend over everything, exact to the last settled call."""
+        day, month = self.budget.spent(self.clock.now())
+        return {"today": round(to_usd(day), 9), "month": round(to_usd(month), 9)}
+
+    async def status(self) -> dict[str, Any]:
+        budgets, objectives = await self.summaries()
+        log_ = self.usage_log
+        now = self.clock.now()
+        return {
+            "spend_usd": self.spend(),
+            "budgets": budgets,
+            "pauses": [
+                {"workflow": p.workflow, "until": p.until and p.until.astimezone(self.zone).isoformat(), "by": p.by}
+                for p in self.state.pauses(now)
+            ],
+            "alerts": [a.as_dict(self.zone) for a in self.alerts],
+            "canary": self.canary_status(),
+            "objectives": objectives,
+            "telegram": {
+                "enabled": self.config.telegram.enabled,
+                "connected": self.bot is not None and self.bot.connected,
+                "queued": self.outbox.pending(),
+                "failures_in_a_row": self.bot.failures if self.bot is not None else 0,
+            },
+            "usage_log": {
+                "path": str(log_.path),
+                "bytes": log_.total_bytes(),
+                "max_bytes": log_.max_bytes,
+                "records_written": log_.written,
+                "records_dropped": log_.dropped,
+                "disk_low": log_.disk_low,
+            },
+            "rollups": {"watermark": str(self.rollups.watermark), "flush_failures": self.rollups.flush_failures},
+            "config": {
+                "source": self.config.source or "built-in defaults",
+                "loaded_at": self.loaded_at.astimezone(self.zone).isoformat(timespec="seconds"),
+                "last_reload": self.last_reload,
+            },
+        }

@@ -13,19 +13,11 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
-
-from picometer.daemon import bind_socket, uvicorn_server
-from tests.servers import LoopThread
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from picometer.simulator import Receive, Scope, Send, request_body
+from tests.servers import AppServer
 
 
 @dataclass(frozen=True)
@@ -60,14 +52,11 @@ def sse(events: list[dict[str, Any] | str], *, anthropic_style: bool = False) ->
     return "".join(out).encode()
 
 
-class ReplayServer:
+class ReplayServer(AppServer):
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self._answers: deque[_Answer] = deque()
-        self.sock = bind_socket("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server: uvicorn.Server = uvicorn_server(self, log_level="critical", graceful_s=1)
-        self._loop = LoopThread(lambda: self.server.serve(sockets=[self.sock]), lambda: self.server.started)
+        super().__init__(self)
 
     def answer_json(self, body: dict[str, Any], status: int = 200) -> None:
         self._answers.append(_Answer(status, b"application/json", json.dumps(body).encode()))
@@ -78,28 +67,10 @@ class ReplayServer:
     def answer_bytes(self, body: bytes, content_type: bytes = b"application/octet-stream") -> None:
         self._answers.append(_Answer(200, content_type, body))
 
-    def __enter__(self) -> ReplayServer:
-        self._loop.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self._loop.join()
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        body = await request_body(scope, receive, send)
+        if body is None:
             return
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         target = (path + (b"?" + query if query else b"")).decode("latin-1")

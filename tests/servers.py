@@ -12,9 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import tomli_w
@@ -62,22 +62,31 @@ class LoopThread:
             raise RuntimeError("server failed") from self._error
 
 
-class SimServer:
-    def __init__(self, settings: SimSettings | None = None) -> None:
-        self.sim = Simulator(settings or SimSettings())
+class AppServer:
+    """An ASGI app served by uvicorn on a loopback port, in its own thread, for the length of a with block."""
+
+    def __init__(self, app: Any) -> None:
         self.sock = bind_socket("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server: uvicorn.Server = uvicorn_server(self.sim, log_level="critical", graceful_s=1)
+        self.server: uvicorn.Server = uvicorn_server(app, log_level="critical", graceful_s=1)
         self._loop = LoopThread(lambda: self.server.serve(sockets=[self.sock]), lambda: self.server.started)
 
-    def __enter__(self) -> SimServer:
+    def __enter__(self) -> Self:
         self._loop.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self._loop.join()
+
+
+class SimServer(AppServer):
+    """The simulated provider (picometer.simulator) on a loopback port."""
+
+    def __init__(self, settings: SimSettings | None = None) -> None:
+        self.sim = Simulator(settings or SimSettings())
+        super().__init__(self.sim)
 
 
 def gateway_config(sim_url: str, tmp: Path, **sections: Any) -> dict[str, Any]:
@@ -127,10 +136,41 @@ class GatewayServer:
             time.sleep(0.01)
 
 
+class Gateways:
+    """Gateways made one by one in a test, each in its own directory under tmp, all stopped at the end:
+    make(env=None, clock=None, **sections) with config sections over the ones given here."""
+
+    def __init__(self, provider_url: str, tmp: Path, **sections: Any) -> None:
+        self.provider_url = provider_url
+        self.tmp = tmp
+        self.sections = sections
+        self.made = 0
+        self._running = ExitStack()
+
+    def __call__(self, env: dict[str, str] | None = None, clock: Clock | None = None, **sections: Any) -> GatewayServer:
+        raw = gateway_config(self.provider_url, self.tmp / f"gw{self.made}", **{**self.sections, **sections})
+        self.made += 1
+        return self._running.enter_context(GatewayServer(raw, env, clock))
+
+    def __enter__(self) -> Gateways:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running.close()
+
+
+def stream_post(
+    url: str, body: dict[str, Any], headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> AbstractContextManager[httpx.Response]:
+    """POST `body` as a streaming call ("stream": true) straight to `url`, past any proxy the environment sets;
+    the response is read inside the with block."""
+    return httpx.stream("POST", url, json={**body, "stream": True}, headers=headers, trust_env=False, timeout=timeout)
+
+
 def broken_stream(url: str, body: dict[str, Any], headers: dict[str, str]) -> bytes:
     """POST a streaming call whose stream must break off; returns what arrived before it did."""
     got = b""
-    with httpx.stream("POST", url, json=body, headers=headers, trust_env=False, timeout=30) as r:
+    with stream_post(url, body, headers, timeout=30) as r:
         assert r.status_code == 200
         try:
             for chunk in r.iter_bytes():

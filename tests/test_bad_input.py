@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from picometer.simulator import SimSettings
-from tests.servers import GatewayServer, SimServer, gateway_config
+from tests.servers import GatewayServer, SimServer, gateway_config, stream_post
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
 MSG = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hello there"}]}
@@ -155,9 +155,7 @@ def test_stream_without_any_usage_is_estimated(gateway: GatewayServer) -> None:
 
 def test_client_disconnect_mid_stream_is_recorded_and_the_upstream_call_cancelled(tmp_path: Path) -> None:
     with SimServer(SimSettings(chunk_delay_s=0.2)) as slow, GatewayServer(gateway_config(slow.url, tmp_path)) as gw:
-        with httpx.stream(
-            "POST", f"{gw.url}/anthropic/v1/messages", json={**MSG, "stream": True}, trust_env=False, timeout=10
-        ) as r:
+        with stream_post(f"{gw.url}/anthropic/v1/messages", MSG, timeout=10) as r:
             first = next(r.iter_bytes())
             assert first
         [rec] = gw.records(1)

@@ -18,7 +18,7 @@ import pytest
 from picometer.simulator import SimSettings
 from picometer.store.usagelog import read_records
 from tests.clocks import ManualClock
-from tests.servers import GatewayServer, SimServer, free_port, gateway_config
+from tests.servers import GatewayServer, SimServer, free_port, gateway_config, stream_post
 
 BERLIN = ZoneInfo("Europe/Berlin")
 CHAT = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "summarize the news"}]}
@@ -99,15 +99,8 @@ def test_the_official_sdks_surface_the_refusal_and_do_not_retry_it(
 
 def test_a_stream_cut_early_settles_to_what_was_used(make_gateway: Callable[..., GatewayServer]) -> None:
     gw = make_gateway(workflows={"job": {"daily_usd": 1.0}})
-    body = {**CHAT, "stream": True}
     with (
-        httpx.stream(
-            "POST",
-            f"{gw.url}/w/job/openai/chat/completions",
-            json=body,
-            headers={"x-sim-fault": "cut"},
-            trust_env=False,
-        ) as r,
+        stream_post(f"{gw.url}/w/job/openai/chat/completions", CHAT, {"x-sim-fault": "cut"}) as r,
         pytest.raises(httpx.RemoteProtocolError),
     ):
         r.read()

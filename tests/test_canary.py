@@ -266,7 +266,7 @@ def test_the_schedule_runs_probes_through_the_listener_even_where_client_keys_ar
         while server.daemon.canary.last.get("mini") is None:
             assert time.monotonic() < deadline, "the scheduled run did not happen"
             time.sleep(0.05)
-        assert "canary 1/1 ok" in server.daemon.status_line()
+        assert "canary 1/1 ok" in server.daemon.ops.status_line()
         records = server.records(wait_for=2)
     scheduled = [r for r in records if r["canary"]]
     assert len(scheduled) == 1 and scheduled[0]["status"] == "ok"

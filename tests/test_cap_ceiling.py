@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from picometer.daemon import bind_socket, uvicorn_server
-from tests.servers import GatewayServer, LoopThread, gateway_config
+from picometer.simulator import request_body
+from tests.servers import AppServer, GatewayServer, gateway_config
 
 CAP = 1.00
 # The provider's own bound on one image (docs.anthropic.com/en/docs/build-with-claude/vision: about
@@ -71,18 +71,10 @@ def images(body: dict[str, Any]) -> int:
 
 async def maximal(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """A provider that bills every call the most its request allows."""
-    if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+    raw = await request_body(scope, receive, send)
+    if raw is None:
         return
-    chunks = []
-    while True:
-        msg = await receive()
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body"):
-            break
-    body = json.loads(b"".join(chunks))
+    body = json.loads(raw)
     path = scope["path"]
     if path.endswith("/messages"):
         tokens = text_tokens(body) + images(body) * ANTHROPIC_URL_IMAGE_TOKENS
@@ -134,13 +126,8 @@ def real_cost(rec: dict[str, Any], request: dict[str, Any]) -> float:
 
 @pytest.fixture
 def upstream() -> Iterator[str]:
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn_server(maximal, log_level="critical", graceful_s=1)
-    loop = LoopThread(lambda: server.serve(sockets=[sock]), lambda: server.started)
-    loop.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    loop.join()
+    with AppServer(maximal) as server:
+        yield server.url
 
 
 PROMPT = "Look at the greenhouse camera and tell me whether the tomatoes need water. " * 20

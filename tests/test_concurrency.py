@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from picometer.simulator import SimSettings, sim_tokens
+from picometer.simulated_answers import sim_tokens
+from picometer.simulator import SimSettings
 from tests.servers import GatewayServer, SimServer, gateway_config
 
 CLIENTS = 100

@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import httpx
 import openai
 import pytest
 
 from tests.clocks import ManualClock
 from tests.replay import ReplayServer
-from tests.servers import GatewayServer, gateway_config
+from tests.sdks import ant, oa
+from tests.servers import Gateways, GatewayServer, stream_post
 
 M = 1_000_000  # prices are per 1M tokens
 TOKEN_FIELDS = (
@@ -59,18 +59,8 @@ def replay() -> Iterator[ReplayServer]:
 
 @pytest.fixture
 def make_gw(replay: ReplayServer, tmp_path: Path) -> Iterator[Callable[..., GatewayServer]]:
-    started: list[GatewayServer] = []
-
-    def make(clock: ManualClock | None = None, **sections: Any) -> GatewayServer:
-        raw = gateway_config(replay.url, tmp_path / f"gw{len(started)}", providers=providers(replay.url), **sections)
-        server = GatewayServer(raw, clock=clock)
-        server.__enter__()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.__exit__(None, None, None)
+    with Gateways(replay.url, tmp_path, providers=providers(replay.url)) as make:
+        yield make
 
 
 @pytest.fixture
@@ -93,13 +83,7 @@ def post(gw: GatewayServer, path: str, body: dict[str, Any]) -> tuple[dict[str, 
 def post_stream(gw: GatewayServer, path: str, body: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """A streaming call read to the end: (the `data:` payloads the client got, JSON-decoded where JSON; the
     record)."""
-    with httpx.stream(
-        "POST",
-        f"{gw.url}/{path}",
-        json={**body, "stream": True},
-        headers={"authorization": "Bearer sk-test"},
-        trust_env=False,
-    ) as r:
+    with stream_post(f"{gw.url}/{path}", body, {"authorization": "Bearer sk-test"}) as r:
         assert r.status_code == 200, r.read()
         data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     [rec] = gw.records(1)
@@ -160,6 +144,34 @@ def chat_chunks(
     return out
 
 
+def chat_usage(
+    prompt: int,
+    completion: int,
+    *,
+    cached: int = 0,
+    audio_in: int = 0,
+    audio_out: int = 0,
+    text_in: int | None = None,
+    text_out: int | None = None,
+) -> dict[str, Any]:
+    """chat/completions usage as OpenAI reports it, every detail field there (zeros too); the text_tokens split
+    only where audio is in play."""
+    prompt_details = {"cached_tokens": cached, "audio_tokens": audio_in}
+    if text_in is not None:
+        prompt_details |= {"text_tokens": text_in, "image_tokens": 0}
+    completion_details = {"reasoning_tokens": 0, "audio_tokens": audio_out}
+    if text_out is not None:
+        completion_details["text_tokens"] = text_out
+    completion_details |= {"accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": completion_details,
+    }
+
+
 def chat_answer(
     model: str, usage: dict[str, Any], message: dict[str, Any], *, service_tier: str | None = "default"
 ) -> dict[str, Any]:
@@ -215,6 +227,48 @@ def response_message(text: str) -> dict[str, Any]:
     }
 
 
+def response_answer(
+    id_: str, model: str, output: list[dict[str, Any]], usage: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    """A completed Responses answer (platform.openai.com/docs/api-reference/responses/object); `fields` such as
+    service_tier and tools stand between the model and the output."""
+    head = {"id": id_, "object": "response", "created_at": CREATED, "status": "completed", "model": model}
+    return {**head, **fields, "output": output, "usage": usage}
+
+
+def responses_usage(
+    input_tokens: int, cached: int, output_tokens: int, reasoning: int, cache_write: int | None = None
+) -> dict[str, Any]:
+    """Responses usage as reported: input and output tokens with their details (cache_write_tokens only where
+    the host reports it), and their total."""
+    details = (
+        {"cached_tokens": cached}
+        if cache_write is None
+        else {"cached_tokens": cached, "cache_write_tokens": cache_write}
+    )
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": details,
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def messages_answer(id_: str, content: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:
+    """A Messages answer from Sonnet 4.5 that ended its turn (docs.anthropic.com Messages response shape)."""
+    return {
+        "id": id_,
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": content,
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
 def anthropic_stream(message: dict[str, Any], delta_usage: dict[str, Any]) -> list[dict[str, Any] | str]:
     """A Messages stream of `message` (its content blocks one by one, text in two deltas): message_start with
     the start usage, then message_delta with the cumulative `delta_usage`, then message_stop."""
@@ -260,18 +314,7 @@ def anthropic_stream(message: dict[str, Any], delta_usage: dict[str, Any]) -> li
 
 # --- 1. OpenAI chat, service_tier "priority", gpt-4o ----------------------------------------------------------
 
-PRIORITY_USAGE = {
-    "prompt_tokens": 1200,
-    "completion_tokens": 300,
-    "total_tokens": 1500,
-    "prompt_tokens_details": {"cached_tokens": 200, "audio_tokens": 0},
-    "completion_tokens_details": {
-        "reasoning_tokens": 0,
-        "audio_tokens": 0,
-        "accepted_prediction_tokens": 0,
-        "rejected_prediction_tokens": 0,
-    },
-}
+PRIORITY_USAGE = chat_usage(1200, 300, cached=200)
 PRIORITY_BODY = {"model": "gpt-4o", "service_tier": "priority", "messages": MESSAGES}
 # openai.com/api/pricing, gpt-4o Priority: $4.25 in, $2.125 cached, $17.00 out per 1M
 PRIORITY_COST = (1000 * 4.25 + 200 * 2.125 + 300 * 17.00) / M
@@ -301,7 +344,7 @@ def test_openai_chat_priority_stream(replay: ReplayServer, gw: GatewayServer) ->
 def test_openai_sdk_chat_priority(replay: ReplayServer, gw: GatewayServer) -> None:
     message = text_message("The night low was 9.5 °C; the heater ran twice.")
     replay.answer_json(chat_answer("gpt-4o-2024-08-06", PRIORITY_USAGE, message, service_tier="priority"))
-    client = openai.OpenAI(base_url=f"{gw.url}/openai", api_key="sk-test", max_retries=0)
+    client = oa(f"{gw.url}/openai")
     answer = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, service_tier="priority")
     assert answer.service_tier == "priority" and answer.usage is not None and answer.usage.prompt_tokens == 1200
     [rec] = gw.records(1)
@@ -311,25 +354,16 @@ def test_openai_sdk_chat_priority(replay: ReplayServer, gw: GatewayServer) -> No
 # --- 2. OpenAI Responses, service_tier "flex", gpt-5 ----------------------------------------------------------
 
 FLEX_BODY = {"model": "gpt-5", "service_tier": "flex", "input": "Summarise last night's sensor log."}
-FLEX_ANSWER = {
-    "id": "resp_68e1c2a0",
-    "object": "response",
-    "created_at": CREATED,
-    "status": "completed",
-    "model": "gpt-5-2025-08-07",
-    "service_tier": "flex",
-    "output": [
+FLEX_ANSWER = response_answer(
+    "resp_68e1c2a0",
+    "gpt-5-2025-08-07",
+    [
         {"type": "reasoning", "id": "rs_68e1c2", "summary": []},
         response_message("Humidity peaked at 82% at 04:10; nothing else unusual."),
     ],
-    "usage": {
-        "input_tokens": 2000,
-        "input_tokens_details": {"cached_tokens": 500},
-        "output_tokens": 800,
-        "output_tokens_details": {"reasoning_tokens": 600},
-        "total_tokens": 2800,
-    },
-}
+    responses_usage(2000, cached=500, output_tokens=800, reasoning=600),
+    service_tier="flex",
+)
 # openai.com/api/pricing, gpt-5 Flex: $0.625 in, $0.0625 cached, $5.00 out per 1M
 FLEX_COST = (1500 * 0.625 + 500 * 0.0625 + 800 * 5.00) / M
 FLEX_TOKENS = {"input_tokens": 2000, "cached_input_tokens": 500, "output_tokens": 800, "reasoning_tokens": 600}
@@ -360,19 +394,7 @@ AUDIO_BODY = {
         {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "UklGRiQA", "format": "wav"}}]}
     ],
 }
-AUDIO_USAGE = {
-    "prompt_tokens": 1000,
-    "completion_tokens": 500,
-    "total_tokens": 1500,
-    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 800, "text_tokens": 200, "image_tokens": 0},
-    "completion_tokens_details": {
-        "reasoning_tokens": 0,
-        "audio_tokens": 400,
-        "text_tokens": 100,
-        "accepted_prediction_tokens": 0,
-        "rejected_prediction_tokens": 0,
-    },
-}
+AUDIO_USAGE = chat_usage(1000, 500, audio_in=800, audio_out=400, text_in=200, text_out=100)
 # openai.com/api/pricing, gpt-4o-audio-preview: text $2.50 in / $10.00 out, audio $40.00 in / $80.00 out per 1M
 AUDIO_COST = (200 * 2.50 + 800 * 40.00 + 100 * 10.00 + 400 * 80.00) / M
 AUDIO_TOKENS = {"input_tokens": 1000, "audio_input_tokens": 800, "output_tokens": 500, "audio_output_tokens": 400}
@@ -426,16 +448,7 @@ def search_message(usage: dict[str, Any]) -> dict[str, Any]:
         }
         content.append({"type": "web_search_tool_result", "tool_use_id": tool_id, "content": [result]})
     content.append({"type": "text", "text": "Frost is likely after 02:00; keep the heater at 8 °C."})
-    return {
-        "id": "msg_01Aq9w938a90dw8q",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5-20250929",
-        "content": content,
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": usage,
-    }
+    return messages_answer("msg_01Aq9w938a90dw8q", content, usage)
 
 
 SEARCH_USAGE = {
@@ -487,7 +500,7 @@ def test_anthropic_web_search_stream(replay: ReplayServer, gw: GatewayServer) ->
 @pytest.mark.filterwarnings("ignore:The model 'claude-sonnet-4-5' is deprecated:DeprecationWarning")
 def test_anthropic_sdk_stream_web_search(replay: ReplayServer, gw: GatewayServer) -> None:
     replay.answer_sse(search_stream(), anthropic_style=True)
-    client = anthropic.Anthropic(base_url=f"{gw.url}/anthropic", api_key="sk-ant-test", max_retries=0)
+    client = ant(f"{gw.url}/anthropic")
     with client.messages.stream(
         model="claude-sonnet-4-5",
         max_tokens=1024,
@@ -509,15 +522,10 @@ TOOLS_BODY = {
     "input": "Which of our notes mention frost, and what is tonight's forecast?",
     "tools": [{"type": "web_search"}, {"type": "file_search", "vector_store_ids": ["vs_1"]}],
 }
-TOOLS_ANSWER = {
-    "id": "resp_68e1d0f1",
-    "object": "response",
-    "created_at": CREATED,
-    "status": "completed",
-    "model": "gpt-5-2025-08-07",
-    "service_tier": "default",
-    "tools": TOOLS_BODY["tools"],
-    "output": [
+TOOLS_ANSWER = response_answer(
+    "resp_68e1d0f1",
+    "gpt-5-2025-08-07",
+    [
         {"type": "reasoning", "id": "rs_68e1d0", "summary": []},
         {
             "type": "file_search_call",
@@ -540,14 +548,10 @@ TOOLS_ANSWER = {
         },
         response_message("Two notes mention frost; tonight's low is forecast at -1 °C."),
     ],
-    "usage": {
-        "input_tokens": 3000,
-        "input_tokens_details": {"cached_tokens": 1000},
-        "output_tokens": 500,
-        "output_tokens_details": {"reasoning_tokens": 200},
-        "total_tokens": 3500,
-    },
-}
+    responses_usage(3000, cached=1000, output_tokens=500, reasoning=200),
+    service_tier="default",
+    tools=TOOLS_BODY["tools"],
+)
 # openai.com/api/pricing, built-in tools: web search $10.00 / 1k calls, file search $2.50 / 1k calls
 TOOLS_TOOL_COST = 2 * 10.00 / 1000 + 1 * 2.50 / 1000
 # openai.com/api/pricing, gpt-5 Standard: $1.25 in, $0.125 cached, $10.00 out per 1M
@@ -614,23 +618,13 @@ CACHE_TOKENS = {
 
 
 def cache_message(usage: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-sonnet-4-5-20250929",
-        "content": [
-            {
-                "type": "thinking",
-                "thinking": "The log shows one heater cycle.",
-                "signature": "EqQBCgIYAhIM1gbcDa9GJwZA",
-            },
-            {"type": "text", "text": "The heater cycled once, at 03:40."},
-        ],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": usage,
+    thinking = {
+        "type": "thinking",
+        "thinking": "The log shows one heater cycle.",
+        "signature": "EqQBCgIYAhIM1gbcDa9GJwZA",
     }
+    text = {"type": "text", "text": "The heater cycled once, at 03:40."}
+    return messages_answer("msg_01XFDUDYJgAACzvnptvVoYEL", [thinking, text], usage)
 
 
 def test_anthropic_1h_cache_and_thinking(replay: ReplayServer, gw: GatewayServer) -> None:
@@ -642,13 +636,7 @@ def test_anthropic_1h_cache_and_thinking(replay: ReplayServer, gw: GatewayServer
 def test_anthropic_1h_cache_and_thinking_stream(replay: ReplayServer, gw: GatewayServer) -> None:
     start_usage = {k: v for k, v in CACHE_USAGE.items() if k != "output_tokens_details"} | {"output_tokens": 1}
     # message_delta's usage is cumulative: the counts again, without the 5m/1h breakdown
-    delta_usage = {
-        "input_tokens": 50,
-        "cache_creation_input_tokens": 3000,
-        "cache_read_input_tokens": 4000,
-        "output_tokens": 700,
-        "output_tokens_details": {"thinking_tokens": 300},
-    }
+    delta_usage = {k: v for k, v in CACHE_USAGE.items() if k not in ("cache_creation", "service_tier")}
     replay.answer_sse(anthropic_stream(cache_message(start_usage), delta_usage), anthropic_style=True)
     data, rec = post_stream(gw, "anthropic/v1/messages", CACHE_BODY)
     assert data[-1] == {"type": "message_stop"}
@@ -658,21 +646,12 @@ def test_anthropic_1h_cache_and_thinking_stream(replay: ReplayServer, gw: Gatewa
 # --- 7. Responses cache_write_tokens on an OpenAI-compatible host serving claude-sonnet-4-5 ---------------------
 
 COMPAT_BODY = {"model": "claude-sonnet-4-5", "input": "Summarise the sensor manual.", "max_output_tokens": 512}
-COMPAT_ANSWER = {
-    "id": "resp_01H8c2",
-    "object": "response",
-    "created_at": CREATED,
-    "status": "completed",
-    "model": "claude-sonnet-4-5",
-    "output": [response_message("Calibrate the probes monthly.")],
-    "usage": {
-        "input_tokens": 5000,
-        "input_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 2000},
-        "output_tokens": 100,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": 5100,
-    },
-}
+COMPAT_ANSWER = response_answer(
+    "resp_01H8c2",
+    "claude-sonnet-4-5",
+    [response_message("Calibrate the probes monthly.")],
+    responses_usage(5000, cached=1000, output_tokens=100, reasoning=0, cache_write=2000),
+)
 # docs.anthropic.com/en/docs/about-claude/pricing, Sonnet 4.5: $3 in, $0.30 cache read, $3.75 cache write,
 # $15 out per 1M (5000 input = 2000 plain + 1000 read + 2000 written)
 COMPAT_COST = (2000 * 3 + 1000 * 0.30 + 2000 * 3.75 + 100 * 15) / M
@@ -802,18 +781,7 @@ def test_deepseek_cache_hits_stream(replay: ReplayServer, make_gw: Callable[...,
 
 AZURE_PATH = "openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
 AZURE_BODY = {"messages": MESSAGES}  # the deployment names the model
-AZURE_USAGE = {
-    "prompt_tokens": 1000,
-    "completion_tokens": 200,
-    "total_tokens": 1200,
-    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-    "completion_tokens_details": {
-        "reasoning_tokens": 0,
-        "audio_tokens": 0,
-        "accepted_prediction_tokens": 0,
-        "rejected_prediction_tokens": 0,
-    },
-}
+AZURE_USAGE = chat_usage(1000, 200)
 FILTERS = {s: {"filtered": False, "severity": "safe"} for s in ("hate", "self_harm", "sexual", "violence")}
 # openai.com/api/pricing (Azure OpenAI global standard bills the same), gpt-4o-mini: $0.15 in, $0.60 out per 1M
 AZURE_COST = (1000 * 0.15 + 200 * 0.60) / M
@@ -948,7 +916,7 @@ def test_anthropic_batch_results_are_metered_per_line_at_the_batch_price(
 
 
 def sdk(gw: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/openai", api_key="sk-test", max_retries=0)
+    return oa(f"{gw.url}/openai")
 
 
 def test_whisper_transcription_is_charged_the_seconds_the_answer_reports(

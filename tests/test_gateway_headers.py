@@ -37,12 +37,8 @@ def test_our_headers_are_stripped_and_the_client_key_passes_through(sim: SimServ
     assert not [h for h in seen if h.startswith("x-picometer-")] and "x-request-id" not in seen
     assert seen["authorization"] == "Bearer sk-client-own" and seen["x-custom"] == "kept"
     [rec] = gateway.records(1)
-    assert (rec["workflow"], rec["env"], rec["prompt_version"], rec["correlation_id"]) == (
-        "wf",
-        "staging",
-        "v7",
-        "corr-1",
-    )
+    tags = (rec["workflow"], rec["env"], rec["prompt_version"], rec["correlation_id"])
+    assert tags == ("wf", "staging", "v7", "corr-1")
 
 
 def test_virtual_keys_pick_the_workflow_and_are_swapped_for_the_provider_key(

@@ -30,13 +30,13 @@ def trace(gw: GatewayServer) -> tuple[list[str], list[str]]:
     d = gw.daemon
     for db in (d.rollups._db, d.state._db, d.outbox._db):
         db.set_trace_callback(on_statement)
-    proxy = d.gateway._proxy
+    proxy = d.gateway.proxy
 
     async def marked(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
         IN_REQUEST.set(True)  # this task's context: whatever runs for this request sees it, threads included
         await proxy(scope, receive, send)
 
-    d.gateway._proxy = marked  # type: ignore[method-assign]
+    d.gateway.proxy = marked  # type: ignore[assignment]
     return seen, flagged
 
 

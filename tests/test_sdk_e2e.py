@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import anthropic
-import openai
 import pytest
 
 from tests.oracle import independent_cost
+from tests.sdks import ant, chat_stream_with_usage, oa
 from tests.servers import GatewayServer, SimServer
 
 MESSAGES = [{"role": "user", "content": "Summarise the state of the garden sensors in one line"}]
-
-
-def oa(base: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base, api_key="sk-test", max_retries=0)
-
-
-def ant(base: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=base, api_key="sk-ant-test", max_retries=0)
 
 
 def test_openai_chat_matches_direct_and_is_priced_with_cache(sim: SimServer, gateway: GatewayServer) -> None:
@@ -60,15 +51,7 @@ def test_openai_stream_without_usage_request_hides_the_added_chunk(sim: SimServe
 
 
 def test_openai_stream_with_usage_request_keeps_the_chunk(sim: SimServer, gateway: GatewayServer) -> None:
-    chunks = list(
-        oa(f"{gateway.url}/openai").chat.completions.create(
-            model="gpt-4o-mini",
-            messages=MESSAGES,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_headers={"x-sim-cached": "4"},
-        )
-    )
+    chunks = chat_stream_with_usage(f"{gateway.url}/openai", MESSAGES, {"x-sim-cached": "4"})
     usage = chunks[-1].usage
     assert usage is not None
     [rec] = gateway.records(1)

@@ -4,6 +4,7 @@ the 28-day budget from a real rollups file, and the daemon's /-/status and repor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +68,16 @@ def test_the_minute_ring_counts_a_window_like_a_brute_force_count(
 # ---------------------------------------------------------------- burn alerts
 
 
+def traffic(watchers: Watchers, minutes: range, calls: int, call: Callable[[datetime, int], Record]) -> datetime:
+    """`calls` calls in each of these minutes after START, the i-th made by call(at, i); the last minute's time."""
+    at = START
+    for minute in minutes:
+        at = START + timedelta(minutes=minute)
+        for i in range(calls):
+            watchers.observe(call(at, i), at)
+    return at
+
+
 def ten_minutes(error_every: int, calls_per_minute: int = 60, offset: int = 0) -> list[Kind]:
     """A workflow's first 10 minutes of traffic, one call in `error_every` failing; the SLO alerts raised."""
     watchers = Watchers(CONFIG, UTC, START)
@@ -97,11 +108,7 @@ def test_half_a_percent_of_errors_uses_the_budget_slower_than_sustainable_and_fi
 
 def test_the_fast_burn_alert_names_the_workflow_the_numbers_and_what_to_do() -> None:
     watchers = Watchers(CONFIG, UTC, START)
-    at = START
-    for minute in range(10):
-        at = START + timedelta(minutes=minute)
-        for i in range(60):
-            watchers.observe(record(at, status="error" if i % 5 == 0 else "ok"), at)
+    at = traffic(watchers, range(10), 60, lambda t, i: record(t, status="error" if i % 5 == 0 else "ok"))
     (alert,) = [a for a in watchers.check(at) if a.kind == Kind.SLO_BURN_FAST]
     assert alert.scope == "workflow:summarize" and alert.key == "slo_burn_fast:success:workflow:summarize"
     assert "Workflow summarize (owner ana) is using its error budget 20.0× too fast" in alert.message
@@ -112,17 +119,11 @@ def test_the_fast_burn_alert_names_the_workflow_the_numbers_and_what_to_do() -> 
 
 def test_slow_calls_burn_the_latency_objective_and_a_blip_an_hour_ago_no_longer_does() -> None:
     watchers = Watchers(CONFIG, UTC, START)
-    at = START
-    for minute in range(30):
-        at = START + timedelta(minutes=minute)
-        for i in range(20):
-            watchers.observe(record(at, latency_ms=400_000 if i < 4 else 900), at)
+    at = traffic(watchers, range(30), 20, lambda t, i: record(t, latency_ms=400_000 if i < 4 else 900))
     kinds = {(a.kind, a.key.split(":")[1]) for a in watchers.check(at)}
     assert kinds == {(Kind.SLO_BURN_FAST, "latency")}
     # Then an hour of good calls: the long window still remembers, the short one says it has passed.
-    for minute in range(30, 100):
-        at = START + timedelta(minutes=minute)
-        watchers.observe(record(at), at)
+    at = traffic(watchers, range(30, 100), 1, lambda t, _: record(t))
     assert [a for a in watchers.check(at) if a.kind in (Kind.SLO_BURN_FAST, Kind.SLO_BURN_SLOW)] == []
 
 
@@ -179,7 +180,7 @@ def test_the_daemon_shows_objectives_and_raises_a_fast_burn_from_real_calls(sim:
         server.daemon.rollups.flush()
         server.daemon.watch()
         status = httpx.get(f"{server.url}/-/status", trust_env=False).json()
-        (reply,) = asyncio.run(Commands(server.daemon).answer("/status", by="test"))
+        (reply,) = asyncio.run(Commands(server.daemon.ops).answer("/status", by="test"))
     (o,) = status["objectives"]
     assert o["success"]["events"] == 20 and o["success"]["bad"] == 4
     assert o["success"]["budget_left"] == pytest.approx(1 - 4 / 0.2)

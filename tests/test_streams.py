@@ -6,24 +6,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anthropic
 import httpx
-import openai
 import pytest
 
 from tests.oracle import independent_cost
-from tests.servers import GatewayServer, SimServer
+from tests.sdks import ant, chat_stream_with_usage, oa
+from tests.servers import GatewayServer, SimServer, stream_post
 
 MESSAGES = [{"role": "user", "content": "How warm is the greenhouse tonight"}]
 TAILS = [0, 20, 100]
-
-
-def oa(base: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base, api_key="sk-test", max_retries=0)
-
-
-def ant(base: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=base, api_key="sk-ant-test", max_retries=0)
 
 
 def tail(ms: int) -> dict[str, str]:
@@ -40,15 +31,7 @@ def assert_ok_with(rec: dict[str, Any], model: str, provider: str, inp: int, out
 
 @pytest.mark.parametrize("ms", TAILS)
 def test_openai_chat_stream_read_to_done_is_ok(sim: SimServer, gateway: GatewayServer, ms: int) -> None:
-    usage = list(
-        oa(f"{sim.url}/v1").chat.completions.create(
-            model="gpt-4o-mini",
-            messages=MESSAGES,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_headers=tail(0),
-        )
-    )[-1].usage
+    usage = chat_stream_with_usage(f"{sim.url}/v1", MESSAGES, tail(0))[-1].usage
     assert usage is not None
     chunks = list(
         oa(f"{gateway.url}/openai").chat.completions.create(
@@ -103,9 +86,7 @@ def test_anthropic_messages_stream_helper_is_ok(gateway: GatewayServer, ms: int)
 @pytest.mark.parametrize("ms", TAILS)
 def test_raw_httpx_stream_is_ok(gateway: GatewayServer, ms: int) -> None:
     body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
-    with httpx.stream(
-        "POST", f"{gateway.url}/openai/chat/completions", json=body, headers=tail(ms), trust_env=False
-    ) as r:
+    with stream_post(f"{gateway.url}/openai/chat/completions", body, tail(ms)) as r:
         lines = [line for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
     usage = json.loads(lines[-2][6:])["usage"]
@@ -124,13 +105,7 @@ def test_a_client_that_leaves_before_the_terminal_event_is_client_disconnected(
     gateway: GatewayServer, path: str, body: dict[str, Any]
 ) -> None:
     # the provider stalls half way: the client reads what came and hangs up
-    with httpx.stream(
-        "POST",
-        f"{gateway.url}/{path}",
-        json={**body, "stream": True},
-        headers={"x-sim-fault": "stall"},
-        trust_env=False,
-    ) as r:
+    with stream_post(f"{gateway.url}/{path}", body, {"x-sim-fault": "stall"}) as r:
         assert r.status_code == 200
         next(r.iter_bytes())
     [rec] = gateway.records(1)

@@ -109,12 +109,8 @@ def test_anthropic_openai_compatible_chat_is_metered_and_priced_on_an_anthropic_
     assert seen.path == "/v1/chat/completions"
     assert seen.headers["authorization"] == "Bearer sk-ant-real", "the OpenAI-compatible endpoint takes a Bearer key"
     [rec] = gw.records(1)
-    assert (rec["provider"], rec["endpoint"], rec["status"], rec["usage_source"]) == (
-        "anthropic",
-        "chat/completions",
-        "ok",
-        "provider",
-    )
+    call = (rec["provider"], rec["endpoint"], rec["status"], rec["usage_source"])
+    assert call == ("anthropic", "chat/completions", "ok", "provider")
     assert (rec["input_tokens"], rec["output_tokens"]) == (reply.usage.prompt_tokens, reply.usage.completion_tokens)
     expected = independent_cost(
         "claude-sonnet-4-6", "anthropic", {"input": rec["input_tokens"], "output": rec["output_tokens"]}

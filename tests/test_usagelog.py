@@ -132,8 +132,8 @@ def test_a_full_disk_fails_no_client_request(make_gateway: Callable[..., Gateway
     assert status["usage_log"]["records_dropped"] == 5 and status["usage_log"]["disk_low"]
     assert status["requests"] == 5
     assert status["spend_usd"]["today"] > 0, "metering in the rollups goes on without the raw lines"
-    gw.daemon.watch_usage_log()
-    gw.daemon.watch_usage_log()  # still dropping: told once, not on every tick
+    gw.daemon.teller.watch_usage_log()
+    gw.daemon.teller.watch_usage_log()  # still dropping: told once, not on every tick
     kinds = [a.kind for a in gw.daemon.alerts]
     assert kinds.count("disk_low") == 1 and kinds.count("records_dropped") == 1
     dropped = next(a for a in gw.daemon.alerts if a.kind == "records_dropped")

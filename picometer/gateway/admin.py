@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
 
 from picometer import ops
+from picometer.asgi import Receive, Scope, Send
 from picometer.clock import Clock
 from picometer.config import Config, is_loopback
 from picometer.duration import parse_duration
@@ -21,13 +23,27 @@ from picometer.store.state import State
 
 log = structlog.get_logger("picometer.gateway")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
 CONTROL_BODY_LIMIT = 65_536
+ANY = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+POST = frozenset({"POST"})
+Answer = tuple[int, bytes, bytes]  # status, body, content type
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRoute:
+    path: str
+    methods: frozenset[str]
+    guarded: bool  # loopback only without [server].admin_token; with one, the token from everyone
+    answer: Callable[[Scope, Receive], Awaitable[Answer]]
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(self.path) if self.path.endswith("/") else path == self.path
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode()
 
 
 class Admin:
@@ -43,47 +59,60 @@ class Admin:
     ) -> None:
         self.config, self.clock, self.state = config, clock, state
         self._ready, self._status, self._run_canary, self._metrics = ready, status, run_canary, metrics
+        self._routes = self.routes()
+
+    def routes(self) -> tuple[AdminRoute, ...]:
+        """Every control route in one table: its path (a trailing "/" takes a workflow name after it), the methods
+        it answers, whether it needs the admin token (loopback without one), and what answers it."""
+        return (
+            AdminRoute("/-/health", ANY, False, self._health),
+            AdminRoute("/-/status", ANY, True, self._status_route),
+            AdminRoute("/metrics", ANY, True, self._metrics_route),
+            AdminRoute("/-/pause/", POST, True, self._control),
+            AdminRoute("/-/resume/", POST, True, self._control),
+            AdminRoute("/-/canary", POST, True, self._canary),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
+        route = next((r for r in self._routes if r.matches(path)), None)
         try:
-            if path == "/-/health":
-                ready = self._ready()
-                await respond(
-                    send, 200 if ready else 503, json.dumps({"status": "ok" if ready else "starting"}).encode()
-                )
-            elif path == "/-/status":
-                self.authorize(scope, header_map(scope["headers"]))  # spend and workflow names are not for all
-                await respond(send, 200, json.dumps(await self._status(), ensure_ascii=False).encode())
-            elif path == "/metrics" and self._metrics is not None:
+            if route is None:
+                raise Refusal(404, "not_found", f"no admin route {path}")
+            if scope["method"] not in route.methods:
+                where = route.path + ("WORKFLOW" if route.path.endswith("/") else "")
+                raise Refusal(405, "invalid_request_error", f"use {' or '.join(sorted(route.methods))} for {where}")
+            if route.guarded:
                 self.authorize(scope, header_map(scope["headers"]))
-                body, content_type = await self._metrics()
-                await respond(send, 200, body, content_type=content_type.encode())
-            elif path.startswith(("/-/pause/", "/-/resume/")) or path == "/-/canary":
-                answer = await (self._canary(scope) if path == "/-/canary" else self._control(scope, receive))
-                await respond(send, 200, json.dumps(answer, ensure_ascii=False).encode())
-            else:
-                await respond(send, 404, error_body("openai", "not_found", f"no admin route {path}"))
+            status, body, content_type = await route.answer(scope, receive)
+            await respond(send, status, body, content_type=content_type)
         except ClientGone:
             return
         except Refusal as r:
             await respond(send, r.status, error_body("openai", r.code, r.message))
 
-    async def _canary(self, scope: Scope) -> dict[str, Any]:
+    async def _health(self, scope: Scope, receive: Receive) -> Answer:
+        ready = self._ready()
+        return 200 if ready else 503, _json({"status": "ok" if ready else "starting"}), JSON
+
+    async def _status_route(self, scope: Scope, receive: Receive) -> Answer:
+        return 200, _json(await self._status()), JSON  # spend and workflow names: guarded
+
+    async def _metrics_route(self, scope: Scope, receive: Receive) -> Answer:
+        if self._metrics is None:
+            raise Refusal(404, "not_found", "no admin route /metrics")
+        body, content_type = await self._metrics()
+        return 200, body, content_type.encode()
+
+    async def _canary(self, scope: Scope, receive: Receive) -> Answer:
         """POST /-/canary: run every probe now and answer with the results (what `picometer canary` shows)."""
-        if scope["method"] != "POST":
-            raise Refusal(405, "invalid_request_error", "use POST for /-/canary")
-        self.authorize(scope, header_map(scope["headers"]))
         if self._run_canary is None:
             raise Refusal(404, "not_found", "this picometer runs no canary")
-        return await self._run_canary()
+        return 200, _json(await self._run_canary()), JSON
 
-    async def _control(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+    async def _control(self, scope: Scope, receive: Receive) -> Answer:
         """POST /-/pause/{workflow} (optional "for": "2h" as query or JSON) and POST /-/resume/{workflow}."""
-        if scope["method"] != "POST":
-            raise Refusal(405, "invalid_request_error", "use POST for /-/pause/{workflow} and /-/resume/{workflow}")
         headers = header_map(scope["headers"])
-        self.authorize(scope, headers)
         action, _, raw_name = scope["path"][3:].partition("/")
         workflow = clean_tag(raw_name)
         if not workflow:
@@ -91,7 +120,7 @@ class Admin:
         now = self.clock.now()
         by = clean_tag(headers.get("x-picometer-by")) or "http"
         if action == "resume":
-            return ops.resume(self.state, workflow, by, now).as_dict()
+            return 200, _json(ops.resume(self.state, workflow, by, now).as_dict()), JSON
         body = await read_body(receive, CONTROL_BODY_LIMIT, headers)
         if body is None:
             raise Refusal(413, "invalid_request_error", f"a control request body is at most {CONTROL_BODY_LIMIT} bytes")
@@ -106,7 +135,7 @@ class Admin:
                 until = now + parse_duration(str(wanted))
             except ValueError as e:
                 raise Refusal(400, "invalid_request_error", str(e)) from None
-        return ops.pause(self.state, workflow, until, by, now).as_dict()
+        return 200, _json(ops.pause(self.state, workflow, until, by, now).as_dict()), JSON
 
     def authorize(self, scope: Scope, headers: dict[str, str]) -> None:
         """Loopback only without [server].admin_token; with one, every caller needs it."""

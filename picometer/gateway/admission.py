@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
 from picometer.alert import Alert, Kind
+from picometer.asgi import Receive
 from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig
 from picometer.duration import seconds_until
@@ -43,8 +44,6 @@ from picometer.store.state import State
 
 log = structlog.get_logger("picometer.gateway")
 
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
 
 CANARY_HEADER = "x-picometer-canary"  # a per-process secret: only picometer's own probes are marked canary
 _UNPRICED_WARNED_LIMIT = 1000

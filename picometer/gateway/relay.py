@@ -5,11 +5,11 @@ before the client's last byte, so a crash can lose a reply, never its record."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+from picometer.asgi import Message, Send
 from picometer.gateway import forward
 from picometer.gateway.inflow import TooLarge, Undecodable, pieces
 from picometer.gateway.refusals import Refusal
@@ -19,10 +19,6 @@ from picometer.metering.batch import BatchMeter
 from picometer.metering.sse import EventTooLarge, SSEParser
 from picometer.metering.usage import StreamMeter, from_response
 from picometer.record import Record
-
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
-
 
 PARSE_LIMIT = 1_000_000  # answers above this are read from their head and tail, not parsed whole
 

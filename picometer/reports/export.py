@@ -18,9 +18,15 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
+import structlog
+
+from picometer.config import ExportConfig
 from picometer.metering import histogram
 from picometer.metering.budget import period_key, period_start
 from picometer.store.rollups import Rollups
+from picometer.store.state import State
+
+log = structlog.get_logger("picometer.export")
 
 COLUMNS = (
     "week", "date", "workflow", "env", "provider", "model", "requests", "ok", "errors", "blocked", "retries",
@@ -136,3 +142,33 @@ def write_atomic(path: Path, text: str) -> None:
 
 def file_name(monday: date) -> str:
     return f"picometer-{week_label(monday)}.csv"
+
+
+EXPORT_AFTER = timedelta(minutes=10)  # the weekly CSV is written on Monday at 00:10, local time
+EXPORT_CATCH_UP_WEEKS = 8  # weeks missed while down that are written at the next start
+
+
+def write_due_weeks(
+    rollups: Rollups, state: State, cfg: ExportConfig, zone: tzinfo, now: datetime
+) -> list[tuple[Path, str]]:
+    """Write each finished week not written yet into [export].dir; each file with its two-line summary. Due on
+    Monday 00:10 local; weeks missed while down are written at the next check."""
+    due = last_full_week(now - EXPORT_AFTER, zone)
+    done = state.meta("export_week")
+    if not cfg.weekly or (done is not None and done >= week_label(due)):
+        return []
+    mondays = [due - timedelta(weeks=k) for k in reversed(range(EXPORT_CATCH_UP_WEEKS))]
+    rollups.flush()
+    written = []
+    for monday in [due] if done is None else [m for m in mondays if week_label(m) > done]:
+        rows = week_rows(rollups, monday, zone)
+        if done is None and not rows:  # a first start: no file for a week before picometer ran
+            state.set_meta("export_week", week_label(monday))
+            continue
+        path = Path(cfg.dir) / file_name(monday)
+        write_atomic(path, to_csv(rows))
+        state.set_meta("export_week", week_label(monday))
+        log.info("weekly CSV written", path=str(path), rows=len(rows))
+        previous = week_rows(rollups, monday - timedelta(weeks=1), zone)
+        written.append((path, summary(rows, previous, monday)))
+    return written

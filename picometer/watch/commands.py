@@ -6,56 +6,20 @@ limit. They read and change the same state the CLI does (rollups, budgets, pause
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
-from datetime import tzinfo
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
 
 from picometer import ops
-from picometer.alert import Alert, Kind
-from picometer.clock import Clock
-from picometer.config import Config
+from picometer.alert import Kind
 from picometer.duration import format_duration, parse_duration
 from picometer.gateway.tags import clean_tag
 from picometer.metering.budget import to_pico, usd
 from picometer.reports import report
 from picometer.reports.periods import PERIODS
-from picometer.store.outbox import Outbox
-from picometer.store.rollups import Rollups
-from picometer.store.state import State
 from picometer.watch.alerts import esc
 from picometer.watch.canary import table
-
-
-class Running(Protocol):
-    """The running daemon as the bot sees it (picometer.daemon.Daemon is one); named here, not imported, so
-    the bot and the daemon do not import each other."""
-
-    @property
-    def config(self) -> Config: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def zone(self) -> tzinfo: ...
-    @property
-    def state(self) -> State: ...
-    @property
-    def outbox(self) -> Outbox: ...
-    @property
-    def rollups(self) -> Rollups: ...
-    @property
-    def alerts(self) -> Iterable[Alert]: ...
-    @property
-    def canary(self) -> Any: ...
-    @property
-    def gateway(self) -> Any: ...
-    def status_line(self) -> str: ...
-    async def summaries(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]: ...
-    def budgets(self, paces: dict[str | None, int] | None = None) -> list[dict[str, Any]]: ...
-    def paces(self) -> dict[str | None, int]: ...
-    async def run_canary(self) -> dict[str, Any]: ...
-
 
 log = structlog.get_logger("picometer.telegram")
 
@@ -112,8 +76,8 @@ def _fit(line: str, limit: int) -> int:
 
 
 class Commands:
-    def __init__(self, daemon: Running) -> None:
-        self.daemon = daemon
+    def __init__(self, operations: ops.Operations) -> None:
+        self.ops = operations
 
     async def answer(self, text: str, by: str) -> list[str]:
         """The reply to one command message, in pieces ready to send."""
@@ -141,7 +105,7 @@ class Commands:
         return split(reply)
 
     async def status(self, args: list[str], by: str) -> str:
-        d = self.daemon
+        d = self.ops
         now = d.clock.now()
         lines = [f"<b>picometer</b>: {esc(d.status_line())}"]
         budgets, objectives = await d.summaries()
@@ -185,16 +149,16 @@ class Commands:
         return "\n".join(lines)
 
     async def budget(self, args: list[str], by: str) -> str:
-        d = self.daemon
+        d = self.ops
         caps = d.budgets(await asyncio.to_thread(d.paces))
         if not caps:
             return "No budget caps are set ([budgets] and [workflows.NAME] daily_usd / monthly_usd)."
         return "\n".join(["<b>Budgets</b>", *(_cap_line(c) for c in caps)])
 
     async def canary(self, args: list[str], by: str) -> str:
-        if not self.daemon.config.canary.probes:
+        if not self.ops.config.canary.probes:
             return "No canary probes are configured (add [[canary.probes]] to the config)."
-        data = await self.daemon.run_canary()
+        data = await self.ops.run_canary()
         head = "✅ <b>Canary: all pass</b>" if data["ok"] else "❌ <b>Canary: failing</b>"
         return f"{head}\n<pre>{esc(table(data['results']))}</pre>"
 
@@ -202,9 +166,9 @@ class Commands:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /pause WORKFLOW [2h]")
-        now = self.daemon.clock.now()
+        now = self.ops.clock.now()
         until = now + parse_duration(args[1]) if len(args) > 1 else None
-        done = ops.pause(self.daemon.state, workflow, until, by, now)
+        done = ops.pause(self.ops.state, workflow, until, by, now)
         span = f"for {format_duration(until - now)}" if until else "until /resume"
         return f"⏸ <b>{esc(workflow)}</b> is paused {span}: its calls get 429 workflow_paused.{_unsaved(done)}"
 
@@ -212,24 +176,24 @@ class Commands:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /resume WORKFLOW")
-        done = ops.resume(self.daemon.state, workflow, by, self.daemon.clock.now())
+        done = ops.resume(self.ops.state, workflow, by, self.ops.clock.now())
         name = esc(workflow)
         return (f"▶️ <b>{name}</b> resumed." if done.was_paused else f"{name} was not paused.") + _unsaved(done)
 
     async def mute(self, args: list[str], by: str) -> str:
         kind, scope = _kind(args, "/mute KIND [24h]")
         span = parse_duration(args[1]) if len(args) > 1 else parse_duration("24h")
-        until = self.daemon.clock.now() + span
-        self.daemon.outbox.mute(kind, scope, until)
+        until = self.ops.clock.now() + span
+        self.ops.outbox.mute(kind, scope, until)
         where = f" for {esc(scope)}" if scope else ""
         return f"🔕 {kind} alerts{where} muted for {format_duration(span)}; critical ones too, so mind the budget caps."
 
     async def unmute(self, args: list[str], by: str) -> str:
         kind, _ = _kind(args, "/unmute KIND")
-        return f"🔔 {kind} alerts unmuted." if self.daemon.outbox.unmute(kind) else f"{kind} alerts were not muted."
+        return f"🔔 {kind} alerts unmuted." if self.ops.outbox.unmute(kind) else f"{kind} alerts were not muted."
 
     async def _report(self, period: str, by: str) -> dict[str, Any]:
-        d = self.daemon
+        d = self.ops
         await asyncio.to_thread(d.rollups.flush)  # include the last seconds of calls
         return report.build(d.rollups, period, by, d.clock.now(), d.zone)
 

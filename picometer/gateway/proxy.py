@@ -1,0 +1,250 @@
+"""A proxied call from arrival to record: admission, the upstream call while watching the client, the relay,
+and one record with its reservation settled, whatever happens on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from picometer.asgi import Receive, Scope, Send
+from picometer.clock import Clock
+from picometer.config import Config
+from picometer.gateway.admin import header_map, respond
+from picometer.gateway.admission import Admission, ClientGone, Turned
+from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
+from picometer.gateway.relay import AnswersHeld, Relay
+from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record
+from picometer.gateway.upstream import Upstream
+from picometer.metering.batch import BatchMeter
+from picometer.metering.budget import Budget, to_pico
+from picometer.metering.pricing import Pricer
+from picometer.metering.usage import Usage
+from picometer.record import Record, Recorder
+from picometer.throttle import Throttled
+
+MAX_BATCHES_REMEMBERED = 4096  # batch result paths kept to count each once; the oldest forgotten first
+
+log = Throttled(structlog.get_logger("picometer.gateway"))  # a bug hit by every request: one line a minute
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    cost_usd: float = 0.0
+    by_status: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0, "blocked": 0})
+
+
+class Proxy:
+    """Every proxied call, one at a time each: what the gateway routes to when a call is not for the admin."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock,
+        pricer: Pricer,
+        recorder: Recorder,
+        budget: Budget,
+        admission: Admission,
+        upstream: Upstream,
+    ) -> None:
+        self.config, self.clock, self.pricer, self.recorder, self.budget = config, clock, pricer, recorder, budget
+        self.admission, self.upstream = admission, upstream
+        self.stats = Stats()
+        self.answers_held = AnswersHeld(config.server.max_answer_bytes_in_flight)
+        # Batch results read to the end, by provider and path: read again, they are not counted twice.
+        self._batches_read: OrderedDict[str, None] = OrderedDict()
+
+    def reconfigure(self, config: Config, pricer: Pricer) -> None:
+        self.config, self.pricer = config, pricer
+        self.answers_held.limit = config.server.max_answer_bytes_in_flight
+
+    async def overloaded(self, scope: Scope, send: Send) -> None:
+        """More calls in flight than [server].max_in_flight: refused at once, before the body is read."""
+        facts = Facts(os.urandom(8).hex(), self.clock.now(), self.clock.monotonic())
+        o = Outcome(blocked="overloaded", http_status=503)
+        self._finish(facts, o, None)
+        headers = header_map(scope["headers"])
+        limit = self.config.server.max_in_flight
+        message = f"picometer is serving {limit} calls already ([server].max_in_flight); try again in a second"
+        body = error_body(shape_for_refusal(None, None, headers, scope["path"]), "overloaded", message)
+        await respond(send, 503, body, facts.request_id, [(b"retry-after", b"1")])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        facts = Facts(os.urandom(8).hex(), self.clock.now(), self.clock.monotonic())
+        headers = header_map(scope["headers"])
+        o = Outcome()
+        try:
+            req = await self.admission.admit(facts, scope, receive, headers)
+        except Turned as t:
+            o.blocked, o.http_status = t.refusal.code, t.refusal.status
+            self._finish(t.facts, o, None)
+            shape = shape_for_refusal(t.shape, t.provider_kind, headers, scope["path"])
+            body = error_body(shape, t.refusal.code, t.refusal.message)
+            await respond(send, t.refusal.status, body, facts.request_id, t.refusal.headers)
+            return
+        except ClientGone as gone:
+            o.break_off("client_disconnected")
+            self._finish(gone.facts or facts, o, None)
+            return
+        except Exception:  # a bug of ours: the request still gets its record and a clear answer
+            log.exception("request failed inside picometer", request_id=facts.request_id)
+            o.failure, o.http_status = "internal_error", 500
+            self._finish(facts, o, None)
+            await respond(send, 500, _internal(headers, scope["path"]), facts.request_id)
+            return
+
+        def finish() -> Record:
+            return self._finish(req.facts, o, req)
+
+        try:
+            await self._forward_guarded(req, o, scope, receive, send, finish)
+        except Refusal as r:
+            # Failed after forwarding (retries exhausted, timeout, garbage): an error in the API's own shape.
+            o.failure, o.http_status = o.failure or r.code, r.status
+            finish()
+            shape = shape_for_refusal(req.endpoint.shape, req.provider.kind, headers, scope["path"])
+            await respond(send, r.status, error_body(shape, r.code, r.message), facts.request_id, r.headers)
+        except ClientGone:
+            o.break_off("client_disconnected")
+        except Exception:
+            log.exception("request failed inside picometer", request_id=facts.request_id)
+            o.failure = o.failure or "internal_error"
+            if not o.started_reply:
+                o.http_status = 500
+                finish()
+                await respond(send, 500, _internal(headers, scope["path"], req.endpoint.shape), facts.request_id)
+        finally:
+            finish()
+            self.admission.release(req)
+
+    async def _forward_guarded(
+        self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Callable[[], Record]
+    ) -> None:
+        """Forward while watching the client: if it hangs up first, the upstream call is cancelled too."""
+        task = asyncio.current_task()
+        assert task is not None
+        hung_up = False
+
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            nonlocal hung_up
+            # After a complete response the server reports a disconnect too: that one is no hang-up.
+            if not watcher.cancelled() and not o.complete:
+                hung_up = True
+                task.cancel()
+
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        watcher.add_done_callback(on_disconnect)
+        try:
+            await self._forward(req, o, scope, send, finish)
+        except asyncio.CancelledError:
+            if not hung_up:
+                raise
+            task.uncancel()
+            raise ClientGone from None
+        finally:
+            watcher.remove_done_callback(on_disconnect)
+            watcher.cancel()
+
+    async def _forward(self, req: Admitted, o: Outcome, scope: Scope, send: Send, finish: Callable[[], Record]) -> None:
+        provider, endpoint = req.provider, req.endpoint
+        o.forwarded = True
+        relay = Relay(o, send, req.facts.request_id, finish, lambda: self._elapsed_ms(req.facts))
+        try:
+            async with asyncio.timeout(provider.total_timeout_s):
+                response = await self.upstream.call(
+                    req, o, scope["method"], scope.get("query_string", b""), scope["headers"]
+                )
+                try:
+                    o.http_status = o.upstream_status = response.status_code
+                    content_type = response.headers.get("content-type", "")
+                    if "text/event-stream" in content_type and endpoint.shape is not None:
+                        await relay.stream(
+                            response,
+                            endpoint.shape,
+                            endpoint.name,
+                            req.hide_usage_chunk,
+                            not endpoint.flat,
+                            provider.max_response_bytes,
+                        )
+                    elif endpoint.metered:
+                        await relay.json(
+                            response,
+                            req.route.provider,
+                            endpoint.shape,
+                            not endpoint.flat,
+                            provider.max_response_bytes,
+                            self.answers_held,
+                        )
+                    elif endpoint.batch_results:
+                        key = f"{req.route.provider}/{req.route.rest}"
+                        o.batch_repeat = key in self._batches_read
+                        await relay.raw(response, self._batch_meter(req, endpoint.shape or "openai"))
+                        if o.complete and o.batch is not None and o.batch.results:
+                            self._remember_batch(key)
+                    else:
+                        await relay.raw(response)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            o.break_off("timeout")
+            if o.started_reply:
+                return  # the client's reply is cut off, as the provider's would be
+            o.failure = "timeout"
+            name, limit = req.route.provider, provider.total_timeout_s
+            message = f"provider {name!r} did not finish within total_timeout_s = {limit:g} s"
+            raise Refusal(504, "upstream_timeout", message) from None
+
+    # ------------------------------------------------------------ record
+
+    def _elapsed_ms(self, facts: Facts) -> float:
+        return round((self.clock.monotonic() - facts.t0) * 1000, 1)
+
+    def _batch_meter(self, req: Admitted, shape: str) -> BatchMeter:
+        provider, at = req.provider, req.facts.started
+
+        def price(model: str | None, usage: Usage) -> tuple[float | None, float]:
+            q = self.pricer.cost(provider, (model,), usage, at, shape=shape, batch=True)
+            return q.cost_usd, q.tool_cost_usd
+
+        return BatchMeter(shape, price)
+
+    def _remember_batch(self, key: str) -> None:
+        self._batches_read[key] = None
+        if len(self._batches_read) > MAX_BATCHES_REMEMBERED:
+            self._batches_read.popitem(last=False)
+
+    def _finish(self, facts: Facts, o: Outcome, req: Admitted | None) -> Record:
+        """Build the record, settle the reservation and hand the record to storage, exactly once per request."""
+        if o.record is not None:
+            return o.record
+        try:
+            rec = build_record(
+                facts, o, admitted=req, pricer=self.pricer, now=self.clock.now(), latency_ms=self._elapsed_ms(facts)
+            )
+        except Exception:  # never a lost record or a hold that stays: charge what was held, and say so
+            log.exception("building the record failed", request_id=facts.request_id)
+            rec = fallback_record(facts, o, req, self._elapsed_ms(facts))
+        o.record = rec
+        if req is not None and req.hold is not None:
+            self.budget.settle(req.hold, to_pico(rec.cost_usd or 0.0), self.clock.now())
+        self.stats.requests += 1
+        self.stats.by_status[rec.status] = self.stats.by_status.get(rec.status, 0) + 1
+        self.stats.cost_usd += rec.cost_usd or 0.0
+        self.recorder(rec)
+        return rec
+
+
+def _internal(headers: dict[str, str], path: str, shape: str | None = None) -> bytes:
+    message = "picometer failed on this request (a bug); its log has the details under this request id"
+    return error_body(shape_for_refusal(shape, None, headers, path), "internal_error", message)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

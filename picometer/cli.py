@@ -8,12 +8,15 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from picometer import __version__
 from picometer.config import Config, ConfigError, find_config_path, is_reference, load_config, secret_refs
+
+if TYPE_CHECKING:
+    from picometer import ops
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,38 +174,10 @@ def status(config_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    click.echo(f"picometer {data['version']} up {data['uptime_s']:.0f}s on {data['listen']}")
-    by = data["requests_by_status"]
-    click.echo(
-        f"requests {data['requests']} (ok {by.get('ok', 0)}, error {by.get('error', 0)}, "
-        f"blocked {by.get('blocked', 0)}), in flight {data['in_flight']}, "
-        f"spent ${data['cost_usd_since_start']:.4f} since start"
-    )
-    spend = data["spend_usd"]
-    click.echo(f"spend today ${spend['today']:,.4f}, this month ${spend['month']:,.4f}")
-    if data["budgets"]:
-        from picometer.reports.report import render_budgets
+    from picometer.reports.status_text import status_lines
 
-        click.echo("budgets:")
-        for line in render_budgets(data["budgets"]):
-            click.echo(line)
-    for p in data["pauses"]:
-        click.echo(f"PAUSED {p['workflow']} " + (f"until {p['until']}" if p["until"] else "until resumed"))
-    for name, h in data.get("upstream", {}).items():
-        retries = ", ".join(f"{reason} {n}" for reason, n in sorted(h["retries"].items())) or "none"
-        circuit = "" if h["circuit"] == "closed" else f"CIRCUIT {h['circuit'].upper().replace('_', '-')}, "
-        click.echo(f"provider {name}: {circuit}{h['consecutive_failures']} failures in a row, retries: {retries}")
-    for probe in data.get("canary", {}).get("probes", []):
-        last = probe["last"]
-        seen = f"{last['outcome'].upper()} at {last['at']}: {last['detail']}" if last else "not run yet"
-        click.echo(f"canary {probe['probe']}: {seen}")
-    for a in data.get("alerts", [])[-5:]:
-        click.echo(f"alert {a['kind']} ({a['severity']}) at {a['at']}: {a['message']}")
-    reload = data.get("config", {}).get("last_reload")
-    if reload and not reload["ok"]:
-        click.echo(f"CONFIG RELOAD FAILED at {reload['at']}: {reload['error']}")
-    elif reload and reload["restart_needed"]:
-        click.echo(f"restart needed for: {', '.join(reload['restart_needed'])}")
+    for line in status_lines(data):
+        click.echo(line)
 
 
 @main.command()
@@ -416,6 +391,7 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
 
     import httpx
 
+    from picometer import ops
     from picometer.duration import parse_duration
 
     try:
@@ -439,12 +415,14 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
             message = data.get("error", {}).get("message") or f"HTTP {answer.status_code} from {url}"
             click.echo(f"picometer refused: {message}", err=True)
             sys.exit(1)
-        _said(data)
+        _said(ops.Switched.from_dict(data))
         return
     import sqlite3
 
-    from picometer import ops
+    from picometer.logs import configure_logging
     from picometer.store.state import State
+
+    configure_logging("error")  # stdout is for the answer
 
     path = Path(config.storage.data_dir) / "state.db"
     try:
@@ -463,19 +441,16 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
     if done.warning is not None:
         click.echo(f"picometer is not running at {url}, and {done.warning}", err=True)
         sys.exit(1)
-    _said(done.as_dict())
+    _said(done)
     click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
 
 
-def _said(answer: dict[str, Any]) -> None:
-    """A pause or resume answer (the daemon's, or the same operation's over the state file), in words."""
-    workflow = answer["workflow"]
-    if not answer["paused"]:
-        click.echo(f"resumed {workflow}" if answer["was_paused"] else f"{workflow} was not paused")
-    else:
-        click.echo(f"paused {workflow} " + (f"until {answer['until']}" if answer["until"] else "until resumed"))
-    if answer.get("warning"):
-        click.echo(f"warning: {answer['warning']}", err=True)
+def _said(done: ops.Switched) -> None:
+    """A pause or resume (the daemon's answer, or the same operation over the state file), in the words every
+    face uses."""
+    click.echo(done.sentence())
+    if done.warning:
+        click.echo(f"warning: {done.warning}", err=True)
 
 
 @main.command()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import signal
 import socket
 import sqlite3
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,9 +17,18 @@ import structlog
 import uvicorn
 
 from picometer.clock import Clock, NotBefore, SystemClock, resolve_zone
-from picometer.config import Config, ConfigError, ServerConfig, keep_for_restart, load_config, restart_needed
+from picometer.config import (
+    Config,
+    ConfigError,
+    Reloadable,
+    ServerConfig,
+    keep_for_restart,
+    load_config,
+    restart_needed,
+)
 from picometer.gateway.app import Gateway
 from picometer.gateway.connections import bounded_protocol
+from picometer.logs import configure_logging
 from picometer.metering.budget import Budget, caps_from_config
 from picometer.metering.pricing import Pricer
 from picometer.ops import Operations
@@ -33,7 +40,7 @@ from picometer.store.outbox import Outbox
 from picometer.store.rollups import Rollups
 from picometer.store.state import State
 from picometer.store.usagelog import UsageLog
-from picometer.watch.alerts import Alerter, esc
+from picometer.watch.alerts import Alerter, alert_chats, esc
 from picometer.watch.anomaly import BASELINE_HOURS, baselines
 from picometer.watch.canary import Canary
 from picometer.watch.telling import Teller
@@ -43,20 +50,6 @@ if TYPE_CHECKING:
     from picometer.watch.telegram import TelegramBot
 
 log = structlog.get_logger("picometer.daemon")
-
-
-def configure_logging(level: str = "info") -> None:
-    """The daemon's own log: logfmt lines on stderr, which journald stores and timestamps."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.format_exc_info,
-            structlog.processors.LogfmtRenderer(key_order=["level", "event"], drop_missing=True),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -120,11 +113,6 @@ CHECK_INTERVAL_S = 3600.0  # SQLite's quick check of the rollups: a file going b
 WATCH_INTERVAL_S = 10.0  # anomaly checks; budget alerts do not wait for this, they come from the call itself
 BASELINE_INTERVAL_S = 3600.0  # the anomaly baselines (last 7 days from the rollups) are rebuilt hourly
 EXPORT_RETRY_S = 600.0  # after a failed write (disk full, permissions)
-
-
-def alert_chats(config: Config) -> tuple[int, ...]:
-    """Where alerts are queued for delivery; none without Telegram (then: the log and /-/status)."""
-    return config.telegram.chat_ids if config.telegram.enabled else ()
 
 
 class Daemon:
@@ -194,6 +182,17 @@ class Daemon:
             meter=self.meter,
             watchers=self.watchers,
         )
+        # What takes a reloaded config in place; the rollups and the budgets need more than it (see reload).
+        self.reloadable: tuple[Reloadable, ...] = (
+            self.pricer,
+            self.gateway,
+            self.alerter,
+            self.watchers,
+            self.teller,
+            self.canary,
+            self.meter,
+            self.ops,
+        )
         self.server = uvicorn_server(self.gateway, server=config.server)
         self.notifier = Notifier(os.environ)
         self.server.on_started = lambda: self.notifier.ready(self.ops.status_line())
@@ -216,15 +215,9 @@ class Daemon:
             self.rollups.protected = frozenset(new.workflows)
             self.rollups.flush()  # a workflow new to the budgets starts from every call counted so far
             self.budget.reconfigure(caps_from_config(new), now, self.rollups.spend_since)
-            self.pricer = Pricer(new.prices)
-            self.gateway.reconfigure(new, self.pricer)
-            self.alerter.reconfigure(new.alerts, alert_chats(new))
-            self.watchers.config = new
-            self.teller.min_free_mb = new.storage.min_free_mb
-            self.canary.config = new
-            self.meter.reconfigure(new)
+            for part in self.reloadable:
+                part.reconfigure(new)
             self.config = new
-            self.ops.reconfigure(new)
             self.ops.loaded_at = now
             self.ops.last_reload = {"at": at, "ok": True, "restart_needed": restart}
             log.info("config reloaded", source=new.source or "built-in defaults")

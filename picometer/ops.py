@@ -4,7 +4,7 @@ daemon, or over its state file when it is down) and the Telegram bot all call th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -14,6 +14,7 @@ import structlog
 from picometer.alert import Alert
 from picometer.clock import Clock
 from picometer.config import Config
+from picometer.duration import format_duration
 from picometer.metering.budget import Budget, cap_status, to_pico, to_usd, usd
 from picometer.record import rfc3339_ms
 from picometer.reports.metrics import Gauges, Meter, exposition
@@ -39,10 +40,34 @@ class Switched:
     by: str | None = None
     was_paused: bool = False  # a resume: whether there was a pause to lift
     warning: str | None = None  # the state file could not keep it: in force until picometer restarts
+    at: datetime | None = None  # when it was done
 
     @property
     def saved(self) -> bool:
         return self.warning is None
+
+    def sentence(self) -> str:
+        """In words, the same for every face."""
+        if not self.paused:
+            return f"resumed {self.workflow}" if self.was_paused else f"{self.workflow} was not paused"
+        if self.until is None:
+            return f"paused {self.workflow} until resumed: its calls get 429 workflow_paused"
+        span = f"for {format_duration(self.until - self.at)}, " if self.at is not None else ""
+        return f"paused {self.workflow} {span}until {rfc3339_ms(self.until)}: its calls get 429 workflow_paused"
+
+    @classmethod
+    def from_dict(cls, answer: Mapping[str, Any]) -> Switched:
+        """The answer of POST /-/pause or /-/resume, read back (the CLI through the daemon)."""
+        until, at = answer.get("until"), answer.get("at")
+        return cls(
+            str(answer["workflow"]),
+            bool(answer["paused"]),
+            datetime.fromisoformat(until) if isinstance(until, str) else None,
+            answer.get("by"),
+            bool(answer.get("was_paused", False)),
+            answer.get("warning"),
+            datetime.fromisoformat(at) if isinstance(at, str) else None,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The answer of POST /-/pause and /-/resume."""
@@ -50,6 +75,8 @@ class Switched:
         if self.paused:
             out["until"] = rfc3339_ms(self.until) if self.until else None
             out["by"] = self.by
+            if self.at is not None:
+                out["at"] = rfc3339_ms(self.at)
         else:
             out["was_paused"] = self.was_paused
         out["saved"] = self.saved
@@ -68,7 +95,7 @@ def pause(state: State, workflow: str, until: datetime | None, by: str, now: dat
         warning = str(e)
         log.error("pause state not saved", error=warning)
     log.warning("workflow paused", workflow=workflow, until=until and until.isoformat(), by=by)
-    return Switched(workflow, True, until, by, warning=warning)
+    return Switched(workflow, True, until, by, warning=warning, at=now)
 
 
 def resume(state: State, workflow: str, by: str, now: datetime) -> Switched:
@@ -203,6 +230,10 @@ class Operations:
         """Today's and this month's spend over everything, exact to the last settled call."""
         day, month = self.budget.spent(self.clock.now())
         return {"today": round(to_usd(day), 9), "month": round(to_usd(month), 9)}
+
+    async def full_status(self) -> dict[str, Any]:
+        """Everything GET /-/status answers: the gateway's own part and the daemon's."""
+        return {**self.gateway.status(), **(await self.status())}
 
     async def status(self) -> dict[str, Any]:
         budgets, objectives = await self.summaries()

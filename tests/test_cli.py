@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.cli import run
 from tests.servers import GatewayServer, free_port
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "water the basil"}]}
 
 
 def test_help_lists_the_commands() -> None:
@@ -135,3 +140,21 @@ def test_pause_with_the_daemon_down_and_no_writable_state_fails_clearly(tmp_path
     cfg.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\ndata_dir = "{blocker / "data"}"\n')
     p = run("pause", "nightly", "--config", str(cfg))
     assert p.returncode == 1 and "cannot be written" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_status_reads_the_same_from_the_cli_and_the_bot(gateway: GatewayServer, tmp_path: Path) -> None:
+    """Both render the same /-/status answer with the same lines: the same numbers, the same words."""
+    import asyncio
+
+    from picometer.watch.commands import Commands
+
+    httpx.post(f"{gateway.url}/openai/chat/completions", json=CHAT, trust_env=False)
+    httpx.post(f"{gateway.url}/-/pause/nightly?for=1h", trust_env=False)
+    port = gateway.url.rsplit(":", 1)[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n')
+    cli = run("status", "--config", str(cfg)).stdout.splitlines()
+    (bot,) = asyncio.run(Commands(gateway.daemon.ops).answer("/status", by="test"))
+    lines = html.unescape(bot).splitlines()
+    assert lines[1:] == cli[1:] and "PAUSED nightly until " in bot, "all but the uptime, which moves on"
+    assert lines[0].split(" up ")[0] == cli[0].split(" up ")[0]

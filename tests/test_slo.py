@@ -186,4 +186,5 @@ def test_the_daemon_shows_objectives_and_raises_a_fast_burn_from_real_calls(sim:
     assert o["success"]["budget_left"] == pytest.approx(1 - 4 / 0.2)
     assert o["success"]["burning"] == ["slo_burn_fast"]
     assert [a["kind"] for a in status["alerts"] if a["kind"].startswith("slo")] == ["slo_burn_fast"]
-    assert "🎯 summarize (target 99.00%): success 80.00%, error budget overspent (2000% used) 🔥" in reply
+    objective = "summarize               99.00% succeed: 80.000% of 20 calls, error budget overspent (2000% used)"
+    assert f"{objective}, BURNING (slo_burn_fast)" in reply, "the lines `picometer status` prints"

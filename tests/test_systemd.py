@@ -153,6 +153,7 @@ def test_sighup_reloads_budgets_and_workflows_keeps_the_money_and_names_what_nee
         # Lower the cap below what was spent, start capping a second workflow, and move the listener.
         raw["workflows"] = {"nightly": {"daily_usd": spent / 2}, "digest": {"daily_usd": 1.0}}
         raw["server"]["listen"] = f"127.0.0.1:{free_port()}"
+        raw["prices"] = {"gpt-4o-mini": {"input": 100.0, "output": 200.0}}  # the operator's own price, from now
         config.write_text(tomli_w.dumps(raw))
         proc.send_signal(signal.SIGHUP)
         messages = [m for _, m in receive(notify_socket, "READY=1", 10)]
@@ -165,6 +166,10 @@ def test_sighup_reloads_budgets_and_workflows_keeps_the_money_and_names_what_nee
         assert reload["ok"] and reload["restart_needed"] == ["server.listen"], "the old listener keeps serving"
         r = httpx.post(f"{url}/w/nightly/openai/chat/completions", json=CHAT, trust_env=False)
         assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded", "the new cap is in force"
+        priced = httpx.post(f"{url}/w/digest/openai/chat/completions", json=CHAT, trust_env=False)
+        u = priced.json()["usage"]
+        expected = (u["prompt_tokens"] * 100.0 + u["completion_tokens"] * 200.0) / 1e6
+        assert float(priced.headers["x-picometer-cost-usd"]) == pytest.approx(expected), "the new prices too"
 
         config.write_text(config.read_text() + "\n[budgets]\ndaily_usd = -3\n")  # broken: nothing changes
         proc.send_signal(signal.SIGHUP)

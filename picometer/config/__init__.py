@@ -11,7 +11,7 @@ from __future__ import annotations
 from picometer.config.check import NAME_RE, RESERVED_PROVIDER_NAMES
 from picometer.config.errors import ConfigError
 from picometer.config.load import DEFAULT_PATHS, config_from_dict, find_config_path, load_config
-from picometer.config.reload import keep_for_restart, restart_needed
+from picometer.config.reload import Reloadable, keep_for_restart, restart_needed
 from picometer.config.secrets import (
     CREDENTIALS_FALLBACK_DIR,
     is_reference,
@@ -54,6 +54,7 @@ __all__ = [
     "PriceConfig",
     "ProbeConfig",
     "ProviderConfig",
+    "Reloadable",
     "RetryConfig",
     "Secret",
     "ServerConfig",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any
+from typing import Any, Protocol
 
 from picometer.config.check import validate
 from picometer.config.sections import Config
@@ -42,3 +42,9 @@ def keep_for_restart(old: Config, new: Config) -> Config:
     )
     validate(kept)  # e.g. client keys dropped while the running listener is still on the network
     return kept
+
+
+class Reloadable(Protocol):
+    """A part that takes a reloaded config while running (SIGHUP, `systemctl reload`): the daemon walks them."""
+
+    def reconfigure(self, config: Config) -> None: ...

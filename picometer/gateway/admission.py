@@ -109,8 +109,8 @@ class Admission:
         self._unpriced_warned: set[tuple[str, str]] = set()
         self.body_bytes_held = 0  # request bodies in memory now, read or being read: bounded by the config
 
-    def reconfigure(self, config: Config, pricer: Pricer) -> None:
-        self.config, self.pricer, self.keyring = config, pricer, Keyring(config)
+    def reconfigure(self, config: Config) -> None:
+        self.config, self.keyring = config, Keyring(config)
 
     async def admit(
         self, facts: Facts, scope: MutableMapping[str, Any], receive: Receive, headers: dict[str, str]

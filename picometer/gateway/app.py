@@ -69,14 +69,13 @@ class Gateway:
         self.ready = False
         self.in_flight = 0
 
-    def reconfigure(self, config: Config, pricer: Pricer) -> None:
+    def reconfigure(self, config: Config) -> None:
         """A reloaded config: calls that start from now on use it; calls in flight finish under the old one."""
         self.config = config
-        self.pricer = pricer
-        self.admission.reconfigure(config, pricer)
+        self.admission.reconfigure(config)
         self.upstream.reconfigure(config.retry)
         self.admin.config = config
-        self.proxy.reconfigure(config, pricer)
+        self.proxy.reconfigure(config)
 
     def retries(self) -> dict[str, dict[str, int]]:
         return self.upstream.retries()

@@ -60,8 +60,8 @@ class Proxy:
         # Batch results read to the end, by provider and path: read again, they are not counted twice.
         self._batches_read: OrderedDict[str, None] = OrderedDict()
 
-    def reconfigure(self, config: Config, pricer: Pricer) -> None:
-        self.config, self.pricer = config, pricer
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
         self.answers_held.limit = config.server.max_answer_bytes_in_flight
 
     async def overloaded(self, scope: Scope, send: Send) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from picometer.config import PriceConfig, ProviderConfig
+from picometer.config import Config, PriceConfig, ProviderConfig
 from picometer.metering.fees import DEAREST_AUDIO, audio_rates, tools_cost
 from picometer.metering.usage import Usage
 
@@ -69,6 +69,12 @@ class Pricer:
         self._lookups: dict[tuple[str, str, str], Any] = {}
         # rates of models whose price has no date or time conditions, by (provider, model, price context)
         self._steady: dict[tuple[str, str, tuple[tuple[str, str], ...]], Rates] = {}
+
+    def reconfigure(self, config: Config) -> None:
+        """New [prices] in place: every part that holds this pricer charges them from the next call."""
+        self._overrides = {name.lower(): p for name, p in config.prices.items()}
+        self._lookups.clear()
+        self._steady.clear()
 
     def _override(self, model: str) -> Rates | None:
         o = self._overrides.get(model.lower())

@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta, tzinfo
 import structlog
 
 from picometer.alert import ONGOING, Alert, Kind, Severity
-from picometer.config import AlertsConfig
+from picometer.config import AlertsConfig, Config
 from picometer.duration import format_duration
 from picometer.store.outbox import Button, Outbox
 
@@ -78,8 +78,8 @@ class Alerter:
         self._since: datetime | None = None  # first settle: keys active before a restart count from here
         self.told: dict[str, int] = {}  # alerts told, by kind (picometer_alerts_sent_total)
 
-    def reconfigure(self, config: AlertsConfig, chats: tuple[int, ...]) -> None:
-        self.config, self.chats = config, chats
+    def reconfigure(self, config: Config) -> None:
+        self.config, self.chats = config.alerts, alert_chats(config)
 
     def handle(self, alert: Alert) -> str:
         """ "told", "held" (quiet hours), "cooldown" or "muted"."""
@@ -156,3 +156,8 @@ class Alerter:
             ("Pause 1h", self.outbox.action("pause", alert.workflow, alert.scope, "1h", now)),
             ("Mute 24h", self.outbox.action("mute", str(alert.kind), alert.scope, "24h", now)),
         )
+
+
+def alert_chats(config: Config) -> tuple[int, ...]:
+    """Where alerts are queued for delivery; none without Telegram (then: the log and /-/status)."""
+    return config.telegram.chat_ids if config.telegram.enabled else ()

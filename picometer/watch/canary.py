@@ -183,6 +183,9 @@ class Schedule:
 class Canary:
     """Runs the probes (one run at a time), keeps the last results, and raises the alerts."""
 
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+
     def __init__(
         self,
         config: Config,

@@ -18,6 +18,7 @@ from picometer.gateway.tags import clean_tag
 from picometer.metering.budget import to_pico, usd
 from picometer.reports import report
 from picometer.reports.periods import PERIODS
+from picometer.reports.status_text import status_lines
 from picometer.watch.alerts import esc
 from picometer.watch.canary import table
 
@@ -105,28 +106,8 @@ class Commands:
         return split(reply)
 
     async def status(self, args: list[str], by: str) -> str:
-        d = self.ops
-        now = d.clock.now()
-        lines = [f"<b>picometer</b>: {esc(d.status_line())}"]
-        budgets, objectives = await d.summaries()
-        for cap in budgets:
-            lines.append(_cap_line(cap))
-        for p in d.state.pauses(now):
-            until = f"for {format_duration(p.until - now)}" if p.until else "until resumed"
-            lines.append(f"⏸ {esc(p.workflow)} paused {until} (by {esc(p.by)})")
-        for o in objectives:
-            lines.append(_objective_line(o))
-        for name, result in d.canary.last.items():
-            mark = "✅" if result.ok else "❌"
-            lines.append(f"{mark} canary {esc(name)}: {esc(result.outcome)}, {esc(result.detail)}")
-        for name, health in d.gateway.upstream.status().items():
-            if health["circuit"] != "closed":
-                lines.append(f"🔌 {esc(name)}: circuit {health['circuit']}")
-        recent = list(d.alerts)[-3:]
-        if recent:
-            lines.append("Recent alerts:")
-            lines += [f"• {a.at.astimezone(d.zone):%H:%M} {esc(str(a.kind))} {esc(a.scope)}" for a in recent]
-        return "\n".join(lines)
+        """The same lines as `picometer status`, from the same /-/status answer."""
+        return "\n".join(esc(line) for line in status_lines(await self.ops.full_status()))
 
     async def spend(self, args: list[str], by: str) -> str:
         period = args[0].lower() if args else "today"
@@ -168,17 +149,13 @@ class Commands:
             raise ValueError("which workflow? /pause WORKFLOW [2h]")
         now = self.ops.clock.now()
         until = now + parse_duration(args[1]) if len(args) > 1 else None
-        done = ops.pause(self.ops.state, workflow, until, by, now)
-        span = f"for {format_duration(until - now)}" if until else "until /resume"
-        return f"⏸ <b>{esc(workflow)}</b> is paused {span}: its calls get 429 workflow_paused.{_unsaved(done)}"
+        return "⏸ " + _told(ops.pause(self.ops.state, workflow, until, by, now))
 
     async def resume(self, args: list[str], by: str) -> str:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /resume WORKFLOW")
-        done = ops.resume(self.ops.state, workflow, by, self.ops.clock.now())
-        name = esc(workflow)
-        return (f"▶️ <b>{name}</b> resumed." if done.was_paused else f"{name} was not paused.") + _unsaved(done)
+        return "▶️ " + _told(ops.resume(self.ops.state, workflow, by, self.ops.clock.now()))
 
     async def mute(self, args: list[str], by: str) -> str:
         kind, scope = _kind(args, "/mute KIND [24h]")
@@ -198,8 +175,9 @@ class Commands:
         return report.build(d.rollups, period, by, d.clock.now(), d.zone)
 
 
-def _unsaved(done: ops.Switched) -> str:
-    return "" if done.warning is None else f"\n⚠️ {esc(done.warning)}"
+def _told(done: ops.Switched) -> str:
+    """The same words `picometer pause` and `resume` print, and the warning when the state file did not keep it."""
+    return esc(done.sentence()) + ("" if done.warning is None else f"\n⚠️ {esc(done.warning)}")
 
 
 def _kind(args: list[str], usage: str) -> tuple[str, str]:
@@ -210,17 +188,6 @@ def _kind(args: list[str], usage: str) -> tuple[str, str]:
     if kind not in set(Kind):
         raise ValueError(f"{kind!r} is not an alert kind; kinds: {', '.join(Kind)}")
     return kind, scope
-
-
-def _objective_line(o: Mapping[str, Any]) -> str:
-    parts = []
-    for sli in ("success", "latency"):
-        if sli in o:
-            s = o[sli]
-            good = "-" if s["good_ratio"] is None else f"{s['good_ratio']:.2%}"
-            fire = " 🔥" if s["burning"] else ""
-            parts.append(f"{sli} {good}, {report.budget_words(s['budget_left'])}{fire}")
-    return f"🎯 {esc(o['workflow'])} (target {o['target']:.2%}): " + "; ".join(parts)
 
 
 def _cap_line(cap: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ import structlog
 
 from picometer.alert import Alert, Kind
 from picometer.clock import Clock
+from picometer.config import Config
 from picometer.metering.budget import Event, event_message, to_pico
 from picometer.store.rollups import Rollups
 from picometer.store.usagelog import UsageLog
@@ -36,6 +37,9 @@ class Teller:
         self._background: set[asyncio.Task[None]] = set()  # alerts being told off the request path
         self._dropping = False  # records dropped: told when an episode starts
         self._dropped_seen = 0
+
+    def reconfigure(self, config: Config) -> None:
+        self.min_free_mb = config.storage.min_free_mb
 
     def alert(self, alert: Alert) -> None:
         """Through the alert policy; what is told is logged, kept for /-/status and queued for Telegram."""

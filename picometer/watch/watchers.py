@@ -25,6 +25,9 @@ def minute_of(moment: datetime) -> int:
 
 
 class Watchers:
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+
     def __init__(self, config: Config, zone: tzinfo, started: datetime) -> None:
         self.config = config
         self.zone = zone

@@ -82,5 +82,5 @@ def test_pause_and_resume_are_carried_out_in_one_place() -> None:
         if re.search(r"\bstate\.(pause|resume)\(", p.read_text(encoding="utf-8"))
     )
     assert callers == ["ops.py"]
-    faces = ("gateway/admin.py", "cli.py", "watch/commands.py")
+    faces = ("gateway/admin.py", "cli/switch.py", "watch/commands.py")
     assert all("ops.pause(" in (PACKAGE / f).read_text() or "ops.resume(" in (PACKAGE / f).read_text() for f in faces)

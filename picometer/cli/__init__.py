@@ -3,50 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from picometer import __version__
-from picometer.config import Config, ConfigError, find_config_path, is_reference, load_config, secret_refs
-
-if TYPE_CHECKING:
-    from picometer import ops
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def config_option(f: F) -> F:
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Config file (default: $PICOMETER_CONFIG, /etc/picometer/config.toml, ./config.toml).",
-    )(f)
-
-
-def load(config_path: str | None, *, resolve: bool = True) -> Config:
-    """The config, or exit 2 with the key and the fix."""
-    ctx = click.get_current_context()
-    explicit = config_path or (ctx.obj or {}).get("config_path")
-    path = find_config_path(explicit, os.environ)
-    try:
-        return load_config(path, resolve=resolve)
-    except ConfigError as e:
-        click.echo(f"picometer: config error in {path or 'built-in defaults'}: {e}", err=True)
-        sys.exit(2)
-
-
-def control_headers(config: Config) -> dict[str, str]:
-    """What the daemon's control routes need: the admin token, when one is set."""
-    token = config.secrets.get("server.admin_token")
-    return {} if token is None else {"authorization": f"Bearer {token.value}"}
+from picometer.cli.common import config_option, control_headers, load
+from picometer.config import ConfigError, is_reference, secret_refs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,46 +79,16 @@ def init(
     force: bool,
 ) -> None:
     """Write a starter config."""
-    import tomli_w
+    from picometer.config.starter import starter_text
 
-    from picometer.config import config_from_dict
-
-    presets = {
-        "openai": {
-            "kind": "openai",
-            "base_url": "https://api.openai.com/v1",
-            "api_key": "env:OPENAI_API_KEY",
-        },
-        "anthropic": {
-            "kind": "anthropic",
-            "base_url": "https://api.anthropic.com",
-            "api_key": "env:ANTHROPIC_API_KEY",
-        },
-        "openrouter": {
-            "kind": "openai",
-            "base_url": "https://openrouter.ai/api/v1",
-            "api_key": "env:OPENROUTER_API_KEY",
-        },
-        "ollama": {"kind": "openai", "base_url": "http://127.0.0.1:11434/v1", "api_key": "", "free": True},
-    }
-    data: dict[str, Any] = {
-        "server": {"listen": listen, "default_provider": providers[0]},
-        "storage": {"data_dir": data_dir, "log_dir": log_dir},
-        "providers": {name: presets[name] for name in providers},
-        "budgets": {"daily_usd": daily_usd, "monthly_usd": monthly_usd},
-    }
     try:
-        config_from_dict(data)
+        text = starter_text(listen, providers, daily_usd, monthly_usd, data_dir, log_dir)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     path = Path(out)
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; pass --force to overwrite it")
-    path.write_text(
-        "# picometer config; every key not written here has its default (see config.example.toml).\n"
-        + tomli_w.dumps(data),
-        encoding="utf-8",
-    )
+    path.write_text(text, encoding="utf-8")
     click.echo(f"wrote {path}; check it with: picometer check --config {path}")
 
 
@@ -324,7 +259,8 @@ def report(config_path: str | None, period: str, by: str, as_json: bool) -> None
 def prices(config_path: str | None, model: str, provider: str | None) -> None:
     """The price per 1M tokens picometer charges for MODEL, and where it comes from."""
     from picometer.clock import SystemClock
-    from picometer.metering.pricing import Pricer, genai_prices_version
+    from picometer.metering.pricing import Pricer
+    from picometer.reports.prices_text import price_lines
 
     config = load(config_path, resolve=False)
     name = provider or config.server.default_provider
@@ -339,118 +275,8 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
             err=True,
         )
         sys.exit(1)
-    source = rates.source
-    if source.startswith("genai-prices:"):
-        source += f" (bundled data, genai-prices {genai_prices_version()})"
-    columns = [("standard", rates)] + [
-        ("/".join(when.values()), r) for when, r in pricer.variants(provider_config, model, now) if r != rates
-    ]
-    click.echo(f"{model} on {name}, dollars per 1M tokens:")
-    click.echo(" " * 21 + "".join(f"{label:>12}" for label, _ in columns))
-    for label, pick in _PRICE_ROWS:
-        values = [pick(r) for _, r in columns]
-        if label in ("cache write 1h", "audio input", "audio output") and all(v is None for v in values):
-            continue
-        click.echo(f"  {label:<19}" + "".join(f"{'-' if v is None else f'${v:,.4f}':>12}" for v in values))
-    if rates.tiered:
-        click.echo("  (base tier shown; long prompts cost more and are charged by the tiered price)")
-    click.echo(f"source: {source}")
-    if not provider_config.free:
-        click.echo("per-use fees (server-side tools, on top of their tokens):")
-        for label, fee in _fees(provider_config.kind):
-            click.echo(f"  {label:<19} ${fee.usd:,.4f} a call   {fee.source}")
-
-
-_PRICE_ROWS: tuple[tuple[str, Callable[[Any], float | None]], ...] = (
-    ("input", lambda r: r.input),
-    ("cached input", lambda r: r.cached_input),
-    ("cache write 5m", lambda r: r.cache_write),
-    ("cache write 1h", lambda r: r.cache_write_1h),
-    ("output", lambda r: r.output),
-    ("audio input", lambda r: r.audio_input),
-    ("audio output", lambda r: r.audio_output),
-)
-
-
-def _fees(kind: str) -> list[tuple[str, Any]]:
-    from picometer.metering import fees
-
-    if kind == "anthropic":
-        return [("web search", fees.WEB_SEARCH)]
-    return [
-        ("web search", fees.OPENAI_WEB_SEARCH),
-        ("web search preview", fees.OPENAI_WEB_SEARCH_PREVIEW),
-        ("file search", fees.OPENAI_FILE_SEARCH),
-    ]
-
-
-def switch(config: Config, action: str, workflow: str, duration: str | None) -> None:
-    """Pause or resume through the running daemon; when it is down, straight into its state file."""
-    from datetime import UTC, datetime
-    from urllib.parse import quote
-
-    import httpx
-
-    from picometer import ops
-    from picometer.duration import parse_duration
-
-    try:
-        length = parse_duration(duration) if duration else None
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--for") from None
-    headers = {"x-picometer-by": "cli", **control_headers(config)}
-    url = f"{config.server.url}/-/{action}/{quote(workflow, safe='')}"
-    try:
-        answer = httpx.post(
-            url, json={"for": duration} if duration else None, headers=headers, timeout=5, trust_env=False
-        )
-    except httpx.TransportError:
-        answer = None
-    if answer is not None:
-        try:
-            data = answer.json()
-        except ValueError:
-            data = {}
-        if answer.status_code != 200 or not data:
-            message = data.get("error", {}).get("message") or f"HTTP {answer.status_code} from {url}"
-            click.echo(f"picometer refused: {message}", err=True)
-            sys.exit(1)
-        _said(ops.Switched.from_dict(data))
-        return
-    import sqlite3
-
-    from picometer.logs import configure_logging
-    from picometer.store.state import State
-
-    configure_logging("error")  # stdout is for the answer
-
-    path = Path(config.storage.data_dir) / "state.db"
-    try:
-        state = State(path)
-    except (OSError, sqlite3.Error) as e:
-        click.echo(f"picometer is not running at {url}, and its state file {path} cannot be written: {e}", err=True)
-        sys.exit(1)
-    try:
-        now = datetime.now(UTC)
-        if action == "resume":
-            done = ops.resume(state, workflow, "cli", now)
-        else:
-            done = ops.pause(state, workflow, now + length if length else None, "cli", now)
-    finally:
-        state.close()
-    if done.warning is not None:
-        click.echo(f"picometer is not running at {url}, and {done.warning}", err=True)
-        sys.exit(1)
-    _said(done)
-    click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
-
-
-def _said(done: ops.Switched) -> None:
-    """A pause or resume (the daemon's answer, or the same operation over the state file), in the words every
-    face uses."""
-    click.echo(done.sentence())
-    if done.warning:
-        click.echo(f"warning: {done.warning}", err=True)
+    for line in price_lines(model, name, provider_config, rates, pricer.variants(provider_config, model, now)):
+        click.echo(line)
 
 
 @main.command()
@@ -459,6 +285,8 @@ def _said(done: ops.Switched) -> None:
 @click.option("--for", "duration", default=None, help="How long, e.g. 30m, 2h, 1d (default: until resumed).")
 def pause(config_path: str | None, workflow: str, duration: str | None) -> None:
     """Stop WORKFLOW's calls now (429 workflow_paused), until resumed or for a while."""
+    from picometer.cli.switch import switch
+
     switch(load(config_path), "pause", workflow, duration)
 
 
@@ -467,6 +295,8 @@ def pause(config_path: str | None, workflow: str, duration: str | None) -> None:
 @click.argument("workflow")
 def resume(config_path: str | None, workflow: str) -> None:
     """Let WORKFLOW's calls through again."""
+    from picometer.cli.switch import switch
+
     switch(load(config_path), "resume", workflow, None)
 
 

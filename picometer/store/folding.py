@@ -1,0 +1,89 @@
+"""What one record adds to the rollups, counted in memory until a flush writes it: pure arithmetic, the same
+for live traffic and replay."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from picometer.metering import histogram
+from picometer.record import RECORD_FIELDS, Record
+from picometer.store.usagelog import Position
+
+# Order of the summed columns, in memory and in the table.
+COUNTERS = (
+    "requests", "ok", "errors", "blocked", "retries", "input_tokens", "cached_input_tokens",
+    "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "unpriced", "latency_ms_sum",
+)  # fmt: skip
+STATUS_COLUMN = {"ok": 1, "error": 2, "blocked": 3}
+DIMENSIONS = ("workflow", "env", "provider", "model")
+
+SeriesKey = tuple[str, str, str, str]
+
+
+def hour_of(ts: str) -> int:
+    """The UTC hour (hours since the epoch) of a record's RFC 3339 timestamp."""
+    return int(datetime.fromisoformat(ts).timestamp()) // 3600
+
+
+def quarter_of(moment: datetime) -> int:
+    return int(moment.timestamp()) // 900
+
+
+def record_from_dict(data: Mapping[str, Any]) -> Record:
+    return Record(**{k: data[k] for k in RECORD_FIELDS if k in data})
+
+
+@dataclass
+class Batch:
+    """What has been folded in memory but not yet written."""
+
+    counters: dict[tuple[int, SeriesKey], list[float]]
+    bins: dict[tuple[int, SeriesKey, int], int]
+    spend: dict[tuple[int, str], float]
+    position: Position | None
+
+    def merge(self, newer: Batch) -> None:
+        """Add a later batch into this one."""
+        for key, row in newer.counters.items():
+            mine = self.counters.setdefault(key, [0.0] * len(COUNTERS))
+            for i, v in enumerate(row):
+                mine[i] += v
+        for b, n in newer.bins.items():
+            self.bins[b] = self.bins.get(b, 0) + n
+        for q, cost in newer.spend.items():
+            self.spend[q] = self.spend.get(q, 0.0) + cost
+        self.position = newer.position or self.position
+
+
+def new_batch() -> Batch:
+    return Batch({}, {}, {}, None)
+
+
+def fold(batch: Batch, rec: Record, moment: datetime, key: SeriesKey) -> None:
+    """Add one record (made at `moment`, counted under series `key`) to a batch: pure arithmetic, the same
+    for live traffic and replay."""
+    hour = int(moment.timestamp()) // 3600
+    row = batch.counters.get((hour, key))
+    if row is None:
+        row = batch.counters[(hour, key)] = [0.0] * len(COUNTERS)
+    row[0] += 1
+    row[STATUS_COLUMN.get(rec.status, 2)] += 1
+    row[4] += max(rec.attempts - 1, 0)
+    row[5] += rec.input_tokens
+    row[6] += rec.cached_input_tokens
+    row[7] += rec.cache_write_tokens
+    row[8] += rec.output_tokens
+    row[9] += rec.reasoning_tokens
+    if rec.cost_usd is None:
+        row[11] += 1
+    else:
+        row[10] += rec.cost_usd
+        if rec.cost_usd:
+            q = (quarter_of(moment), key[0])  # the workflow, as folded
+            batch.spend[q] = batch.spend.get(q, 0.0) + rec.cost_usd
+    row[12] += rec.latency_ms
+    b = (hour, key, histogram.bin_of(rec.latency_ms))
+    batch.bins[b] = batch.bins.get(b, 0) + 1

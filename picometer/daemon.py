@@ -193,6 +193,10 @@ class Daemon:
             self.meter,
             self.ops,
         )
+        # When each chore last ran; those not here (baselines, the weekly CSV) run at the first tick.
+        started = self.clock.monotonic()
+        self._last_done = {"check": started, "watch": started, "sync": started, "prune": started}
+        self._export_retry_at = 0.0
         self.server = uvicorn_server(self.gateway, server=config.server)
         self.notifier = Notifier(os.environ)
         self.server.on_started = lambda: self.notifier.ready(self.ops.status_line())
@@ -272,45 +276,44 @@ class Daemon:
         self.watchers.baselines = baselines(self.rollups.history(end - BASELINE_HOURS, end), end)
 
     async def _tick(self) -> None:
-        """Flush rollups, fsync the log, prune old files: each on a worker thread, never on the loop."""
-        last_sync = last_prune = last_watch = self.clock.monotonic()
-        last_baseline = -BASELINE_INTERVAL_S  # the first tick builds them: start-up does not wait for the query
-        last_export = -WATCH_INTERVAL_S  # the first tick writes a week missed while down
-        export_retry_at = 0.0
-        last_check = self.clock.monotonic()
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            await asyncio.to_thread(self.rollups.flush)
-            now = self.clock.monotonic()
-            if now - last_check >= CHECK_INTERVAL_S:
-                last_check = now
-                await asyncio.to_thread(self.rollups.check)
-            if self.rollups.damaged:
-                aside = await asyncio.to_thread(self.rollups.heal, self.usage_log.dir)
-                self.teller.damaged("rollups", aside)
-            if now - last_watch >= WATCH_INTERVAL_S:
-                last_watch = now
-                self.watch()
-            if now - last_export >= WATCH_INTERVAL_S and now >= export_retry_at:
-                last_export = now
-                try:
-                    for path, caption in await asyncio.to_thread(self.weekly_export):
-                        self.send_export(path, caption)
-                except (OSError, sqlite3.Error) as e:
-                    export_retry_at = now + EXPORT_RETRY_S
-                    log.error("weekly CSV not written; will retry", dir=self.config.export.dir, error=str(e))
-            if self.notifier.enabled:
-                self.notifier.status(self.ops.status_line())
-            if now - last_sync >= self.config.storage.fsync_interval_s:
-                last_sync = now
-                await asyncio.to_thread(self.usage_log.sync)
-            if now - last_baseline >= BASELINE_INTERVAL_S:
-                last_baseline = now
-                await asyncio.to_thread(self.refresh_baselines)
-            if now - last_prune >= PRUNE_INTERVAL_S:
-                last_prune = now
-                await asyncio.to_thread(self.usage_log.prune)
-                await asyncio.to_thread(self.rollups.prune_spend, self.clock.now())
+            await self.tick()
+
+    async def tick(self) -> None:
+        """One pass of the chores that are due: flush, checks, the weekly CSV, fsync, baselines, pruning, each
+        on a worker thread, never on the loop. The loop runs it every FLUSH_INTERVAL_S; a test, when it likes."""
+        await asyncio.to_thread(self.rollups.flush)
+        now = self.clock.monotonic()
+        if self._due("check", now, CHECK_INTERVAL_S):
+            await asyncio.to_thread(self.rollups.check)
+        if self.rollups.damaged:
+            aside = await asyncio.to_thread(self.rollups.heal, self.usage_log.dir)
+            self.teller.damaged("rollups", aside)
+        if self._due("watch", now, WATCH_INTERVAL_S):
+            self.watch()
+        if now >= self._export_retry_at and self._due("export", now, WATCH_INTERVAL_S):
+            try:
+                for path, caption in await asyncio.to_thread(self.weekly_export):
+                    self.send_export(path, caption)
+            except (OSError, sqlite3.Error) as e:
+                self._export_retry_at = now + EXPORT_RETRY_S
+                log.error("weekly CSV not written; will retry", dir=self.config.export.dir, error=str(e))
+        if self.notifier.enabled:
+            self.notifier.status(self.ops.status_line())
+        if self._due("sync", now, self.config.storage.fsync_interval_s):
+            await asyncio.to_thread(self.usage_log.sync)
+        if self._due("baselines", now, BASELINE_INTERVAL_S):
+            await asyncio.to_thread(self.refresh_baselines)
+        if self._due("prune", now, PRUNE_INTERVAL_S):
+            await asyncio.to_thread(self.usage_log.prune)
+            await asyncio.to_thread(self.rollups.prune_spend, self.clock.now())
+
+    def _due(self, chore: str, now: float, every: float) -> bool:
+        if now - self._last_done.get(chore, float("-inf")) < every:
+            return False
+        self._last_done[chore] = now
+        return True
 
     async def serve(self, sock: socket.socket | None = None) -> None:
         cfg = self.config.server

@@ -125,6 +125,12 @@ class GatewayServer:
         self.daemon.stop()
         self._loop.join()
 
+    def tick(self) -> None:
+        """One pass of the daemon's chores now, on its own loop (what its timer does every few seconds)."""
+        loop = self._loop.loop
+        assert loop is not None
+        asyncio.run_coroutine_threadsafe(self.daemon.tick(), loop).result(timeout=60)
+
     def records(self, wait_for: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The usage log's records; waits until at least `wait_for` are there (they land just after the reply)."""
         deadline = time.monotonic() + timeout

@@ -1,4 +1,5 @@
-"""Composition root: build the parts from the config, serve, and close cleanly."""
+"""The lifecycle of a running picometer: serve what compose built, run its chores on a timer, reload on SIGHUP,
+drain and stop cleanly."""
 
 from __future__ import annotations
 
@@ -16,35 +17,23 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import uvicorn
 
-from picometer.clock import Clock, NotBefore, SystemClock, resolve_zone
+from picometer.clock import Clock
+from picometer.compose import build
 from picometer.config import (
     Config,
     ConfigError,
-    Reloadable,
     ServerConfig,
     keep_for_restart,
     load_config,
     restart_needed,
 )
-from picometer.gateway.app import Gateway
 from picometer.gateway.connections import bounded_protocol
 from picometer.logs import configure_logging
-from picometer.metering.budget import Budget, caps_from_config
-from picometer.metering.pricing import Pricer
-from picometer.ops import Operations
-from picometer.record import Record, Recorder
+from picometer.metering.budget import caps_from_config
 from picometer.reports.export import write_due_weeks
-from picometer.reports.metrics import Meter
 from picometer.service import Notifier
-from picometer.store.outbox import Outbox
-from picometer.store.rollups import Rollups
-from picometer.store.state import State
-from picometer.store.usagelog import UsageLog
-from picometer.watch.alerts import Alerter, alert_chats, esc
+from picometer.watch.alerts import alert_chats, esc
 from picometer.watch.anomaly import BASELINE_HOURS, baselines
-from picometer.watch.canary import Canary
-from picometer.watch.telling import Teller
-from picometer.watch.watchers import Watchers
 
 if TYPE_CHECKING:
     from picometer.watch.telegram import TelegramBot
@@ -119,80 +108,24 @@ class Daemon:
     """The gateway and everything it writes to, built from one config."""
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
-        self.config = config
-        base = clock or SystemClock()
-        self.zone = resolve_zone(config.budgets.timezone)
-        self.usage_log = UsageLog(config.storage, base)
-        self.rollups = Rollups(
-            Path(config.storage.data_dir) / "rollups.db", config.storage.max_series, frozenset(config.workflows)
+        parts = build(config, clock)
+        self.parts, self.config, self.clock, self.zone = parts, parts.config, parts.clock, parts.zone
+        self.usage_log, self.rollups, self.state, self.outbox = (
+            parts.usage_log,
+            parts.rollups,
+            parts.state,
+            parts.outbox,
         )
-        self.rollups.replay(self.usage_log.dir)
-        # From here on, time never runs behind the newest record: a stale boot clock opens no fresh budget period.
-        self.clock = NotBefore(base, self.rollups.newest)
-        self.usage_log.clock = self.clock
-        if self.clock.behind_s() > 60:
-            log.warning(
-                "the system clock is behind the newest usage record: counting in the newest period seen until "
-                "it catches up (a Pi without a real-time clock, before NTP answers)",
-                behind_s=round(self.clock.behind_s()),
-                newest=self.rollups.newest.isoformat() if self.rollups.newest else None,
-            )
-        self.state = State(Path(config.storage.data_dir) / "state.db")
-        self.outbox = Outbox(Path(config.storage.data_dir) / "alerts.db")
-        self.bot: TelegramBot | None = None
-        self.alerter = Alerter(config.alerts, self.zone, self.outbox, alert_chats(config), wake=self._wake_bot)
-        self.watchers = Watchers(config, self.zone, self.clock.now())
-        self.teller = Teller(
-            self.alerter, self.clock, self.zone, self.rollups, self.usage_log, config.storage.min_free_mb
+        self.alerter, self.watchers, self.teller, self.budget = (
+            parts.alerter,
+            parts.watchers,
+            parts.teller,
+            parts.budget,
         )
+        self.pricer, self.canary, self.meter, self.gateway = parts.pricer, parts.canary, parts.meter, parts.gateway
+        self.ops, self.reloadable = parts.ops, parts.reloadable
         self.alert, self.alerts = self.teller.alert, self.teller.recent
-        self.budget = Budget(caps_from_config(config), self.zone, notify=self.teller.budget_event)
-        # Spend this day and month so far, from the durable records: a restart never resets a budget.
-        self.budget.seed(self.clock.now(), self.rollups.spend_since)
-        self.pricer = Pricer(config.prices)
-        self.canary = Canary(config, self.state, self.clock, self.zone, self.alert)
-        self.meter = Meter(config)
-        self.gateway = Gateway(
-            config,
-            clock=self.clock,
-            pricer=self.pricer,
-            recorder=Recorder(self.usage_log, self.rollups, observe=self._observe),
-            budget=self.budget,
-            state=self.state,
-            status_extra=lambda: self.ops.status(),
-            alert=self.teller.alert_later,
-            canary_token=self.canary.token,
-            run_canary=lambda: self.ops.run_canary(),
-            metrics=lambda: self.ops.metrics(),
-        )
-        self.teller.rebuilt((("rollups", self.rollups), ("state", self.state), ("alerts", self.outbox)))
-        self.ops = Operations(
-            config,
-            self.clock,
-            self.zone,
-            budget=self.budget,
-            rollups=self.rollups,
-            state=self.state,
-            outbox=self.outbox,
-            usage_log=self.usage_log,
-            canary=self.canary,
-            gateway=self.gateway,
-            alerter=self.alerter,
-            alerts=self.alerts,
-            meter=self.meter,
-            watchers=self.watchers,
-        )
-        # What takes a reloaded config in place; the rollups and the budgets need more than it (see reload).
-        self.reloadable: tuple[Reloadable, ...] = (
-            self.pricer,
-            self.gateway,
-            self.alerter,
-            self.watchers,
-            self.teller,
-            self.canary,
-            self.meter,
-            self.ops,
-        )
+        self.bot: TelegramBot | None = None
         # When each chore last ran; those not here (baselines, the weekly CSV) run at the first tick.
         started = self.clock.monotonic()
         self._last_done = {"check": started, "watch": started, "sync": started, "prune": started}
@@ -237,10 +170,6 @@ class Daemon:
         provider = next(iter(self.config.providers.values()), None)
         if provider is not None:
             self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
-
-    def _observe(self, record: Record) -> None:
-        self.meter.observe(record)
-        self.watchers.observe(record, self.clock.now())
 
     def _wake_bot(self) -> None:
         if self.bot is not None:

@@ -24,6 +24,7 @@ from picometer.metering.fees import request_tools
 from picometer.metering.limits import choices, limit_fields, output_limit
 from picometer.metering.media import media_cost
 from picometer.metering.pricing import Pricer
+from picometer.metering.tokens import TOKEN_FIELDS
 from picometer.metering.usage import Usage, estimate_tokens, request_text_chars
 from picometer.record import Record, rfc3339_ms
 from picometer.throttle import Throttled
@@ -209,10 +210,8 @@ def _charge_media(rec: Record, admitted: Admitted, o: Outcome) -> None:
 
 
 def _write_usage(rec: Record, u: Usage) -> None:
-    rec.input_tokens, rec.cached_input_tokens = u.input_tokens, u.cached_input_tokens
-    rec.cache_write_tokens, rec.cache_write_1h_tokens = u.cache_write_tokens, u.cache_write_1h_tokens
-    rec.output_tokens, rec.reasoning_tokens = u.output_tokens, u.reasoning_tokens
-    rec.audio_input_tokens, rec.audio_output_tokens = u.audio_input_tokens, u.audio_output_tokens
+    for field in TOKEN_FIELDS:
+        setattr(rec, field, getattr(u, field))
     rec.tool_calls = dict(u.tool_calls) or None
     rec.service_tier = u.service_tier
 

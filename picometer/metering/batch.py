@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from picometer.metering.tokens import TOKEN_FIELDS
 from picometer.metering.usage import Usage, from_response
 
 MAX_LINE = 8_000_000  # bytes of one result line; a longer one is counted as unreadable, not buffered on
@@ -24,14 +25,7 @@ def add(a: Usage, b: Usage) -> Usage:
     for name, n in b.tool_calls:
         tools[name] = tools.get(name, 0) + n
     return Usage(
-        input_tokens=a.input_tokens + b.input_tokens,
-        cached_input_tokens=a.cached_input_tokens + b.cached_input_tokens,
-        cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
-        output_tokens=a.output_tokens + b.output_tokens,
-        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
-        cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
-        audio_input_tokens=a.audio_input_tokens + b.audio_input_tokens,
-        audio_output_tokens=a.audio_output_tokens + b.audio_output_tokens,
+        **{f: getattr(a, f) + getattr(b, f) for f in TOKEN_FIELDS},
         tool_calls=tuple(sorted(tools.items())),
         service_tier=a.service_tier if a.service_tier == b.service_tier else None,
     )

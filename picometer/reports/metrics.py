@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from picometer.config import Config
+from picometer.metering.tokens import METRIC_TYPES
 from picometer.record import Record
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -26,7 +27,7 @@ MODELS_MAX = 50
 OTHER = "other"
 STATUSES = ("ok", "error", "blocked")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus version reads
-TOKEN_TYPES = ("input", "cached_input", "cache_write", "output", "reasoning", "audio_input", "audio_output")
+TOKEN_TYPES = tuple(kind for kind, _ in METRIC_TYPES)
 
 SeriesKey = tuple[str, str, str]  # workflow, provider, model
 
@@ -93,14 +94,8 @@ class Meter:
         if s is None:
             s = self.series[key] = Series()
         s.requests[STATUSES.index(rec.status) if rec.status in STATUSES else 1] += 1
-        t = s.tokens
-        t[0] += rec.input_tokens
-        t[1] += rec.cached_input_tokens
-        t[2] += rec.cache_write_tokens
-        t[3] += rec.output_tokens
-        t[4] += rec.reasoning_tokens
-        t[5] += rec.audio_input_tokens
-        t[6] += rec.audio_output_tokens
+        for i, (_, name) in enumerate(METRIC_TYPES):
+            s.tokens[i] += getattr(rec, name)
         s.cost += rec.cost_usd or 0.0
         seconds = rec.latency_ms / 1000
         s.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1

@@ -9,14 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from picometer.metering import histogram
+from picometer.metering.tokens import ROLLUP_FIELDS
 from picometer.record import RECORD_FIELDS, Record
 from picometer.store.usagelog import Position
 
 # Order of the summed columns, in memory and in the table.
-COUNTERS = (
-    "requests", "ok", "errors", "blocked", "retries", "input_tokens", "cached_input_tokens",
-    "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "unpriced", "latency_ms_sum",
-)  # fmt: skip
+COUNTERS = ("requests", "ok", "errors", "blocked", "retries", *ROLLUP_FIELDS, "cost_usd", "unpriced", "latency_ms_sum")
 STATUS_COLUMN = {"ok": 1, "error": 2, "blocked": 3}
 DIMENSIONS = ("workflow", "env", "provider", "model")
 
@@ -72,11 +70,8 @@ def fold(batch: Batch, rec: Record, moment: datetime, key: SeriesKey) -> None:
     row[0] += 1
     row[STATUS_COLUMN.get(rec.status, 2)] += 1
     row[4] += max(rec.attempts - 1, 0)
-    row[5] += rec.input_tokens
-    row[6] += rec.cached_input_tokens
-    row[7] += rec.cache_write_tokens
-    row[8] += rec.output_tokens
-    row[9] += rec.reasoning_tokens
+    for i, field in enumerate(ROLLUP_FIELDS, start=5):
+        row[i] += getattr(rec, field)
     if rec.cost_usd is None:
         row[11] += 1
     else:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from picometer.config import config_from_dict
+from picometer.local_time import period_start
 from picometer.metering.budget import (
     Budget,
     Cap,
@@ -19,7 +20,6 @@ from picometer.metering.budget import (
     cap_status,
     caps_from_config,
     forecast,
-    period_start,
     refusal_message,
     to_pico,
 )

@@ -23,9 +23,10 @@ import httpx
 import pytest
 import tomli_w
 
+from picometer.local_time import last_full_week, parse_week
 from picometer.metering import histogram
 from picometer.record import Record
-from picometer.reports.export import COLUMNS, last_full_week, parse_week, to_csv, week_rows
+from picometer.reports.export import COLUMNS, to_csv, week_rows
 from picometer.store.rollups import Rollups
 from tests.botapi import TOKEN, BotApi
 from tests.cli import run

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from picometer.config import StorageConfig
+from picometer.local_time import period_start
 from picometer.metering import histogram
 from picometer.record import Record, Recorder, rfc3339_ms
 from picometer.store.rollups import SCHEMA_VERSION, Rollups, totals
@@ -149,8 +150,6 @@ def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -> None
 
 def test_spend_since_is_exact_at_a_half_hour_zone_midnight(tmp_path: Path) -> None:
     from zoneinfo import ZoneInfo
-
-    from picometer.metering.budget import period_start
 
     rollups = Rollups(tmp_path / "r.db")
     for minute, workflow, cost in ((20, "a", 1.0), (40, "a", 2.0), (50, "b", 4.0)):

@@ -12,6 +12,7 @@ import click
 from picometer import __version__
 from picometer.cli.common import config_option, control_headers, load
 from picometer.config import ConfigError, is_reference, secret_refs
+from picometer.local_time import last_full_week, parse_week
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,7 +123,7 @@ def status(config_path: str | None, as_json: bool) -> None:
 def export(config_path: str | None, week: str | None, out: str | None) -> None:
     """The weekly CSV: one row per day x workflow x env x provider x model, from the rollups."""
     from picometer.clock import SystemClock, resolve_zone
-    from picometer.reports.export import last_full_week, parse_week, to_csv, week_rows, write_atomic
+    from picometer.reports.export import to_csv, week_rows, write_atomic
     from picometer.store.rollups import Rollups
 
     config = load(config_path)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from picometer.config import Config
 from picometer.duration import seconds_until
+from picometer.local_time import period_key, period_start, resets_at
 
 PICO = 10**12
 PERIODS = ("day", "month")
@@ -68,30 +69,6 @@ def caps_from_config(config: Config) -> dict[str | None, tuple[Cap, Cap]]:
             Cap(scope, "month", to_pico(w.monthly_usd), block, alert_at),
         )
     return out
-
-
-# ---------------------------------------------------------------- calendar periods
-
-
-def period_key(period: str, now: datetime, zone: tzinfo) -> date:
-    """The period holding `now`, named by its first local day."""
-    local = now.astimezone(zone).date()
-    return local if period == "day" else local.replace(day=1)
-
-
-def period_start(key: date, zone: tzinfo) -> datetime:
-    """Local midnight of the period's first day, in UTC (built from the date, so DST days are right)."""
-    return datetime(key.year, key.month, key.day, tzinfo=zone).astimezone(UTC)
-
-
-def next_period(period: str, key: date) -> date:
-    if period == "day":
-        return key + timedelta(days=1)
-    return date(key.year + key.month // 12, key.month % 12 + 1, 1)
-
-
-def resets_at(period: str, key: date, zone: tzinfo) -> datetime:
-    return period_start(next_period(period, key), zone)
 
 
 # ---------------------------------------------------------------- ledgers

@@ -12,7 +12,6 @@ import csv
 import io
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any
 import structlog
 
 from picometer.config import ExportConfig
+from picometer.local_time import last_full_week, period_start, week_label
 from picometer.metering import histogram
-from picometer.metering.budget import period_key, period_start
 from picometer.store.rollups import Rollups
 from picometer.store.state import State
 
@@ -35,28 +34,6 @@ COLUMNS = (
 SUMMED = ("requests", "ok", "errors", "blocked", "retries", "input_tokens", "cached_input_tokens", "output_tokens")
 DOLLAR_DECIMALS = 9  # a single small call costs about $0.000001: nine places keep it exact to a thousandth
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
-
-
-def parse_week(text: str) -> date:
-    """The Monday of an ISO week written like 2026-W47."""
-    match = re.fullmatch(r"(\d{4})-W(\d{2})", text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not an ISO week: write it like 2026-W47")
-    try:
-        return date.fromisocalendar(int(match[1]), int(match[2]), 1)
-    except ValueError:
-        raise ValueError(f"{text!r}: year {match[1]} has no week {match[2]}") from None
-
-
-def week_label(monday: date) -> str:
-    year, week, _ = monday.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def last_full_week(now: datetime, zone: tzinfo) -> date:
-    """The Monday of the last ISO week that has ended, in `zone`."""
-    today = period_key("day", now, zone)
-    return today - timedelta(days=today.weekday() + 7)
 
 
 def week_rows(rollups: Rollups, monday: date, zone: tzinfo) -> list[dict[str, Any]]:

@@ -7,9 +7,9 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from picometer.config import WorkflowConfig
+from picometer.local_time import hour_range, period_bounds, period_key, period_start
 from picometer.metering import histogram
-from picometer.metering.budget import Cap, cap_status, period_key, period_start, to_pico, usd
-from picometer.reports.periods import hour_range, period_bounds
+from picometer.metering.budget import Cap, cap_status, to_pico, usd
 from picometer.store.rollups import Rollups, totals
 from picometer.watch import slo
 

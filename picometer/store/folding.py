@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from picometer.local_time import quarter_of
 from picometer.metering import histogram
 from picometer.metering.tokens import ROLLUP_FIELDS
 from picometer.record import RECORD_FIELDS, Record
@@ -19,15 +20,6 @@ STATUS_COLUMN = {"ok": 1, "error": 2, "blocked": 3}
 DIMENSIONS = ("workflow", "env", "provider", "model")
 
 SeriesKey = tuple[str, str, str, str]
-
-
-def hour_of(ts: str) -> int:
-    """The UTC hour (hours since the epoch) of a record's RFC 3339 timestamp."""
-    return int(datetime.fromisoformat(ts).timestamp()) // 3600
-
-
-def quarter_of(moment: datetime) -> int:
-    return int(moment.timestamp()) // 900
 
 
 def record_from_dict(data: Mapping[str, Any]) -> Record:

@@ -18,18 +18,9 @@ from typing import Any
 
 import structlog
 
+from picometer.local_time import hour_of, quarter_of
 from picometer.record import Record
-from picometer.store.folding import (
-    COUNTERS,
-    DIMENSIONS,
-    Batch,
-    SeriesKey,
-    fold,
-    hour_of,
-    new_batch,
-    quarter_of,
-    record_from_dict,
-)
+from picometer.store.folding import COUNTERS, DIMENSIONS, Batch, SeriesKey, fold, new_batch, record_from_dict
 from picometer.store.schema import connect, damaged, intact, reopen
 from picometer.store.usagelog import Position, read_records
 

@@ -15,9 +15,9 @@ from picometer import ops
 from picometer.alert import Kind
 from picometer.duration import format_duration, parse_duration
 from picometer.gateway.tags import clean_tag
+from picometer.local_time import REPORT_PERIODS
 from picometer.metering.budget import to_pico, usd
 from picometer.reports import report
-from picometer.reports.periods import PERIODS
 from picometer.reports.status_text import status_lines
 from picometer.watch.alerts import esc
 from picometer.watch.canary import table
@@ -111,8 +111,8 @@ class Commands:
 
     async def spend(self, args: list[str], by: str) -> str:
         period = args[0].lower() if args else "today"
-        if period not in PERIODS:
-            raise ValueError(f"unknown period {period!r}: use one of {', '.join(PERIODS)}")
+        if period not in REPORT_PERIODS:
+            raise ValueError(f"unknown period {period!r}: use one of {', '.join(REPORT_PERIODS)}")
         rep = await self._report(period, "workflow")
         lines = [f"<b>Spend {period}</b> ({esc(rep['from'])} to {esc(rep['to'])})"]
         for row in rep["rows"]:

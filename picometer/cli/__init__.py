@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -12,6 +13,7 @@ import click
 from picometer import __version__
 from picometer.cli.common import config_option, control_headers, load
 from picometer.config import ConfigError, is_reference, secret_refs
+from picometer.config.places import Places
 from picometer.local_time import last_full_week, parse_week
 
 
@@ -52,6 +54,13 @@ def check(config_path: str | None) -> None:
     click.echo(tomli_w.dumps(to_dict(config)))
 
 
+def _places() -> Places:
+    """Where this user's picometer keeps its files (root: /var/...; anyone else: ~/.local/state/picometer)."""
+    from picometer.config.places import default_places
+
+    return default_places(os.environ, os.geteuid(), str(Path.home()))
+
+
 @main.command()
 @click.option("--out", type=click.Path(dir_okay=False), default="config.toml", show_default=True)
 @click.option("--listen", default="127.0.0.1:8787", show_default=True)
@@ -66,8 +75,8 @@ def check(config_path: str | None) -> None:
 )
 @click.option("--daily-usd", type=float, default=0.0, help="Global daily cap in dollars (0 = none).")
 @click.option("--monthly-usd", type=float, default=0.0, help="Global monthly cap in dollars (0 = none).")
-@click.option("--data-dir", default="/var/lib/picometer", show_default=True)
-@click.option("--log-dir", default="/var/log/picometer", show_default=True)
+@click.option("--data-dir", default=lambda: _places().data_dir, show_default="by who runs it")
+@click.option("--log-dir", default=lambda: _places().log_dir, show_default="by who runs it")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(
     out: str,
@@ -100,7 +109,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     """Ask the running daemon how it is doing (exit 1 when it is down)."""
     import httpx
 
-    config = load(config_path)
+    config = load(config_path, keyless=True)
     url = f"{config.server.url}/-/status"
     try:
         data = httpx.get(url, timeout=5, trust_env=False, headers=control_headers(config)).json()
@@ -126,7 +135,7 @@ def export(config_path: str | None, week: str | None, out: str | None) -> None:
     from picometer.reports.export import to_csv, week_rows, write_atomic
     from picometer.store.rollups import Rollups
 
-    config = load(config_path)
+    config = load(config_path, keyless=True)
     zone = resolve_zone(config.budgets.timezone)
     try:
         monday = parse_week(week) if week else last_full_week(SystemClock().now(), zone)
@@ -161,7 +170,7 @@ def reconcile(
     from picometer.reports.reconcile import InvoiceError, compare, metered, read_invoice, render
     from picometer.store.rollups import Rollups
 
-    config = load(config_path)
+    config = load(config_path, keyless=True)
     if provider is not None and provider not in config.providers:
         raise click.BadParameter(f"no provider {provider!r}; configured: {', '.join(config.providers)}")
     try:
@@ -288,7 +297,7 @@ def pause(config_path: str | None, workflow: str, duration: str | None) -> None:
     """Stop WORKFLOW's calls now (429 workflow_paused), until resumed or for a while."""
     from picometer.cli.switch import switch
 
-    switch(load(config_path), "pause", workflow, duration)
+    switch(load(config_path, keyless=True), "pause", workflow, duration)
 
 
 @main.command()
@@ -298,7 +307,7 @@ def resume(config_path: str | None, workflow: str) -> None:
     """Let WORKFLOW's calls through again."""
     from picometer.cli.switch import switch
 
-    switch(load(config_path), "resume", workflow, None)
+    switch(load(config_path, keyless=True), "resume", workflow, None)
 
 
 @main.command()

@@ -24,13 +24,17 @@ def config_option(f: F) -> F:
     )(f)
 
 
-def load(config_path: str | None, *, resolve: bool = True) -> Config:
-    """The config, or exit 2 with the key and the fix."""
+KEYLESS = ("server.admin_token",)  # the only secret a command that never calls a provider may need
+
+
+def load(config_path: str | None, *, resolve: bool = True, keyless: bool = False) -> Config:
+    """The config, or exit 2 with the key and the fix. `keyless`: provider keys are not resolved (a command
+    that only reads state or talks to the daemon works without them)."""
     ctx = click.get_current_context()
     explicit = config_path or (ctx.obj or {}).get("config_path")
     path = find_config_path(explicit, os.environ)
     try:
-        return load_config(path, resolve=resolve)
+        return load_config(path, resolve=resolve, only=KEYLESS if keyless else None)
     except ConfigError as e:
         click.echo(f"picometer: config error in {path or 'built-in defaults'}: {e}", err=True)
         sys.exit(2)

@@ -7,12 +7,13 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from picometer.config.check import validate
 from picometer.config.errors import ConfigError, shown
+from picometer.config.places import Places, default_places
 from picometer.config.secrets import with_secrets
 from picometer.config.sections import (
     AlertsConfig,
@@ -58,8 +59,16 @@ def find_config_path(explicit: str | None, env: Mapping[str, str]) -> Path | Non
     return None
 
 
-def load_config(path: Path | None, env: Mapping[str, str] | None = None, *, resolve: bool = True) -> Config:
-    """Read, validate and (by default) resolve secrets. Raises ConfigError."""
+def load_config(
+    path: Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    resolve: bool = True,
+    only: Collection[str] | None = None,
+) -> Config:
+    """Read, validate and (by default) resolve secrets, or only the secrets named in `only` (the commands
+    that never call a provider resolve just the admin token). Directories the file leaves out follow who
+    runs picometer (config.places). Raises ConfigError."""
     env = os.environ if env is None else env
     if path is None:
         raw: dict[str, Any] = {}
@@ -72,8 +81,20 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None, *, reso
             raise ConfigError(str(path), "the file is not UTF-8 text", "save it as UTF-8") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(str(path), f"not valid TOML ({e})", "correct the syntax at that line") from None
+    raw = with_default_places(raw, default_places(env, os.geteuid(), env.get("HOME") or str(Path.home())))
     config = config_from_dict(raw, source=str(path) if path else "")
-    return with_secrets(config, env) if resolve else config
+    return with_secrets(config, env, only) if resolve else config
+
+
+def with_default_places(raw: Mapping[str, Any], places: Places) -> dict[str, Any]:
+    """The parsed file with the directories it leaves out filled in."""
+    out = dict(raw)
+    storage, export = raw.get("storage", {}), raw.get("export", {})
+    if isinstance(storage, Mapping):
+        out["storage"] = {"data_dir": places.data_dir, "log_dir": places.log_dir, **storage}
+    if isinstance(export, Mapping):
+        out["export"] = {"dir": places.export_dir, **export}
+    return out
 
 
 def config_from_dict(raw: Mapping[str, Any], source: str = "") -> Config:

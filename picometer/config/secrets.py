@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from picometer.config.errors import ConfigError
@@ -27,12 +27,14 @@ def is_reference(ref: str) -> bool:
     return ref.startswith(("env:", "file:", "credential:"))
 
 
-def with_secrets(config: Config, env: Mapping[str, str]) -> Config:
-    return dataclasses.replace(config, secrets=types.MappingProxyType(resolve_secrets(config, env)))
+def with_secrets(config: Config, env: Mapping[str, str], only: Collection[str] | None = None) -> Config:
+    return dataclasses.replace(config, secrets=types.MappingProxyType(resolve_secrets(config, env, only)))
 
 
-def resolve_secrets(c: Config, env: Mapping[str, str]) -> dict[str, Secret]:
-    return {key: resolve_secret(ref, key, env) for key, ref in secret_refs(c).items()}
+def resolve_secrets(c: Config, env: Mapping[str, str], only: Collection[str] | None = None) -> dict[str, Secret]:
+    """Every secret reference resolved, or only those named in `only`."""
+    refs = secret_refs(c).items()
+    return {key: resolve_secret(ref, key, env) for key, ref in refs if only is None or key in only}
 
 
 def resolve_secret(ref: str, key: str, env: Mapping[str, str]) -> Secret:

@@ -1,0 +1,57 @@
+"""Files go where whoever runs picometer may write, and the commands that never call a provider need no key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tomli_w
+
+from picometer.config.load import with_default_places
+from picometer.config.places import Places, default_places
+from picometer.store.rollups import Rollups
+from tests.cli import run
+
+
+def test_systemd_root_and_a_normal_user_each_get_their_own_places() -> None:
+    unit = default_places({"STATE_DIRECTORY": "/var/lib/picometer", "LOGS_DIRECTORY": "/var/log/picometer"}, 999, "/")
+    assert unit == Places("/var/lib/picometer", "/var/log/picometer", "/var/lib/picometer/exports")
+    assert default_places({}, 0, "/root").data_dir == "/var/lib/picometer"
+    me = default_places({}, 1000, "/home/ana")
+    assert me == Places(
+        "/home/ana/.local/state/picometer",
+        "/home/ana/.local/state/picometer/logs",
+        "/home/ana/.local/state/picometer/exports",
+    )
+    assert default_places({"XDG_STATE_HOME": "/srv/state"}, 1000, "/home/ana").log_dir == "/srv/state/picometer/logs"
+    assert default_places({"STATE_DIRECTORY": "/a:/b"}, 0, "/").data_dir == "/a", "the first of several"
+
+
+def test_what_the_file_says_wins_over_the_default_places() -> None:
+    places = Places("/d", "/l", "/e")
+    raw = with_default_places({"storage": {"log_dir": "/mine"}}, places)
+    assert raw["storage"] == {"data_dir": "/d", "log_dir": "/mine"} and raw["export"] == {"dir": "/e"}
+
+
+def test_reading_and_control_commands_run_without_the_provider_keys(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "server": {"listen": "127.0.0.1:1"},  # no daemon there: the commands work from the files
+                "storage": {"data_dir": str(tmp_path / "data"), "log_dir": str(tmp_path / "logs")},
+                "export": {"dir": str(tmp_path / "exports")},
+                "providers": {"openai": {"kind": "openai", "api_key": "env:PM_UNSET_OPENAI_KEY"}},
+            }
+        )
+    )
+    Rollups(tmp_path / "data" / "rollups.db").close()  # a daemon ran here once
+    args = ("--config", str(config))
+    for command in (["report"], ["export"], ["prices", "gpt-4o-mini"], ["runbook"], ["pause", "nightly"]):
+        done = run(*command, *args)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "PM_UNSET_OPENAI_KEY" not in done.stderr
+    assert run("resume", "nightly", *args).stdout.strip() == "resumed nightly"
+    down = run("status", *args)
+    assert down.returncode == 1 and "picometer is down" in down.stderr, "down, not a config error"
+    check = run("check", *args)
+    assert check.returncode == 2 and "PM_UNSET_OPENAI_KEY" in check.stderr, "check still names the missing key"

@@ -40,7 +40,8 @@ def free_port() -> int:
 def serve_sim(port: int) -> None:
     import asyncio
 
-    from picometer.daemon import bind_socket, uvicorn_server
+    from picometer.daemon import uvicorn_server
+    from picometer.preflight import bind_socket
     from picometer.simulator import Simulator
 
     server = uvicorn_server(Simulator(), log_level="error")
@@ -53,8 +54,9 @@ def serve_bare(port: int, upstream: str) -> None:
 
     import httpx as hx
 
-    from picometer.daemon import bind_socket, uvicorn_server
+    from picometer.daemon import uvicorn_server
     from picometer.gateway.forward import new_transport, response_headers
+    from picometer.preflight import bind_socket
     from picometer.simulator import Receive, Scope, Send, request_body
 
     transport = new_transport()

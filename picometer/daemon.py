@@ -30,6 +30,7 @@ from picometer.config import (
 from picometer.gateway.connections import bounded_protocol
 from picometer.logs import configure_logging
 from picometer.metering.budget import caps_from_config
+from picometer.preflight import bind_socket, check_start
 from picometer.reports.export import write_due_weeks
 from picometer.service import Notifier
 from picometer.watch.alerts import alert_chats, esc
@@ -39,17 +40,6 @@ if TYPE_CHECKING:
     from picometer.watch.telegram import TelegramBot
 
 log = structlog.get_logger("picometer.daemon")
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets; without it replies stall ~40 ms.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
 
 
 class _Server(uvicorn.Server):
@@ -292,6 +282,9 @@ class Daemon:
 
 
 def run(config: Config) -> None:
+    """The daemon until SIGTERM; CannotStart (before anything is built) when the port or a directory is not
+    usable."""
+    sock = check_start(config)
     configure_logging()
 
     async def main() -> None:
@@ -300,7 +293,7 @@ def run(config: Config) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop)  # stop accepting, drain, flush, exit 0
         loop.add_signal_handler(signal.SIGHUP, daemon.reload)  # systemctl reload picometer
-        await daemon.serve()
+        await daemon.serve(sock)
 
     asyncio.run(main())
 

@@ -12,9 +12,10 @@ import httpx
 import tomli_w
 
 from picometer.config import config_from_dict, with_secrets
-from picometer.daemon import Daemon, bind_socket, uvicorn_server
+from picometer.daemon import Daemon, uvicorn_server
 from picometer.logs import configure_logging
 from picometer.metering.budget import caps_from_config
+from picometer.preflight import bind_socket
 from picometer.reports.report import build, render
 from picometer.simulator import SimSettings, Simulator
 from picometer.store.rollups import Rollups

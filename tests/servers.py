@@ -22,7 +22,8 @@ import uvicorn
 
 from picometer.clock import Clock
 from picometer.config import Config, config_from_dict, with_secrets
-from picometer.daemon import Daemon, bind_socket, uvicorn_server
+from picometer.daemon import Daemon, uvicorn_server
+from picometer.preflight import bind_socket
 from picometer.simulator import SimSettings, Simulator
 
 

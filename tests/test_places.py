@@ -10,6 +10,7 @@ from picometer.config.load import with_default_places
 from picometer.config.places import Places, default_places
 from picometer.store.rollups import Rollups
 from tests.cli import run
+from tests.servers import GatewayServer, free_port
 
 
 def test_systemd_root_and_a_normal_user_each_get_their_own_places() -> None:
@@ -55,3 +56,34 @@ def test_reading_and_control_commands_run_without_the_provider_keys(tmp_path: Pa
     assert down.returncode == 1 and "picometer is down" in down.stderr, "down, not a config error"
     check = run("check", *args)
     assert check.returncode == 2 and "PM_UNSET_OPENAI_KEY" in check.stderr, "check still names the missing key"
+
+
+def test_a_port_in_use_and_an_unwritable_directory_each_stop_run_with_two_lines_and_no_traceback(
+    gateway: GatewayServer, tmp_path: Path
+) -> None:
+    taken = gateway.url.rsplit(":", 1)[1]
+    config = tmp_path / "config.toml"
+    dirs = {"data_dir": str(tmp_path / "data"), "log_dir": str(tmp_path / "logs")}
+    config.write_text(tomli_w.dumps({"server": {"listen": f"127.0.0.1:{taken}"}, "storage": dirs}))
+    busy = run("run", "--config", str(config), timeout=30)
+    assert busy.returncode == 2 and "Traceback" not in busy.stderr
+    assert len(busy.stderr.strip().splitlines()) <= 2
+    assert (
+        f"127.0.0.1:{taken}" in busy.stderr and "picometer status" in busy.stderr and "[server].listen" in busy.stderr
+    )
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data directory should be")
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "server": {"listen": f"127.0.0.1:{free_port()}"},
+                "storage": {"data_dir": str(blocker / "data"), "log_dir": str(tmp_path / "logs")},
+            }
+        )
+    )
+    for command in ("run", "check"):
+        done = run(command, "--config", str(config), timeout=30)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) <= 2
+        assert str(blocker / "data") in done.stderr and "[storage].data_dir" in done.stderr

@@ -31,8 +31,14 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 def run(config_path: str | None) -> None:
     """Run the daemon in the foreground (systemd runs this)."""
     from picometer import daemon
+    from picometer.preflight import CannotStart
 
-    daemon.run(load(config_path))
+    config = load(config_path)
+    try:
+        daemon.run(config)
+    except CannotStart as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
 
 
 @main.command()
@@ -42,8 +48,13 @@ def check(config_path: str | None) -> None:
     import tomli_w
 
     from picometer.config import to_dict
+    from picometer.preflight import writable
 
     config = load(config_path)
+    problems = writable(config)
+    if problems:
+        click.echo("\n".join(problems), err=True)
+        sys.exit(2)
     click.echo(f"# picometer {__version__}: config {config.source or '(built-in defaults)'} is valid")
     for key, ref in secret_refs(config).items():
         secret = config.secrets[key]

@@ -101,6 +101,7 @@ def build(config: Config, base: Clock | None = None) -> Parts:
         canary_token=canary.token,
         run_canary=lambda: ops.run_canary(),
         metrics=lambda: ops.metrics(),
+        known_workflows=lambda: ops.known_workflows(),
     )
     teller.rebuilt((("rollups", rollups), ("state", state), ("alerts", outbox)))
     ops = Operations(

@@ -4,7 +4,8 @@ daemon, or over its state file when it is down) and the Telegram bot all call th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import difflib
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -85,6 +86,25 @@ class Switched:
         return out
 
 
+def known_workflows(config: Config, rollups: Rollups | None, state: State, now: datetime) -> set[str]:
+    """The workflows a person can mean: configured, seen in the calls counted so far, or paused now."""
+    seen = rollups.workflows() if rollups is not None else set()
+    return set(config.workflows) | seen | {p.workflow for p in state.pauses(now)}
+
+
+def unknown(workflow: str, known: Collection[str]) -> str | None:
+    """Why a pause of this name is likely a typo (with the nearest known names), or None when it is known."""
+    if workflow in known:
+        return None
+    near = difflib.get_close_matches(workflow, sorted(known), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    names = ", ".join(sorted(known)[:20]) or "none yet"
+    return (
+        f"no workflow named {workflow!r} has been configured or has made a call (known: {names}).{hint} "
+        "To pause it before it first runs, pause it with force."
+    )
+
+
 def pause(state: State, workflow: str, until: datetime | None, by: str, now: datetime) -> Switched:
     """Stop a workflow's calls (429 workflow_paused) until `until` or a resume. It holds at once, even when
     the state file cannot keep it; the result says so."""
@@ -142,6 +162,9 @@ class Operations:
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
+
+    def known_workflows(self) -> set[str]:
+        return known_workflows(self.config, self.rollups, self.state, self.clock.now())
 
     def status_line(self) -> str:
         """One line for `systemctl status`: spend against the global caps, and requests since start."""

@@ -18,7 +18,9 @@ def test_each_route_answers_its_methods_and_names_the_right_one(gateway: Gateway
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     unnamed = httpx.post(f"{gateway.url}/-/pause/", trust_env=False)
     assert unnamed.status_code == 400 and "name a workflow" in unnamed.json()["error"]["message"]
-    paused = httpx.post(f"{gateway.url}/-/pause/cat?for=1h", trust_env=False).json()
+    typo = httpx.post(f"{gateway.url}/-/pause/cat?for=1h", trust_env=False)
+    assert typo.status_code == 404 and typo.json()["error"]["code"] == "unknown_workflow", "no call yet from cat"
+    paused = httpx.post(f"{gateway.url}/-/pause/cat?for=1h&force=1", trust_env=False).json()
     assert paused["paused"] is True and paused["saved"] is True and paused["until"].endswith("Z")
     resumed = httpx.post(f"{gateway.url}/-/resume/cat", trust_env=False).json()
     assert resumed == {"workflow": "cat", "paused": False, "was_paused": True, "saved": True}

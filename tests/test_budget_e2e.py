@@ -180,7 +180,7 @@ def test_over_cap_clamp_and_reject_through_the_gateway(
 
 
 def test_pause_blocks_one_workflow_and_resume_lets_it_through(make_gateway: Callable[..., GatewayServer]) -> None:
-    gw = make_gateway(server={"admin_token": "env:ADMIN"}, env={"ADMIN": "s3cret-admin"})
+    gw = make_gateway(server={"admin_token": "env:ADMIN"}, env={"ADMIN": "s3cret-admin"}, workflows={"nightly": {}})
     post = lambda path, **kw: httpx.post(f"{gw.url}{path}", trust_env=False, **kw)  # noqa: E731
     auth = {"authorization": "Bearer s3cret-admin"}
     assert post("/-/pause/nightly").status_code == 401, "the admin token is required"
@@ -243,6 +243,7 @@ def test_the_cli_pauses_through_the_daemon_or_its_state_file_when_it_is_down(sim
     from tests.cli import run
 
     raw = gateway_config(sim.url, tmp_path, server={"listen": f"127.0.0.1:{free_port()}"})
+    raw["workflows"] = {"nightly": {}}
     config = tmp_path / "config.toml"
     config.write_text(tomli_w.dumps(raw), encoding="utf-8")
     down = run("pause", "nightly", "--for", "2h", "--config", str(config))

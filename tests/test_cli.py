@@ -149,7 +149,7 @@ def test_status_reads_the_same_from_the_cli_and_the_bot(gateway: GatewayServer, 
     from picometer.watch.commands import Commands
 
     httpx.post(f"{gateway.url}/openai/chat/completions", json=CHAT, trust_env=False)
-    httpx.post(f"{gateway.url}/-/pause/nightly?for=1h", trust_env=False)
+    httpx.post(f"{gateway.url}/-/pause/nightly?for=1h&force=1", trust_env=False)
     port = gateway.url.rsplit(":", 1)[1]
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\n')

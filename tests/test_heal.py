@@ -46,7 +46,8 @@ def test_damaged_databases_are_kept_aside_rebuilt_and_told(sim: SimServer, tmp_p
         told = {a["key"]: a for a in status["alerts"] if a["kind"] == "database_rebuilt"}
         assert set(told) == {"database_rebuilt:rollups", "database_rebuilt:state"}
         assert "pause again" in told["database_rebuilt:state"]["message"]
-        assert httpx.post(f"{gw.url}/-/pause/cat", trust_env=False).json()["saved"] is True, "the fresh file works"
+        paused = httpx.post(f"{gw.url}/-/pause/cat", json={"force": True}, trust_env=False).json()
+        assert paused["saved"] is True, "the fresh file works"
     kept = sorted(
         p.name.split(".corrupt-")[0] for p in data.glob("*.corrupt-*") if not p.name.endswith(("-wal", "-shm"))
     )
@@ -56,7 +57,7 @@ def test_damaged_databases_are_kept_aside_rebuilt_and_told(sim: SimServer, tmp_p
 def test_a_state_file_that_cannot_be_written_still_pauses_and_says_so(
     make_gateway: Callable[..., GatewayServer],
 ) -> None:
-    gw = make_gateway()
+    gw = make_gateway(workflows={"cat": {}})
     gw.daemon.state._db.execute("PRAGMA query_only = 1")  # as a read-only file or a full disk would
     post = lambda path, **kw: httpx.post(f"{gw.url}{path}", trust_env=False, **kw)  # noqa: E731
     paused = post("/-/pause/cat", json={"for": "1h"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import tomli_w
 
 from picometer.config.load import with_default_places
@@ -11,6 +12,8 @@ from picometer.config.places import Places, default_places
 from picometer.store.rollups import Rollups
 from tests.cli import run
 from tests.servers import GatewayServer, free_port
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "summarize the night"}]}
 
 
 def test_systemd_root_and_a_normal_user_each_get_their_own_places() -> None:
@@ -47,7 +50,7 @@ def test_reading_and_control_commands_run_without_the_provider_keys(tmp_path: Pa
     )
     Rollups(tmp_path / "data" / "rollups.db").close()  # a daemon ran here once
     args = ("--config", str(config))
-    for command in (["report"], ["export"], ["prices", "gpt-4o-mini"], ["runbook"], ["pause", "nightly"]):
+    for command in (["report"], ["export"], ["prices", "gpt-4o-mini"], ["runbook"], ["pause", "nightly", "--force"]):
         done = run(*command, *args)
         assert done.returncode == 0, (command, done.stderr)
         assert "PM_UNSET_OPENAI_KEY" not in done.stderr
@@ -87,3 +90,19 @@ def test_a_port_in_use_and_an_unwritable_directory_each_stop_run_with_two_lines_
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) <= 2
         assert str(blocker / "data") in done.stderr and "[storage].data_dir" in done.stderr
+
+
+def test_a_pause_of_a_name_never_seen_is_refused_with_the_known_names_unless_forced(
+    gateway: GatewayServer, tmp_path: Path
+) -> None:
+    httpx.post(f"{gateway.url}/w/nightly-report/openai/chat/completions", json=CHAT, trust_env=False)
+    gateway.tick()  # the call is in the rollups
+    config = tmp_path / "c.toml"
+    config.write_text(f'[server]\nlisten = "127.0.0.1:{gateway.url.rsplit(":", 1)[1]}"\n')
+    typo = run("pause", "nightly-reprot", "--config", str(config))
+    assert typo.returncode == 1 and "not paused" in typo.stderr
+    assert "known: nightly-report" in typo.stderr and "Did you mean 'nightly-report'?" in typo.stderr
+    assert "picometer pause nightly-reprot --force" in typo.stderr
+    assert httpx.get(f"{gateway.url}/-/status", trust_env=False).json()["pauses"] == []
+    ahead = run("pause", "weekend-job", "--force", "--config", str(config))
+    assert ahead.returncode == 0 and ahead.stdout.startswith("paused weekend-job until resumed")

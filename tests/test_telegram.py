@@ -111,11 +111,14 @@ def test_alerts_queue_while_telegram_is_down_and_arrive_in_order_across_a_restar
 def test_pause_from_an_allowed_chat_blocks_and_from_any_other_chat_does_nothing(
     sim: SimServer, botapi: BotApi, tmp_path: Path
 ) -> None:
-    with daemon(config_for(sim, botapi, tmp_path), tmp_path) as url:
+    with daemon(config_for(sim, botapi, tmp_path, workflows={"digest": {}}), tmp_path) as url:
         until(lambda: any(m == "getUpdates" for _, m, _ in botapi.calls), timeout=15)
+        botapi.command(CHAT_ID, "/pause digets 2h")  # a typo: not paused, and told what was meant
+        (typo,) = botapi.wait_sent(1)
+        assert "not paused" in typo["text"] and "Did you mean 'digest'?" in typo["text"]
         botapi.command(STRANGER, "/pause digest 2h")
         botapi.command(CHAT_ID, "/pause digest 2h")
-        (reply,) = botapi.wait_sent(1)
+        _, reply = botapi.wait_sent(2)
         assert reply["chat_id"] == str(CHAT_ID)
         assert "paused digest for 2h 00m, until " in reply["text"], "the words `picometer pause` prints"
         refused = call(url, "digest")
@@ -124,12 +127,12 @@ def test_pause_from_an_allowed_chat_blocks_and_from_any_other_chat_does_nothing(
 
         botapi.command(STRANGER, "/resume digest")
         botapi.command(CHAT_ID, "/spend today")
-        botapi.wait_sent(2)
+        botapi.wait_sent(3)
         assert all(m["chat_id"] == str(CHAT_ID) for m in botapi.sent()), "the stranger got no answer"
         assert call(url, "digest").status_code == 429, "the stranger's /resume did nothing"
 
         botapi.command(CHAT_ID, "/resume digest")
-        botapi.wait_sent(3)
+        botapi.wait_sent(4)
         assert call(url, "digest").status_code == 200
 
 

@@ -304,11 +304,12 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
 @config_option
 @click.argument("workflow")
 @click.option("--for", "duration", default=None, help="How long, e.g. 30m, 2h, 1d (default: until resumed).")
-def pause(config_path: str | None, workflow: str, duration: str | None) -> None:
+@click.option("--force", is_flag=True, help="Pause a name that has not made a call yet (no typo check).")
+def pause(config_path: str | None, workflow: str, duration: str | None, force: bool) -> None:
     """Stop WORKFLOW's calls now (429 workflow_paused), until resumed or for a while."""
     from picometer.cli.switch import switch
 
-    switch(load(config_path, keyless=True), "pause", workflow, duration)
+    switch(load(config_path, keyless=True), "pause", workflow, duration, force)
 
 
 @main.command()

@@ -4,8 +4,9 @@ the same operation and the same words either way."""
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -14,11 +15,12 @@ from picometer.config import Config
 
 if TYPE_CHECKING:
     from picometer import ops
+    from picometer.store.state import State
 
 
-def switch(config: Config, action: str, workflow: str, duration: str | None) -> None:
+def switch(config: Config, action: str, workflow: str, duration: str | None, force: bool = False) -> None:
     """Pause or resume through the running daemon; when it is down, straight into its state file."""
-    from datetime import UTC, datetime
+    from datetime import UTC
     from urllib.parse import quote
 
     import httpx
@@ -33,9 +35,8 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
     headers = {"x-picometer-by": "cli", **control_headers(config)}
     url = f"{config.server.url}/-/{action}/{quote(workflow, safe='')}"
     try:
-        answer = httpx.post(
-            url, json={"for": duration} if duration else None, headers=headers, timeout=5, trust_env=False
-        )
+        options = {"for": duration, "force": force} if action == "pause" else None
+        answer = httpx.post(url, json=options, headers=headers, timeout=5, trust_env=False)
     except httpx.TransportError:
         answer = None
     if answer is not None:
@@ -44,8 +45,12 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
         except ValueError:
             data = {}
         if answer.status_code != 200 or not data:
-            message = data.get("error", {}).get("message") or f"HTTP {answer.status_code} from {url}"
-            click.echo(f"picometer refused: {message}", err=True)
+            error = data.get("error", {})
+            if error.get("code") == "unknown_workflow":
+                _typo(error["message"], workflow)
+            click.echo(
+                f"picometer refused: {error.get('message') or f'HTTP {answer.status_code} from {url}'}", err=True
+            )
             sys.exit(1)
         _said(ops.Switched.from_dict(data))
         return
@@ -64,6 +69,10 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
         sys.exit(1)
     try:
         now = datetime.now(UTC)
+        if action == "pause" and not force:
+            typo = ops.unknown(workflow, _known_from_files(config, state, now))
+            if typo is not None:
+                _typo(typo, workflow)  # the state file is closed on the way out
         if action == "resume":
             done = ops.resume(state, workflow, "cli", now)
         else:
@@ -75,6 +84,25 @@ def switch(config: Config, action: str, workflow: str, duration: str | None) -> 
         sys.exit(1)
     _said(done)
     click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
+
+
+def _typo(message: str, workflow: str) -> NoReturn:
+    click.echo(f"not paused: {message} (picometer pause {workflow} --force)", err=True)
+    sys.exit(1)
+
+
+def _known_from_files(config: Config, state: State, now: datetime) -> set[str]:
+    """The workflow names on disk while the daemon is down: configured, in the rollups, paused."""
+    from picometer import ops
+    from picometer.store.rollups import Rollups
+
+    path = Path(config.storage.data_dir) / "rollups.db"
+    rollups = Rollups(path) if path.exists() else None
+    try:
+        return ops.known_workflows(config, rollups, state, now)
+    finally:
+        if rollups is not None:
+            rollups.close()
 
 
 def _said(done: ops.Switched) -> None:

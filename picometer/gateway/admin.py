@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -56,8 +56,10 @@ class Admin:
         status: Callable[[], Awaitable[dict[str, Any]]],
         run_canary: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
+        known: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.config, self.clock, self.state = config, clock, state
+        self._known = known  # the workflow names a pause can mean; None: any name goes
         self._ready, self._status, self._run_canary, self._metrics = ready, status, run_canary, metrics
         self._routes = self.routes()
 
@@ -126,9 +128,13 @@ class Admin:
             raise Refusal(413, "invalid_request_error", f"a control request body is at most {CONTROL_BODY_LIMIT} bytes")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         wanted = (query.get("for") or [None])[0]
+        force = (query.get("force") or [""])[0] in ("1", "true")
         if body.strip():
             options = parse_json_object(body)
-            wanted = options.get("for", wanted)
+            wanted, force = options.get("for", wanted), options.get("force") is True or force
+        typo = None if force or self._known is None else ops.unknown(workflow, self._known())
+        if typo is not None:
+            raise Refusal(404, "unknown_workflow", typo)
         until = None
         if wanted:
             try:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import httpx
@@ -43,6 +43,7 @@ class Gateway:
         canary_token: str | None = None,
         run_canary: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
+        known_workflows: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -53,7 +54,9 @@ class Gateway:
             config, clock=clock, pricer=pricer, budget=budget, state=state, alert=alert, canary_token=canary_token
         )
         self.upstream = Upstream(config.retry, clock, transport, rand)
-        self.admin = Admin(config, clock, state, lambda: self.ready, self._full_status, run_canary, metrics)
+        self.admin = Admin(
+            config, clock, state, lambda: self.ready, self._full_status, run_canary, metrics, known_workflows
+        )
         self.proxy = Proxy(
             config,
             clock=clock,

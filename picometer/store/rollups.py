@@ -205,6 +205,11 @@ class Rollups:
                 db.execute("ROLLBACK")
             raise
 
+    def workflows(self) -> set[str]:
+        """Every workflow that has made a call (as stored; "other" once max_series folded the rest)."""
+        with self._db_lock:
+            return {w for (w,) in self._db.execute("SELECT DISTINCT workflow FROM series")}
+
     def _load_series(self) -> dict[SeriesKey, int]:
         rows = self._db.execute("SELECT id, workflow, env, provider, model FROM series")
         return {(w, e, p, m): i for i, w, e, p, m in rows}

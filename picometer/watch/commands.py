@@ -33,7 +33,7 @@ HELP = """<b>picometer</b> answers:
 /top: today's most expensive workflows and models
 /budget: every cap, what is used and when it resets
 /canary: run the canary probes now
-/pause WORKFLOW [2h]: refuse its calls (until resumed, or for a while)
+/pause WORKFLOW [2h] [force]: refuse its calls (until resumed, or for a while)
 /resume WORKFLOW
 /mute KIND [24h]: stop telling this kind of alert (kinds: {kinds})
 /unmute KIND
@@ -147,8 +147,13 @@ class Commands:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /pause WORKFLOW [2h]")
+        force = args[-1].lower() == "force"
+        span = [a for a in args[1:] if a.lower() != "force"]
         now = self.ops.clock.now()
-        until = now + parse_duration(args[1]) if len(args) > 1 else None
+        until = now + parse_duration(span[0]) if span else None
+        typo = None if force else ops.unknown(workflow, self.ops.known_workflows())
+        if typo is not None:
+            return f"⚠️ not paused: {esc(typo)} (/pause {esc(workflow)} force)"
         return "⏸ " + _told(ops.pause(self.ops.state, workflow, until, by, now))
 
     async def resume(self, args: list[str], by: str) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import os
 import signal
 import socket
 import sqlite3
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -281,11 +283,14 @@ class Daemon:
         self.server.should_exit = True
 
 
-def run(config: Config) -> None:
+def run(config: Config, simulate: bool = False) -> None:
     """The daemon until SIGTERM; CannotStart (before anything is built) when the port or a directory is not
-    usable."""
+    usable. `simulate`: the built-in simulated provider answers for every provider (no key, nothing billed)."""
     sock = check_start(config)
     configure_logging()
+    sim_sock = bind_socket("127.0.0.1", 0) if simulate else None
+    if sim_sock is not None:
+        config = simulated(config, f"http://127.0.0.1:{sim_sock.getsockname()[1]}")
 
     async def main() -> None:
         daemon = Daemon(config)
@@ -293,7 +298,19 @@ def run(config: Config) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop)  # stop accepting, drain, flush, exit 0
         loop.add_signal_handler(signal.SIGHUP, daemon.reload)  # systemctl reload picometer
-        await daemon.serve(sock)
+        if sim_sock is None:
+            await daemon.serve(sock)
+            return
+        from picometer.simulator import Simulator
+
+        sim = uvicorn_server(Simulator(), log_level="error", graceful_s=1)
+        sim_task = asyncio.create_task(sim.serve(sockets=[sim_sock]))
+        print(try_it(own_url(sock), config), flush=True)
+        try:
+            await daemon.serve(sock)
+        finally:
+            sim.should_exit = True
+            await sim_task
 
     asyncio.run(main())
 
@@ -311,3 +328,30 @@ async def canary_once(config: Config) -> dict[str, Any]:
         await daemon.canary.aclose()
         await daemon.gateway.aclose()
         daemon.close()
+
+
+def simulated(config: Config, sim_url: str) -> Config:
+    """Every provider answered by the simulator at `sim_url`, with no key (`run --simulate`)."""
+    providers = {
+        name: dataclasses.replace(p, base_url=f"{sim_url}/v1" if p.kind == "openai" else sim_url, api_key="")
+        for name, p in config.providers.items()
+    }
+    secrets = {k: v for k, v in config.secrets.items() if not k.startswith("providers.")}
+    return dataclasses.replace(config, providers=providers, secrets=types.MappingProxyType(secrets))
+
+
+def try_it(url: str, config: Config) -> str:
+    """What to paste to make a first call through picometer (printed by `run --simulate` and the demo)."""
+    kinds = {p.kind: name for name, p in reversed(list(config.providers.items()))}  # the first of each kind
+    lines = [f"picometer is serving on {url} with the simulated provider (no key needed, nothing billed). Try:"]
+    if "openai" in kinds:
+        base = f"{url}/{kinds['openai']}"
+        lines += [
+            f'  OpenAI SDK:    OpenAI(base_url="{base}", api_key="sim")',
+            f"  curl:          curl -s {base}/chat/completions -H 'content-type: application/json' "
+            """-d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}'""",
+        ]
+    if "anthropic" in kinds:
+        lines.append(f'  Anthropic SDK: Anthropic(base_url="{url}/{kinds["anthropic"]}", api_key="sim")')
+    lines.append("Every call is recorded: `picometer report` and `picometer status` show them; Ctrl-C stops.")
+    return "\n".join(lines)

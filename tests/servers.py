@@ -215,18 +215,22 @@ def raw_request(
 
 @contextmanager
 def daemon_process(
-    config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None
+    config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`picometer run` in a subprocess on a free loopback port; yields (its URL, the process) once /-/health
-    answers, and stops it with SIGTERM after. Its stderr goes to tmp/daemon.log."""
+    """`picometer run [ARGS]` in a subprocess on a free loopback port; yields (its URL, the process) once
+    /-/health answers, and stops it with SIGTERM after. Its stderr goes to tmp/daemon.log, stdout to
+    tmp/daemon.out."""
     port = free_port()
     config = {**config, "server": {**config["server"], "listen": f"127.0.0.1:{port}"}}
     path = tmp / "config.toml"
     path.write_text(tomli_w.dumps(config))
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PICOMETER", "NOTIFY_"))}
-    log = (tmp / "daemon.log").open("a")
+    log, out = (tmp / "daemon.log").open("a"), (tmp / "daemon.out").open("a")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "picometer", "run", "--config", str(path)], env=clean | (env or {}), stderr=log
+        [sys.executable, "-m", "picometer", "run", "--config", str(path), *args],
+        env=clean | (env or {}),
+        stderr=log,
+        stdout=out,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -249,6 +253,7 @@ def daemon_process(
             proc.kill()
             proc.wait()
         log.close()
+        out.close()
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
+import openai
 import tomli_w
 
 from picometer.config.load import with_default_places
 from picometer.config.places import Places, default_places
 from picometer.store.rollups import Rollups
 from tests.cli import run
-from tests.servers import GatewayServer, free_port
+from tests.servers import GatewayServer, daemon_process, free_port, gateway_config
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "summarize the night"}]}
 
@@ -106,3 +108,19 @@ def test_a_pause_of_a_name_never_seen_is_refused_with_the_known_names_unless_for
     assert httpx.get(f"{gateway.url}/-/status", trust_env=False).json()["pauses"] == []
     ahead = run("pause", "weekend-job", "--force", "--config", str(config))
     assert ahead.returncode == 0 and ahead.stdout.startswith("paused weekend-job until resumed")
+
+
+def test_run_simulate_serves_an_sdk_call_without_keys_and_records_it(tmp_path: Path) -> None:
+    raw = gateway_config("http://127.0.0.1:1", tmp_path)  # no provider reachable, no key set
+    raw["providers"]["openai"]["api_key"] = "env:PM_UNSET_OPENAI_KEY"
+    with daemon_process(raw, tmp_path, args=("--simulate",)) as (url, _):
+        client = openai.OpenAI(base_url=f"{url}/openai", api_key="sim", max_retries=0)
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        hint = (tmp_path / "daemon.out").read_text()
+    assert answer.usage is not None and answer.choices[0].message.content
+    assert f'OpenAI(base_url="{url}/openai", api_key="sim")' in hint and f"curl -s {url}/openai/chat" in hint
+    assert f'Anthropic(base_url="{url}/anthropic", api_key="sim")' in hint
+    [rec] = [json.loads(line) for f in (tmp_path / "logs").glob("usage-*.jsonl") for line in f.open()]
+    assert (rec["status"], rec["usage_source"], rec["provider"]) == ("ok", "provider", "openai")
+    assert rec["input_tokens"] == answer.usage.prompt_tokens and rec["output_tokens"] == answer.usage.completion_tokens
+    assert rec["cost_usd"] > 0

@@ -28,14 +28,15 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 @main.command()
 @config_option
-def run(config_path: str | None) -> None:
+@click.option("--simulate", is_flag=True, help="Answer every call with the built-in simulated provider (no keys).")
+def run(config_path: str | None, simulate: bool) -> None:
     """Run the daemon in the foreground (systemd runs this)."""
     from picometer import daemon
     from picometer.preflight import CannotStart
 
-    config = load(config_path)
+    config = load(config_path, keyless=simulate)
     try:
-        daemon.run(config)
+        daemon.run(config, simulate)
     except CannotStart as e:
         click.echo(str(e), err=True)
         sys.exit(2)

@@ -282,7 +282,7 @@ def test_forecast_tells_when_the_pace_reaches_the_cap_before_the_reset() -> None
     assert forecast(500, 1000, 10, NOW, reset) is None, "not before the reset"
     assert forecast(1000, 1000, 0, NOW, reset) == NOW
     status = cap_status(Cap("global", "day", 1000, True), date(2026, 11, 23), 500, 0, 100, NOW, BERLIN)
-    assert status["forecast"] == "at the last hour's pace ($0.000000/h) the daily cap is reached at 17:00"
+    assert status["forecast"] == "at the last hour's pace ($0.00000000010/h) the daily cap is reached at 17:00"
     assert status["cap_reached_at"] == "2026-11-23T17:00+01:00" and status["used"] == 0.5
 
 

@@ -124,3 +124,16 @@ def test_run_simulate_serves_an_sdk_call_without_keys_and_records_it(tmp_path: P
     assert (rec["status"], rec["usage_source"], rec["provider"]) == ("ok", "provider", "openai")
     assert rec["input_tokens"] == answer.usage.prompt_tokens and rec["output_tokens"] == answer.usage.completion_tokens
     assert rec["cost_usd"] > 0
+
+
+def test_a_report_of_sub_cent_spends_shows_significant_digits(gateway: GatewayServer, tmp_path: Path) -> None:
+    for _ in range(3):
+        httpx.post(f"{gateway.url}/w/garden/openai/chat/completions", json=CHAT, trust_env=False)
+    gateway.tick()
+    config = tmp_path / "c.toml"
+    storage = gateway.config.storage
+    config.write_text(tomli_w.dumps({"storage": {"data_dir": storage.data_dir, "log_dir": storage.log_dir}}))
+    out = run("report", "--config", str(config)).stdout
+    [garden] = [line for line in out.splitlines() if line.startswith("garden")]
+    cost = garden.split()[-3]  # e.g. $0.000021: gpt-4o-mini calls cost a few millionths of a dollar
+    assert cost.startswith("$0.0000") and len(cost.split(".")[1].lstrip("0")) >= 2, garden

@@ -16,6 +16,7 @@ from typing import Any
 from picometer.config import Config
 from picometer.duration import seconds_until
 from picometer.local_time import period_key, period_start, resets_at
+from picometer.numbers import money
 
 PICO = 10**12
 PERIODS = ("day", "month")
@@ -333,12 +334,7 @@ def event_message(event: Event, per_hour: int, zone: tzinfo) -> str:
 
 def usd(pico: int | float) -> str:
     """Dollars for people: cents for big amounts, more digits for sub-cent ones."""
-    dollars = pico / PICO
-    if abs(dollars) >= 1:
-        return f"${dollars:,.2f}"
-    if abs(dollars) >= 0.01:
-        return f"${dollars:.4f}"
-    return f"${dollars:.6f}"
+    return money(pico / PICO)
 
 
 def describe_scope(cap: Cap) -> str:

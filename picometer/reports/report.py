@@ -10,6 +10,7 @@ from picometer.config import WorkflowConfig
 from picometer.local_time import hour_range, period_bounds, period_key, period_start
 from picometer.metering import histogram
 from picometer.metering.budget import Cap, cap_status, to_pico, usd
+from picometer.numbers import count, money
 from picometer.store.rollups import Rollups, totals
 from picometer.watch import slo
 
@@ -123,7 +124,7 @@ def render(report: dict[str, Any]) -> str:
     by = report["by"]
     head = (
         f"{by:<24}{'requests':>9}{'ok':>8}{'errors':>7}{'blocked':>8}{'in tok':>11}{'cached':>10}"
-        f"{'out tok':>10}{'cost $':>12}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'out tok':>10}{'cost':>12}{'p50 ms':>9}{'p95 ms':>9}"
     )
     lines = [f"{report['period']}: {report['from']} to {report['to']}", head, "-" * len(head)]
     for row in [*report["rows"], report["total"]]:
@@ -131,9 +132,9 @@ def render(report: dict[str, Any]) -> str:
             lines.append("-" * len(head))
         name = str(row["key"]) or "-"
         lines.append(
-            f"{name[:23]:<24}{row['requests']:>9.0f}{row['ok']:>8.0f}{row['errors']:>7.0f}{row['blocked']:>8.0f}"
-            f"{row['input_tokens']:>11.0f}{row['cached_input_tokens']:>10.0f}{row['output_tokens']:>10.0f}"
-            f"{row['cost_usd']:>12.4f}{_ms(row['p50_ms']):>9}{_ms(row['p95_ms']):>9}"
+            f"{name[:23]:<24}{count(row['requests']):>9}{count(row['ok']):>8}{count(row['errors']):>7}"
+            f"{count(row['blocked']):>8}{count(row['input_tokens']):>11}{count(row['cached_input_tokens']):>10}"
+            f"{count(row['output_tokens']):>10}{money(row['cost_usd']):>12}{_ms(row['p50_ms']):>9}{_ms(row['p95_ms']):>9}"
         )
     if report["total"]["unpriced"]:
         lines.append(f"({report['total']['unpriced']:.0f} calls to unpriced models are not in the cost)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from picometer.numbers import money
 from picometer.reports.report import render_budgets, render_objectives
 
 
@@ -16,8 +17,8 @@ def status_lines(data: Mapping[str, Any]) -> list[str]:
         f"picometer {data['version']} up {data['uptime_s']:.0f}s on {data['listen']}",
         f"requests {data['requests']} (ok {by.get('ok', 0)}, error {by.get('error', 0)}, "
         f"blocked {by.get('blocked', 0)}), in flight {data['in_flight']}, "
-        f"spent ${data['cost_usd_since_start']:.4f} since start",
-        f"spend today ${spend['today']:,.4f}, this month ${spend['month']:,.4f}",
+        f"spent {money(data['cost_usd_since_start'])} since start",
+        f"spend today {money(spend['today'])}, this month {money(spend['month'])}",
     ]
     if data["budgets"]:
         lines += ["budgets:", *render_budgets(data["budgets"])]

@@ -17,6 +17,7 @@ from picometer.duration import format_duration, parse_duration
 from picometer.gateway.tags import clean_tag
 from picometer.local_time import REPORT_PERIODS
 from picometer.metering.budget import to_pico, usd
+from picometer.numbers import count, money
 from picometer.reports import report
 from picometer.reports.status_text import status_lines
 from picometer.watch.alerts import esc
@@ -116,8 +117,9 @@ class Commands:
         rep = await self._report(period, "workflow")
         lines = [f"<b>Spend {period}</b> ({esc(rep['from'])} to {esc(rep['to'])})"]
         for row in rep["rows"]:
-            lines.append(f"{esc(str(row['key']))}: ${row['cost_usd']:.4f}, {row['requests']:.0f} calls")
-        lines.append(f"<b>Total</b>: ${rep['total']['cost_usd']:.4f}, {rep['total']['requests']:.0f} calls")
+            lines.append(f"{esc(str(row['key']))}: {money(row['cost_usd'])}, {count(row['requests'])} calls")
+        total = rep["total"]
+        lines.append(f"<b>Total</b>: {money(total['cost_usd'])}, {count(total['requests'])} calls")
         return "\n".join(lines)
 
     async def top(self, args: list[str], by: str) -> str:
@@ -126,7 +128,7 @@ class Commands:
             rep = await self._report("today", dimension)
             lines.append(f"By {dimension}:")
             for row in rep["rows"][:5]:
-                lines.append(f"  {esc(str(row['key']) or '-')}: ${row['cost_usd']:.4f} ({row['requests']:.0f})")
+                lines.append(f"  {esc(str(row['key']) or '-')}: {money(row['cost_usd'])} ({count(row['requests'])})")
         return "\n".join(lines)
 
     async def budget(self, args: list[str], by: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,11 @@ import tomli_w
 
 from picometer.config import config_from_dict, with_secrets
 from picometer.daemon import Daemon, uvicorn_server
+from picometer.local_time import period_key
 from picometer.logs import configure_logging
 from picometer.metering.budget import caps_from_config
 from picometer.preflight import bind_socket
+from picometer.reports.export import file_name, to_csv, week_rows, write_atomic
 from picometer.reports.report import build, render
 from picometer.simulator import SimSettings, Simulator
 from picometer.store.rollups import Rollups
@@ -152,12 +156,16 @@ async def _main(workdir: Path, seconds: float) -> Daemon:
     sim_server.should_exit = True
     await asyncio.gather(daemon_task, sim_task)
     probed = len(probes["results"])
-    print(f"sent {sum(counts)} requests and {probed} canary probes; the daemon counted {status['requests']}")
+    scheduled = status["requests"] - sum(counts) - probed
+    print(
+        f"sent {sum(counts)} requests and {probed} canary probes by hand; the daemon counted {status['requests']}"
+        + (f" (the other {scheduled}: the hourly canary's first run, soon after the start)" if scheduled else "")
+    )
     return daemon
 
 
 def run_demo(workdir: Path, seconds: float) -> None:
-    configure_logging("warning")
+    configure_logging("error")  # the demo prints each alert itself, once
     daemon = asyncio.run(_main(workdir, seconds))
     rollups = Rollups(daemon.rollups.path)
     now = daemon.clock.now()
@@ -166,9 +174,24 @@ def run_demo(workdir: Path, seconds: float) -> None:
         caps = [cap for pair in caps_from_config(daemon.config).values() for cap in pair] if by == "workflow" else []
         workflows = daemon.config.workflows if by == "workflow" else {}
         print(render(build(rollups, "today", by, now, daemon.zone, caps, workflows)))
+    today = period_key("day", now, daemon.zone)
+    monday = today - timedelta(days=today.weekday())
+    csv = workdir / "exports" / file_name(monday)
+    write_atomic(csv, to_csv(week_rows(rollups, monday, daemon.zone)))
     rollups.close()
     print()
+    print(f"the weekly CSV (written every Monday at 00:10; this week's so far): {csv}")
+    for line in csv.read_text(encoding="utf-8").splitlines()[:4]:
+        print(f"  {line}")
+    print()
+    cli = Path(sys.executable).parent / "picometer"
+    command = str(cli) if cli.exists() else "picometer"
+    config = workdir / "config.toml"
     print(f"usage log: {daemon.usage_log.path}")
     print(f"rollups:   {daemon.rollups.path}")
-    print(f"config:    {workdir / 'config.toml'}  (try: picometer report --config {workdir / 'config.toml'} --by env)")
+    print(f"config:    {config}")
     print("one record:", daemon.usage_log.path.read_text(encoding="utf-8").splitlines()[0])
+    print()
+    print("try next:")
+    print(f"  {command} report --config {config} --by env")
+    print(f"  {command} run --simulate      # keep a simulated provider running for your own SDK calls")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,13 @@ def test_demo_meters_synthetic_traffic(tmp_path: Path) -> None:
         assert name in p.stdout
     logs = list((tmp_path / "demo" / "logs").glob("usage-*.jsonl"))
     assert logs and logs[0].read_text().count("\n") > 5
+    [csv] = (tmp_path / "demo" / "exports").glob("picometer-*.csv")
+    assert f"the weekly CSV (written every Monday at 00:10; this week's so far): {csv}" in p.stdout
+    assert "  week,date,workflow,env,provider,model,requests" in p.stdout, "its first lines are shown"
+    alerts = [line for line in p.stdout.splitlines() if line.startswith("alert ")]
+    assert len(alerts) == len(set(alerts)) and "level=warning" not in p.stdout + p.stderr, "each alert once"
+    assert "by hand; the daemon counted" in p.stdout
+    assert f"{Path(sys.executable).parent / 'picometer'} report --config" in p.stdout, "a hint that works as printed"
 
 
 def test_pause_with_the_daemon_down_and_no_writable_state_fails_clearly(tmp_path: Path) -> None:

@@ -334,9 +334,18 @@ def runbook(config_path: str | None) -> None:
 
 @main.command()
 @click.option("--seconds", type=float, default=20.0, show_default=True, help="How long to send traffic.")
-@click.option("--dir", "workdir", type=click.Path(file_okay=False), default="demo-data", show_default=True)
-def demo(seconds: float, workdir: str) -> None:
+@click.option(
+    "--data",
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the demo's files here, across runs (default: a fresh temporary directory each run).",
+)
+def demo(seconds: float, workdir: str | None) -> None:
     """Run the daemon against the built-in simulated provider with synthetic traffic, and report."""
+    import tempfile
+
     from picometer.demo import run_demo
 
-    run_demo(Path(workdir), seconds)
+    run_demo(Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="picometer-demo-")), seconds)

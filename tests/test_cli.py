@@ -97,6 +97,8 @@ def test_prices_known_and_unknown() -> None:
     assert a.returncode == 0 and "cache write 5m" in a.stdout and "cache write 1h" in a.stdout
     # anthropic.com/pricing, Claude Haiku 4.5: $1 in, 5-minute writes $1.25, 1-hour writes $2
     assert "$1.2500" in a.stdout and "$2.0000" in a.stdout
+    found = run("prices", "claude-haiku-4-5")
+    assert found.returncode == 0 and found.stdout.startswith("claude-haiku-4-5 on anthropic,"), "found by its model"
     u = run("prices", "my-own-model")
     assert u.returncode == 1 and '[prices."my-own-model"]' in u.stderr
 

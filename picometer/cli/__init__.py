@@ -277,7 +277,7 @@ def report(config_path: str | None, period: str, by: str, as_json: bool) -> None
 @main.command()
 @config_option
 @click.argument("model")
-@click.option("--provider", default=None, help="A configured provider name (default: [server].default_provider).")
+@click.option("--provider", default=None, help="A configured provider (default: the first that prices MODEL).")
 def prices(config_path: str | None, model: str, provider: str | None) -> None:
     """The price per 1M tokens picometer charges for MODEL, and where it comes from."""
     from picometer.clock import SystemClock
@@ -285,10 +285,17 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     from picometer.reports.prices_text import price_lines
 
     config = load(config_path, resolve=False)
-    name = provider or config.server.default_provider
-    if name not in config.providers:
-        raise click.UsageError(f"no provider {name!r}; configured: {', '.join(sorted(config.providers))}")
-    pricer, provider_config, now = Pricer(config.prices), config.providers[name], SystemClock().now()
+    if provider is not None and provider not in config.providers:
+        raise click.UsageError(f"no provider {provider!r}; configured: {', '.join(sorted(config.providers))}")
+    pricer, now = Pricer(config.prices), SystemClock().now()
+    # Without --provider: the provider whose own price list has the model (claude-* on an anthropic one), else
+    # the default provider or the first that prices it at all.
+    names = [provider] if provider else [config.server.default_provider, *sorted(config.providers)]
+    names = [n for n in dict.fromkeys(names) if n in config.providers]
+    priced = {n: r for n in names if (r := pricer.rates(config.providers[n], model, now)) is not None}
+    own = [n for n, r in priced.items() if r.source.startswith(f"genai-prices:{config.providers[n].kind}/")]
+    name = next(iter(own or priced or names))
+    provider_config = config.providers[name]
     rates = pricer.rates(provider_config, model, now)
     if rates is None:
         click.echo(

@@ -13,16 +13,16 @@ SYSCONFDIR=${SYSCONFDIR:-/etc}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
 BINDIR=${BINDIR:-/usr/local/bin}
 PYTHON=${PYTHON:-python3}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
-
 ACTION=${1:-install}
 link=$DESTDIR$BINDIR/picometer
 
+# Before anything else (even finding the source): an ordinary user may not be able to enter its directory.
 if [ -z "$DESTDIR" ] && [ "$(id -u)" != 0 ]; then
     echo "make $ACTION writes to $PREFIX, $SYSCONFDIR and $UNITDIR: run it as root (sudo make $ACTION)," >&2
     echo "or stage it elsewhere with DESTDIR=/some/dir" >&2
     exit 1
 fi
+SRC=$(cd "$(dirname "$0")/.." && pwd)
 systemd_running() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; }
 
 uninstall() {

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -106,9 +108,21 @@ def test_make_install_lays_out_every_file_twice_changes_nothing_and_uninstall_ke
     assert "/etc/picometer" in gone.stdout, "uninstall says what it kept"
 
 
-def test_install_without_root_or_destdir_says_how() -> None:
+def test_install_without_root_or_destdir_says_how(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
-    # As root (a CI container), drop to nobody: the refusal is what an ordinary user sees.
+    # As root (a CI container), drop to nobody: the refusal is what an ordinary user sees. The script is run
+    # from a copy anyone can read, as from a clone in a 0700 home: it must say so before touching the source.
     as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-    p = subprocess.run([*as_user, "make", "-s", "install"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert p.returncode != 0 and "run it as root (sudo make install)" in p.stderr
+    shared = Path(tempfile.mkdtemp(prefix="picometer-install-"))
+    try:
+        shared.chmod(0o755)
+        script = shared / "install.sh"
+        shutil.copy(ROOT / "systemd" / "install.sh", script)
+        p = subprocess.run(
+            [*as_user, "sh", str(script), "install"], cwd=shared, env=env, capture_output=True, text=True
+        )
+    finally:
+        shutil.rmtree(shared)
+    assert p.returncode != 0 and "run it as root (sudo make install)" in p.stderr, p.stderr
+    assert "Makefile" not in p.stderr and "cannot" not in p.stderr.lower()
+    assert "install:" in (ROOT / "Makefile").read_text() and "systemd/install.sh" in (ROOT / "Makefile").read_text()

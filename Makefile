@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-test
 
 .PHONY: demo test lint bench clean install uninstall
 
@@ -14,16 +15,21 @@ BINDIR     ?= /usr/local/bin
 INSTALL_ENV = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" \
 	BINDIR="$(BINDIR)" PYTHON="$(PYTHON)"
 
+# What the daemon and the demo need, and no more (wheels alone on a Pi); the test and lint tools on top.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
+
+$(DEV): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(DEV)
 
 demo: $(STAMP)
 	$(BIN)/picometer demo
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check picometer tests bench
 	$(BIN)/ruff format --check picometer tests bench
 	$(BIN)/mypy

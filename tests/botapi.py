@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.patience import patience
+
 TOKEN = "123456:TEST-token"
 BOT = {"id": 123456, "is_bot": True, "first_name": "picometer", "username": "picometer_test_bot"}
 
@@ -56,7 +58,7 @@ class BotApi:
         return [p for _, m, p in self.calls if m == "sendMessage"]
 
     def wait_sent(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while len(self.sent()) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(self.sent())} messages sent, wanted {count}: {self.sent()}")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import Any, Literal, overload
 
+from tests.patience import patience
+
 PICOMETER = [sys.executable, "-m", "picometer"]
 
 
@@ -22,4 +24,4 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60, text
     """`picometer ARGS...` with the caller's environment minus any PICOMETER_* setting of this machine."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PICOMETER")}
     full_env.update(env or {})
-    return subprocess.run([*PICOMETER, *args], capture_output=True, text=text, env=full_env, timeout=timeout)
+    return subprocess.run([*PICOMETER, *args], capture_output=True, text=text, env=full_env, timeout=patience(timeout))

@@ -25,6 +25,7 @@ from picometer.config import Config, config_from_dict, with_secrets
 from picometer.daemon import Daemon, uvicorn_server
 from picometer.preflight import bind_socket
 from picometer.simulator import SimSettings, Simulator
+from tests.patience import patience
 
 
 class LoopThread:
@@ -49,7 +50,7 @@ class LoopThread:
 
     def start(self, timeout: float = 10.0) -> None:
         self.thread.start()
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while not self._started():
             if self._error is not None:
                 raise RuntimeError("server failed to start") from self._error
@@ -58,7 +59,7 @@ class LoopThread:
             time.sleep(0.01)
 
     def join(self, timeout: float = 15.0) -> None:
-        self.thread.join(timeout)
+        self.thread.join(patience(timeout))
         if self._error is not None:
             raise RuntimeError("server failed") from self._error
 
@@ -134,7 +135,7 @@ class GatewayServer:
 
     def records(self, wait_for: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
         """The usage log's records; waits until at least `wait_for` are there (they land just after the reply)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + patience(timeout)
         while True:
             text = self.daemon.usage_log.path.read_text(encoding="utf-8")
             records = [json.loads(line) for line in text.splitlines() if line]
@@ -234,7 +235,7 @@ def daemon_process(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + patience(30)
         while True:
             try:
                 if httpx.get(f"{url}/-/health", trust_env=False).status_code == 200:

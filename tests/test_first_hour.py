@@ -19,6 +19,7 @@ import httpx
 import openai
 import pytest
 
+from tests.patience import patience
 from tests.servers import free_port
 
 NOBODY = 65534
@@ -44,7 +45,9 @@ def user_env(home: Path) -> dict[str, str]:
 
 def picometer(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     command = [*AS_USER, sys.executable, "-m", "picometer", *args]
-    return subprocess.run(command, cwd=home, env=user_env(home), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        command, cwd=home, env=user_env(home), capture_output=True, text=True, timeout=patience(timeout)
+    )
 
 
 def start(home: Path, *args: str) -> subprocess.Popen[str]:
@@ -55,7 +58,7 @@ def start(home: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def healthy(url: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience(30)
     while True:
         assert proc.poll() is None, proc.communicate()
         try:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from tests.botapi import TOKEN, BotApi
+from tests.patience import patience
 from tests.servers import SimServer, daemon_process, gateway_config
 
 CHAT_ID = 111
@@ -49,7 +50,7 @@ def used(url: str, scope: str) -> float:
 
 
 def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.05)

@@ -26,13 +26,19 @@ NOBODY = 65534
 AS_USER = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"] if os.geteuid() == 0 else []
 
 
+ROOT = Path(__file__).parent.parent
+
+
 @pytest.fixture
 def home() -> Iterator[Path]:
-    """A 0700 home directory that belongs to the user the commands run as."""
+    """A 0700 home directory that belongs to the user the commands run as, with a fresh clone of picometer in
+    it: the commands run from the clone, as they would for someone who just cloned it."""
     path = Path(tempfile.mkdtemp(prefix="picometer-newcomer-"))
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(path / "picometer")], check=True)
     path.chmod(0o700)
     if AS_USER:
-        os.chown(path, NOBODY, NOBODY)
+        for place in [path, *path.rglob("*")]:
+            os.chown(place, NOBODY, NOBODY, follow_symlinks=False)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -40,7 +46,8 @@ def home() -> Iterator[Path]:
 def user_env(home: Path) -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "TZ")
     env = {k: v for k, v in os.environ.items() if k in keep}
-    return env | {"HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+    # The clone's own code first (python -m puts the working directory first on the path as well).
+    return env | {"HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(home / "picometer")}
 
 
 def picometer(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -53,7 +60,7 @@ def picometer(home: Path, *args: str, timeout: float = 60) -> subprocess.Complet
 def start(home: Path, *args: str) -> subprocess.Popen[str]:
     command = [*AS_USER, sys.executable, "-m", "picometer", "run", *args]
     return subprocess.Popen(
-        command, cwd=home, env=user_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, cwd=home / "picometer", env=user_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -89,6 +96,9 @@ def test_a_newcomer_without_keys_gets_a_working_picometer_and_plain_answers(home
         os.chown(config, NOBODY, NOBODY)
     args = ("--config", str(config))
     state = home / ".local" / "state" / "picometer"
+    which = [*AS_USER, sys.executable, "-c", "import picometer; print(picometer.__file__)"]
+    code = subprocess.run(which, cwd=home / "picometer", env=user_env(home), capture_output=True, text=True).stdout
+    assert code.startswith(str(home / "picometer")), "the commands run the fresh clone's code"
 
     daemon = start(home, *args)
     try:

@@ -206,9 +206,9 @@ class Rollups:
             raise
 
     def workflows(self) -> set[str]:
-        """Every workflow that has made a call (as stored; "other" once max_series folded the rest)."""
-        with self._db_lock:
-            return {w for (w,) in self._db.execute("SELECT DISTINCT workflow FROM series")}
+        """Every workflow that has made a call, flushed or not ("other" once max_series folded the rest)."""
+        with self._lock:
+            return {key[0] for key in self._known}
 
     def _load_series(self) -> dict[SeriesKey, int]:
         rows = self._db.execute("SELECT id, workflow, env, provider, model FROM series")

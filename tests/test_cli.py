@@ -99,6 +99,8 @@ def test_prices_known_and_unknown() -> None:
     assert "$1.2500" in a.stdout and "$2.0000" in a.stdout
     found = run("prices", "claude-haiku-4-5")
     assert found.returncode == 0 and found.stdout.startswith("claude-haiku-4-5 on anthropic,"), "found by its model"
+    image = run("prices", "dall-e-3")
+    assert image.returncode == 0 and "dall-e-3: priced per call on images/generations" in image.stdout
     u = run("prices", "my-own-model")
     assert u.returncode == 1 and '[prices."my-own-model"]' in u.stderr
 

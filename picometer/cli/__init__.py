@@ -281,6 +281,7 @@ def report(config_path: str | None, period: str, by: str, as_json: bool) -> None
 def prices(config_path: str | None, model: str, provider: str | None) -> None:
     """The price per 1M tokens picometer charges for MODEL, and where it comes from."""
     from picometer.clock import SystemClock
+    from picometer.metering.media import MEDIA_ENDPOINTS, is_media_priced
     from picometer.metering.pricing import Pricer
     from picometer.reports.prices_text import price_lines
 
@@ -297,6 +298,11 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     name = next(iter(own or priced or names))
     provider_config = config.providers[name]
     rates = pricer.rates(provider_config, model, now)
+    media = [e for e in MEDIA_ENDPOINTS if is_media_priced(model, e)]
+    if rates is None and media:
+        click.echo(f"{model}: priced per call on {', '.join(media)} from OpenAI's list prices")
+        click.echo("source: picometer's tables (metering/image_prices.py, metering/audio_prices.py)")
+        return
     if rates is None:
         click.echo(
             f"{model} on {name}: no known price. Add to the config:\n"

@@ -5,6 +5,7 @@ separators. Machines get the exact values (the CSV, JSON, the usage log)."""
 from __future__ import annotations
 
 import math
+from datetime import datetime, tzinfo
 
 
 def money(dollars: float) -> str:
@@ -16,6 +17,11 @@ def money(dollars: float) -> str:
         return f"${dollars:,.2f}"
     places = max(2, 1 - math.floor(math.log10(size)))  # two significant digits
     return f"${dollars:.{places}f}"
+
+
+def moment(at: datetime, zone: tzinfo) -> str:
+    """A time for people: local, to the minute, with the zone's name (2026-11-30 17:00 CET)."""
+    return at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def count(n: float) -> str:

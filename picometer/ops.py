@@ -17,6 +17,7 @@ from picometer.clock import Clock
 from picometer.config import Config
 from picometer.duration import format_duration
 from picometer.metering.budget import Budget, cap_status, to_pico, to_usd, usd
+from picometer.numbers import moment
 from picometer.record import rfc3339_ms
 from picometer.reports.metrics import Gauges, Meter, exposition
 from picometer.reports.report import objective_rows, objectives
@@ -47,14 +48,14 @@ class Switched:
     def saved(self) -> bool:
         return self.warning is None
 
-    def sentence(self) -> str:
-        """In words, the same for every face."""
+    def sentence(self, zone: tzinfo) -> str:
+        """In words, the same for every face; times in the operator's zone."""
         if not self.paused:
             return f"resumed {self.workflow}" if self.was_paused else f"{self.workflow} was not paused"
         if self.until is None:
             return f"paused {self.workflow} until resumed: its calls get 429 workflow_paused"
         span = f"for {format_duration(self.until - self.at)}, " if self.at is not None else ""
-        return f"paused {self.workflow} {span}until {rfc3339_ms(self.until)}: its calls get 429 workflow_paused"
+        return f"paused {self.workflow} {span}until {moment(self.until, zone)}: its calls get 429 workflow_paused"
 
     @classmethod
     def from_dict(cls, answer: Mapping[str, Any]) -> Switched:

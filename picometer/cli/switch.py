@@ -52,7 +52,7 @@ def switch(config: Config, action: str, workflow: str, duration: str | None, for
                 f"picometer refused: {error.get('message') or f'HTTP {answer.status_code} from {url}'}", err=True
             )
             sys.exit(1)
-        _said(ops.Switched.from_dict(data))
+        _said(ops.Switched.from_dict(data), config.budgets.timezone)
         return
     import sqlite3
 
@@ -82,7 +82,7 @@ def switch(config: Config, action: str, workflow: str, duration: str | None, for
     if done.warning is not None:
         click.echo(f"picometer is not running at {url}, and {done.warning}", err=True)
         sys.exit(1)
-    _said(done)
+    _said(done, config.budgets.timezone)
     click.echo("(picometer is not running: this is stored and holds when it starts)", err=True)
 
 
@@ -105,9 +105,11 @@ def _known_from_files(config: Config, state: State, now: datetime) -> set[str]:
             rollups.close()
 
 
-def _said(done: ops.Switched) -> None:
+def _said(done: ops.Switched, zone_name: str) -> None:
     """A pause or resume (the daemon's answer, or the same operation over the state file), in the words every
     face uses."""
-    click.echo(done.sentence())
+    from picometer.clock import resolve_zone
+
+    click.echo(done.sentence(resolve_zone(zone_name)))
     if done.warning:
         click.echo(f"warning: {done.warning}", err=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import tzinfo
 from typing import Any
 
 import structlog
@@ -156,13 +157,13 @@ class Commands:
         typo = None if force else ops.unknown(workflow, self.ops.known_workflows())
         if typo is not None:
             return f"⚠️ not paused: {esc(typo)} (/pause {esc(workflow)} force)"
-        return "⏸ " + _told(ops.pause(self.ops.state, workflow, until, by, now))
+        return "⏸ " + _told(ops.pause(self.ops.state, workflow, until, by, now), self.ops.zone)
 
     async def resume(self, args: list[str], by: str) -> str:
         workflow = clean_tag(args[0]) if args else None
         if not workflow:
             raise ValueError("which workflow? /resume WORKFLOW")
-        return "▶️ " + _told(ops.resume(self.ops.state, workflow, by, self.ops.clock.now()))
+        return "▶️ " + _told(ops.resume(self.ops.state, workflow, by, self.ops.clock.now()), self.ops.zone)
 
     async def mute(self, args: list[str], by: str) -> str:
         kind, scope = _kind(args, "/mute KIND [24h]")
@@ -182,9 +183,9 @@ class Commands:
         return report.build(d.rollups, period, by, d.clock.now(), d.zone)
 
 
-def _told(done: ops.Switched) -> str:
+def _told(done: ops.Switched, zone: tzinfo) -> str:
     """The same words `picometer pause` and `resume` print, and the warning when the state file did not keep it."""
-    return esc(done.sentence()) + ("" if done.warning is None else f"\n⚠️ {esc(done.warning)}")
+    return esc(done.sentence(zone)) + ("" if done.warning is None else f"\n⚠️ {esc(done.warning)}")
 
 
 def _kind(args: list[str], usage: str) -> tuple[str, str]:

@@ -71,11 +71,7 @@ def build(config: Config, base: Clock | None = None) -> Parts:
     state = State(data / "state.db")
     outbox = Outbox(data / "alerts.db")
 
-    def wake_bot() -> None:  # an alert queued: the bot, once it runs, sends it now
-        if ops.bot is not None:
-            ops.bot.wake()
-
-    alerter = Alerter(config.alerts, zone, outbox, alert_chats(config), wake=wake_bot)
+    alerter = Alerter(config.alerts, zone, outbox, alert_chats(config), wake=lambda: ops.wake_bot())
     watchers = Watchers(config, zone, clock.now())
     teller = Teller(alerter, clock, zone, rollups, usage_log, config.storage.min_free_mb)
     budget = Budget(caps_from_config(config), zone, notify=teller.budget_event)

@@ -14,7 +14,7 @@ import sqlite3
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 import uvicorn
@@ -37,9 +37,6 @@ from picometer.reports.export import write_due_weeks
 from picometer.service import Notifier
 from picometer.watch.alerts import alert_chats, esc
 from picometer.watch.anomaly import BASELINE_HOURS, baselines
-
-if TYPE_CHECKING:
-    from picometer.watch.telegram import TelegramBot
 
 log = structlog.get_logger("picometer.daemon")
 
@@ -101,7 +98,7 @@ class Daemon:
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         parts = build(config, clock)
-        self.parts, self.config, self.clock, self.zone = parts, parts.config, parts.clock, parts.zone
+        self.config, self.clock, self.zone = parts.config, parts.clock, parts.zone
         self.usage_log, self.rollups, self.state, self.outbox = (
             parts.usage_log,
             parts.rollups,
@@ -117,7 +114,6 @@ class Daemon:
         self.pricer, self.canary, self.meter, self.gateway = parts.pricer, parts.canary, parts.meter, parts.gateway
         self.ops, self.reloadable = parts.ops, parts.reloadable
         self.alert, self.alerts = self.teller.alert, self.teller.recent
-        self.bot: TelegramBot | None = None
         # When each chore last ran; those not here (baselines, the weekly CSV) run at the first tick.
         started = self.clock.monotonic()
         self._last_done = {"check": started, "watch": started, "sync": started, "prune": started}
@@ -163,10 +159,6 @@ class Daemon:
         if provider is not None:
             self.pricer.is_priced(provider, "gpt-4o-mini", self.clock.now())
 
-    def _wake_bot(self) -> None:
-        if self.bot is not None:
-            self.bot.wake()
-
     def watch(self) -> None:
         """Anomalies now, and the "over" note for those that passed."""
         now = self.clock.now()
@@ -189,7 +181,7 @@ class Daemon:
             now = self.clock.now()
             text = f"📊 <b>weekly CSV</b>\n{esc(caption)}"
             self.outbox.put(chats, "weekly_csv", 2, text, (), now, now, document=str(path))
-            self._wake_bot()
+            self.ops.wake_bot()
 
     def refresh_baselines(self) -> None:
         """The last 7 days per workflow, hour by hour, from the rollups (on a worker thread)."""
@@ -258,8 +250,8 @@ class Daemon:
         finally:
             for task in tasks:
                 task.cancel()
-            if self.bot is not None:
-                await self.bot.close()
+            if self.ops.bot is not None:
+                await self.ops.bot.close()
             await self.canary.aclose()
             self.close()
             log.info("picometer stopped", requests=self.gateway.stats.requests)
@@ -269,8 +261,8 @@ class Daemon:
         from picometer.watch.telegram import TelegramBot  # the library loads only when Telegram is on
 
         token = self.config.secrets["telegram.bot_token"].value
-        self.bot = self.ops.bot = TelegramBot(self.config.telegram, token, self.outbox, Commands(self.ops), self.clock)
-        await self.bot.run()
+        bot = self.ops.bot = TelegramBot(self.config.telegram, token, self.outbox, Commands(self.ops), self.clock)
+        await bot.run()
 
     def close(self) -> None:
         self.usage_log.close()

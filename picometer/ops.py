@@ -164,6 +164,11 @@ class Operations:
     def reconfigure(self, config: Config) -> None:
         self.config = config
 
+    def wake_bot(self) -> None:
+        """A message was queued: the bot, once it runs, sends it now."""
+        if self.bot is not None:
+            self.bot.wake()
+
     def known_workflows(self) -> set[str]:
         return known_workflows(self.config, self.rollups, self.state, self.clock.now())
 

@@ -208,9 +208,8 @@ class Admission:
             check_model(endpoint.deployment)
         except OutOfBounds as e:
             raise Refusal(400, "invalid_request_error", str(e)) from None
-        model = (
-            fields.get("model") or endpoint.deployment
-        )  # an Azure deployment is priced by its name until the answer names the model
+        # An Azure deployment is priced by its name until the answer names the model.
+        model = fields.get("model") or endpoint.deployment
         stream = fields.get("stream") is True or fields.get("stream") == "true"
         d.learn(model=model, stream=stream)
         started = d.base.started

@@ -235,9 +235,9 @@ def _within_request(usage: Usage, admitted: Admitted) -> Usage:
     if admitted.body is None or endpoint.shape is None:
         return usage
     limit = output_limit(admitted.body, limit_fields(endpoint.shape, endpoint.name))
-    if limit is None or usage.output_tokens <= limit * choices(admitted.body, endpoint.name):
+    bound = None if limit is None else limit * choices(admitted.body, endpoint.name)
+    if bound is None or usage.output_tokens <= bound:
         return usage
-    bound = limit * choices(admitted.body, endpoint.name)
     log.warning(
         "provider reported more output than the call allowed; held to the limit",
         provider=admitted.facts.provider,

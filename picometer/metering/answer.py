@@ -32,12 +32,10 @@ class AnswerScan:
     def __init__(self) -> None:
         self.head = bytearray()
         self.tail = bytearray()
-        self.size = 0
         self.tools: dict[str, int] = {}
         self._edge = b""  # the end of the previous piece, for items split across pieces
 
     def feed(self, piece: bytes) -> None:
-        self.size += len(piece)
         if len(self.head) < HEAD_BYTES:
             self.head += piece[: HEAD_BYTES - len(self.head)]
         window = self._edge + piece

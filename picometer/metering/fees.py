@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from picometer.metering.limits import positive_int
+
 
 @dataclass(frozen=True, slots=True)
 class Fee:
@@ -87,10 +89,10 @@ def max_tool_uses(shape: str, body: Mapping[str, Any]) -> tuple[tuple[str, int],
     if not tools:
         return ()
     if shape == "anthropic":
-        total = sum(_positive(t.get("max_uses")) or DEFAULT_TOOL_USES for _, t in tools)
+        total = sum(positive_int(t.get("max_uses")) or DEFAULT_TOOL_USES for _, t in tools)
         return (("web_search", total),)
     # Responses' max_tool_calls bounds all built-in tool calls together: each could be the dearest kind.
-    limit = _positive(body.get("max_tool_calls")) or DEFAULT_TOOL_USES
+    limit = positive_int(body.get("max_tool_calls")) or DEFAULT_TOOL_USES
     names = sorted({name for name, _ in tools})
     dearest = "web_search" if "web_search" in names else names[0]
     return ((dearest, limit),)
@@ -105,18 +107,14 @@ def limit_tool_uses(shape: str, endpoint: str, body: dict[str, Any]) -> bool:
     if shape == "anthropic":
         changed = False
         for _, t in tools:
-            if _positive(t.get("max_uses")) is None and isinstance(t, dict):
+            if positive_int(t.get("max_uses")) is None and isinstance(t, dict):
                 t["max_uses"] = DEFAULT_TOOL_USES
                 changed = True
         return changed
-    if endpoint == "responses" and _positive(body.get("max_tool_calls")) is None:
+    if endpoint == "responses" and positive_int(body.get("max_tool_calls")) is None:
         body["max_tool_calls"] = DEFAULT_TOOL_USES
         return True
     return False
-
-
-def _positive(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,13 +42,14 @@ def field_to_set(shape: str, endpoint: str, base_url: str) -> str | None:
     return fields[0]
 
 
-def _positive_int(value: Any) -> int | None:
+def positive_int(value: Any) -> int | None:
+    """A request's positive integer field, or None (bool, float, text, zero and below are not one)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def output_limit(body: Mapping[str, Any], fields: tuple[str, ...]) -> int | None:
     """The tightest output limit the call sets, or None."""
-    limits = [v for v in (_positive_int(body.get(f)) for f in fields) if v is not None]
+    limits = [v for v in (positive_int(body.get(f)) for f in fields) if v is not None]
     return min(limits) if limits else None
 
 
@@ -64,15 +65,15 @@ def apply_cap(body: dict[str, Any], shape: str, endpoint: str, base_url: str, ca
     if limit <= cap:
         return False
     if over_cap == "reject":
-        field = next(f for f in fields if _positive_int(body.get(f)) == limit)
+        field = next(f for f in fields if positive_int(body.get(f)) == limit)
         raise OverCap(field, limit, cap)
     for f in fields:
-        value = _positive_int(body.get(f))
+        value = positive_int(body.get(f))
         if value is not None and value > cap:
             body[f] = cap
     thinking = body.get("thinking")
     if shape == "anthropic" and isinstance(thinking, dict):
-        budget = _positive_int(thinking.get("budget_tokens"))
+        budget = positive_int(thinking.get("budget_tokens"))
         if budget is not None and budget >= cap:  # Anthropic wants the thinking budget below max_tokens
             body["thinking"] = {**thinking, "budget_tokens": max(cap - 1, 1)}
     return True
@@ -82,6 +83,6 @@ def choices(body: Mapping[str, Any], endpoint: str) -> int:
     """How many completions one call generates (each billed): n, or best_of for legacy completions."""
     if endpoint not in ("chat/completions", "completions"):
         return 1
-    n = _positive_int(body.get("n")) or 1
-    best_of = (_positive_int(body.get("best_of")) or 1) if endpoint == "completions" else 1
+    n = positive_int(body.get("n")) or 1
+    best_of = (positive_int(body.get("best_of")) or 1) if endpoint == "completions" else 1
     return max(n, best_of)

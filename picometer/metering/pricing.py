@@ -127,7 +127,7 @@ class Pricer:
         gprovider, info = found
         rates = _rates_of(info.get_prices(at, dict(context)), f"genai-prices:{gprovider.id}/{info.id}")
         if audio_rates(info.id) is not DEAREST_AUDIO:  # an audio model: show the audio rates it is charged
-            rates = _audio_filled(rates, info.id, Usage(audio_input_tokens=1))[0]
+            rates = _with_audio(rates, info.id)[0]
         return rates
 
     def variants(self, provider: ProviderConfig, model: str, at: datetime) -> list[tuple[dict[str, str], Rates]]:
@@ -299,10 +299,15 @@ def _rates_of(price: Any, source: str) -> Rates:
 
 
 def _audio_filled(rates: Rates, model_id: str, u: Usage) -> tuple[Rates, str]:
+    """The rates for this usage: with audio in it, audio rates where the price data has none."""
+    if not (u.audio_input_tokens or u.audio_output_tokens):
+        return rates, ""
+    return _with_audio(rates, model_id)
+
+
+def _with_audio(rates: Rates, model_id: str) -> tuple[Rates, str]:
     """Audio rates from our table where the price data has none: audio is never priced as text."""
-    if not (u.audio_input_tokens or u.audio_output_tokens) or (
-        rates.audio_input is not None and rates.audio_output is not None
-    ):
+    if rates.audio_input is not None and rates.audio_output is not None:
         return rates, ""
     audio = audio_rates(model_id)
     filled = replace(

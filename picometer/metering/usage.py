@@ -30,13 +30,6 @@ class Usage:
     tool_calls: tuple[tuple[str, int], ...] = ()  # server-side tools billed per use: (("web_search", 3),)
     service_tier: str | None = None  # the tier the provider says it served (and bills) the call at
 
-    @property
-    def plain(self) -> bool:
-        """Only the four token kinds every price has: no audio, no 1-hour writes, no per-use fees."""
-        return not (
-            self.cache_write_1h_tokens or self.audio_input_tokens or self.audio_output_tokens or self.tool_calls
-        )
-
 
 MAX_TOKENS = 100_000_000  # more than any call can use (the largest context is a few million): a provider bug
 MAX_TOOL_CALLS = 10_000  # per call: more is a provider bug

@@ -45,7 +45,13 @@ class Batch:
             self.bins[b] = self.bins.get(b, 0) + n
         for q, cost in newer.spend.items():
             self.spend[q] = self.spend.get(q, 0.0) + cost
-        self.position = newer.position or self.position
+        if newer.position is not None:
+            self.advance(newer.position)
+
+    def advance(self, position: Position) -> None:
+        """The log position folded up to: only ever forward (a heal's replay runs beside new records)."""
+        if self.position is None or position > self.position:
+            self.position = position
 
 
 def new_batch() -> Batch:

@@ -129,8 +129,8 @@ class Rollups:
                     self.folded += 1
                 self._known.add(key)
             fold(self._batch, rec, moment, key)
-            if position is not None and (self._batch.position is None or position > self._batch.position):
-                self._batch.position = position  # never backwards: a heal's replay runs beside new records
+            if position is not None:
+                self._batch.advance(position)
 
     def replay(self, log_dir: Path, until: Position | None = None) -> int:
         """Fold every logged record past the watermark (up to `until`), then flush. Returns how many."""

@@ -160,7 +160,10 @@ def test_status_reads_the_same_from_the_cli_and_the_bot(gateway: GatewayServer, 
 
     from picometer.watch.commands import Commands
 
-    httpx.post(f"{gateway.url}/openai/chat/completions", json=CHAT, trust_env=False)
+    answer = httpx.post(f"{gateway.url}/openai/chat/completions", json=CHAT, trust_env=False)
+    [rec] = gateway.records(1)
+    assert (rec["status"], rec["usage_source"]) == ("ok", "provider") and rec["cost_usd"] > 0
+    assert rec["input_tokens"] == answer.json()["usage"]["prompt_tokens"]
     httpx.post(f"{gateway.url}/-/pause/nightly?for=1h&force=1", trust_env=False)
     port = gateway.url.rsplit(":", 1)[1]
     cfg = tmp_path / "c.toml"

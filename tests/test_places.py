@@ -98,6 +98,8 @@ def test_a_pause_of_a_name_never_seen_is_refused_with_the_known_names_unless_for
     gateway: GatewayServer, tmp_path: Path
 ) -> None:
     httpx.post(f"{gateway.url}/w/nightly-report/openai/chat/completions", json=CHAT, trust_env=False)
+    [rec] = gateway.records(1)
+    assert (rec["workflow"], rec["status"], rec["usage_source"]) == ("nightly-report", "ok", "provider")
     gateway.tick()  # the call is in the rollups
     config = tmp_path / "c.toml"
     config.write_text(f'[server]\nlisten = "127.0.0.1:{gateway.url.rsplit(":", 1)[1]}"\n')
@@ -129,6 +131,8 @@ def test_run_simulate_serves_an_sdk_call_without_keys_and_records_it(tmp_path: P
 def test_a_report_of_sub_cent_spends_shows_significant_digits(gateway: GatewayServer, tmp_path: Path) -> None:
     for _ in range(3):
         httpx.post(f"{gateway.url}/w/garden/openai/chat/completions", json=CHAT, trust_env=False)
+    records = gateway.records(3)
+    assert [r["status"] for r in records] == ["ok"] * 3 and all(0 < r["cost_usd"] < 0.01 for r in records)
     gateway.tick()
     config = tmp_path / "c.toml"
     storage = gateway.config.storage

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from picometer.config import PriceConfig, ProviderConfig
-from picometer.metering.pricing import Pricer, cost_from_rates
+from picometer.metering.pricing import _CACHE_LIMIT, Pricer, cost_from_rates
 from picometer.metering.usage import Usage
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -89,3 +89,13 @@ def test_free_reported_and_unknown() -> None:
     assert unknown.cost_usd is None and unknown.source == "unpriced"
     assert not Pricer({}).is_priced(LOCAL, "no-such-model-anywhere", NOW)
     assert Pricer({}).is_priced(LOCAL, "gpt-4o-mini", NOW), "a local OpenAI-compatible URL still prices by kind"
+
+
+def test_a_provider_naming_a_new_service_tier_on_every_answer_cannot_grow_the_rate_cache() -> None:
+    pricer = Pricer({})
+    provider = ProviderConfig()
+    for i in range(3 * _CACHE_LIMIT):
+        tiered = Usage(input_tokens=10, service_tier=f"tier-{i}")
+        quote = pricer.cost(provider, ("gpt-4o-mini",), tiered, datetime(2026, 11, 30, tzinfo=UTC))
+        assert quote.cost_usd == pytest.approx(10 * 0.15 / 1e6), "an unknown tier is charged the standard price"
+    assert len(pricer._steady) <= _CACHE_LIMIT

@@ -212,6 +212,8 @@ class Pricer:
         if rates is None:
             rates = _rates_of(info.get_prices(at, dict(ctx)), "genai-prices")
             if not isinstance(info.prices, list):  # one price for all time: the same rates on every call
+                if len(self._steady) >= _CACHE_LIMIT:  # the tier is the provider's word: any number of them
+                    self._steady.clear()
                 self._steady[key] = rates
         if not rates.tiered:
             # Flat prices: the same arithmetic genai-prices does, without its generic unit machinery (~0.5 ms).

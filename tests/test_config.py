@@ -28,7 +28,12 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
     c = load_config(example, resolve=False)
     assert "openai" in c.providers and c.canary.probes
     text = example.read_text()
-    for section, values in to_dict(Config()).items():
+    sections = dict(to_dict(Config()))
+    for channel, values in sections.pop("notify").items():
+        part = text.split(f"[notify.{channel}]", 1)[1].split("\n[")[0]
+        for key in values:
+            assert f"{key} =" in part, f"config.example.toml lacks [notify.{channel}].{key}"
+    for section, values in sections.items():
         if isinstance(values, dict) and section not in ("providers", "prices", "workflows"):
             for key in values:
                 if key == "probes":
@@ -51,7 +56,7 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
         ({"budgets": {"timezone": "Mars/Olympus"}}, "[budgets].timezone", "IANA"),
         ({"storage": {"store_prompts": "all"}}, "[storage].store_prompts", '"redacted"'),
         ({"storage": {"log_max_bytes": 10_000}}, "[storage].log_max_bytes", "4 x log_rotate_bytes"),
-        ({"providers": {"x": {"kind": "gemini"}}, "server": {"default_provider": "x"}}, "[providers.x].kind", "openai"),
+        ({"providers": {"x": {"kind": "bedrock"}}, "server": {"default_provider": "x"}}, "[providers.x].kind", "openai"),
         ({"providers": {"openai": {"base_url": "api.openai.com"}}}, "[providers.openai].base_url", "https://"),
         ({"providers": {"openai": {"first_byte_timeout_s": 0}}}, "[providers.openai].first_byte_timeout_s", "600"),
         ({"retry": {"circuit_failures": -1}}, "[retry].circuit_failures", "at least 0"),

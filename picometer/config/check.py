@@ -7,7 +7,15 @@ import zoneinfo
 from collections.abc import Mapping
 
 from picometer.config.errors import ConfigError, shown
-from picometer.config.sections import BudgetConfig, Config, WorkflowConfig, is_loopback, split_listen
+from picometer.config.secrets import is_reference
+from picometer.config.sections import (
+    DEFAULT_BASE_URLS,
+    BudgetConfig,
+    Config,
+    WorkflowConfig,
+    is_loopback,
+    split_listen,
+)
 
 RESERVED_PROVIDER_NAMES = frozenset({"v1", "w", "-", "metrics"})
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -27,6 +35,8 @@ def validate(c: Config) -> None:
     _check_workflows(c)
     _check_canary(c)
     _check_alerts(c)
+    _check_rules(c)
+    _check_notify(c)
     _check_telegram(c)
 
 
@@ -104,7 +114,7 @@ def _check_providers(c: Config) -> None:
         where = f"[providers.{name}]"
         if not NAME_RE.match(name) or name in RESERVED_PROVIDER_NAMES:
             raise ConfigError(where, "the name is not usable as a path segment", "use letters, digits, - _ . only")
-        _one_of(p.kind, ("openai", "anthropic"), f"{where}.kind")
+        _one_of(p.kind, tuple(DEFAULT_BASE_URLS), f"{where}.kind")
         if not re.match(r"^https?://[^/\s]+", p.base_url):
             raise ConfigError(
                 f"{where}.base_url", f"{p.base_url!r} is not an http(s) URL", 'write e.g. "https://api.openai.com/v1"'
@@ -224,10 +234,61 @@ def _check_alerts(c: Config) -> None:
             "runaway_factor": 1,
             "duplicate_storm": 2,
             "error_rate_pct": 1,
+            "loop_calls": 3,
+            "loop_window_s": 1,
         },
     )
     if a.quiet_hours and not _QUIET_HOURS_RE.fullmatch(a.quiet_hours):
         raise ConfigError("[alerts].quiet_hours", f"{a.quiet_hours!r} is not HH:MM-HH:MM", 'write e.g. "23:00-07:00"')
+
+
+_RULE_MATCHES = ("match_path", "match_model", "match_prompt")
+_RULE_TAGS = ("workflow", "env", "tenant", "prompt_version")
+SEVERITIES = ("info", "warning", "critical")
+
+
+def _regex(pattern: str, key: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(
+            key, f"{pattern!r} is not a valid regex ({e})", "correct it, or escape special characters"
+        ) from None
+
+
+def _check_rules(c: Config) -> None:
+    for i, rule in enumerate(c.rules):
+        where = f"[[rules]] #{i + 1}"
+        for key in _RULE_MATCHES:
+            _regex(getattr(rule, key), f"{where}.{key}")
+        for name, pattern in rule.match_header.items():
+            _regex(pattern, f"{where}.match_header.{name}")
+        _one_of(rule.action, ("tag", "block"), f"{where}.action")
+        for key in _RULE_TAGS:
+            value = getattr(rule, key)
+            if value and not NAME_RE.match(value):
+                raise ConfigError(
+                    f"{where}.{key}", f"{value!r} is not a usable name", "use letters, digits, - _ . only"
+                )
+        if rule.action == "tag" and not any(getattr(rule, key) for key in _RULE_TAGS):
+            raise ConfigError(
+                where,
+                "a tag rule sets no tag",
+                'set workflow = "...", env, tenant or prompt_version, or action = "block"',
+            )
+
+
+def _check_notify(c: Config) -> None:
+    n = c.notify
+    for name in ("ntfy", "gotify", "discord", "webhook"):
+        channel = getattr(n, name)
+        _one_of(channel.min_severity, SEVERITIES, f"[notify.{name}].min_severity")
+        url = getattr(channel, "webhook_url" if name == "discord" else "url")
+        if url and not is_reference(url) and not re.match(r"^https?://[^/\s]+", url):
+            key = "webhook_url" if name == "discord" else "url"
+            raise ConfigError(
+                f"[notify.{name}].{key}", f"{url!r} is not an http(s) URL", 'write e.g. "https://ntfy.sh/my-topic"'
+            )
 
 
 def _check_telegram(c: Config) -> None:

@@ -7,7 +7,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +16,26 @@ from picometer.config.errors import ConfigError, shown
 from picometer.config.places import Places, default_places
 from picometer.config.secrets import with_secrets
 from picometer.config.sections import (
+    DEFAULT_BASE_URLS,
+    FREE_KINDS,
     AlertsConfig,
     BudgetConfig,
     CanaryConfig,
     Config,
+    DiscordConfig,
     ExportConfig,
+    GotifyConfig,
+    NotifyConfig,
+    NtfyConfig,
     PriceConfig,
     ProbeConfig,
     ProviderConfig,
     RetryConfig,
+    RuleConfig,
     ServerConfig,
     StorageConfig,
     TelegramConfig,
+    WebhookConfig,
     WorkflowConfig,
     default_providers,
 )
@@ -107,25 +115,81 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "") -> Config:
         name: _build(cls, _table(raw, name, f"[{name}]"), f"[{name}]") for name, cls in _SINGLE_TABLES
     }
     sections["providers"] = (
-        _named_tables(raw, "providers", ProviderConfig, "[providers.{}]") if "providers" in raw else default_providers()
+        _named_tables(raw, "providers", ProviderConfig, "[providers.{}]", _kind_defaults)
+        if "providers" in raw
+        else default_providers()
     )
     # A model name may hold dots, so its table name is quoted.
     sections["prices"] = _named_tables(raw, "prices", PriceConfig, '[prices."{}"]')
     sections["workflows"] = _named_tables(raw, "workflows", WorkflowConfig, "[workflows.{}]")
     sections["canary"] = _canary(_table(raw, "canary", "[canary]"))
+    sections["rules"] = _rules(raw.get("rules", []))
+    sections["notify"] = _notify(_table(raw, "notify", "[notify]"))
     config = Config(**sections, source=source)
     validate(config)
     return config
 
 
-def _named_tables(raw: Mapping[str, Any], section: str, cls: type[Any], where: str) -> Mapping[str, Any]:
-    """One `cls` per [section.NAME] table; `where` is how an error names that table, with {} for NAME."""
+def _named_tables(
+    raw: Mapping[str, Any],
+    section: str,
+    cls: type[Any],
+    where: str,
+    defaults: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict,
+) -> Mapping[str, Any]:
+    """One `cls` per [section.NAME] table; `where` is how an error names that table, with {} for NAME;
+    `defaults` fills in keys whose default depends on the table's other keys."""
     return types.MappingProxyType(
         {
-            name: _build(cls, _table(raw[section], name, where.format(name)), where.format(name))
+            name: _build(cls, defaults(_table(raw[section], name, where.format(name))), where.format(name))
             for name in _table(raw, section, f"[{section}]")
         }
     )
+
+
+def _kind_defaults(table: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A provider's base URL, and whether it is free, follow its kind unless the table says otherwise."""
+    kind = table.get("kind", "openai")
+    if not isinstance(kind, str) or kind not in DEFAULT_BASE_URLS:
+        return table  # validation names the bad kind
+    return {"base_url": DEFAULT_BASE_URLS[kind], "free": kind in FREE_KINDS, **table}
+
+
+def _rules(raw: Any) -> tuple[RuleConfig, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("[[rules]]", "must be an array of tables", "write each rule as [[rules]]")
+    rules = []
+    for i, entry in enumerate(raw):
+        where = f"[[rules]] #{i + 1}"
+        keys = dict(_as_table(entry, where))
+        headers = _as_table(keys.pop("match_header", {}), f"{where}.match_header")
+        for name, pattern in headers.items():
+            if not isinstance(pattern, str):
+                raise ConfigError(
+                    f"{where}.match_header",
+                    f"{name!r} must be a regex string",
+                    'write e.g. {"User-Agent" = "^PicoClaw"}',
+                )
+        rule: RuleConfig = _build(RuleConfig, keys, where, skip={"match_header"})
+        rules.append(dataclasses.replace(rule, match_header=types.MappingProxyType(dict(headers))))
+    return tuple(rules)
+
+
+_CHANNELS: tuple[tuple[str, type[Any]], ...] = (
+    ("ntfy", NtfyConfig),
+    ("gotify", GotifyConfig),
+    ("discord", DiscordConfig),
+    ("webhook", WebhookConfig),
+)
+
+
+def _notify(raw: Mapping[str, Any]) -> NotifyConfig:
+    known = [name for name, _ in _CHANNELS]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"[notify.{key}]", "unknown channel", f"remove it; known channels: {', '.join(known)}")
+    channels = {name: _build(cls, _table(raw, name, f"[notify.{name}]"), f"[notify.{name}]") for name, cls in _CHANNELS}
+    return NotifyConfig(**channels)
 
 
 def _canary(raw: Mapping[str, Any]) -> CanaryConfig:

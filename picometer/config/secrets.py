@@ -18,6 +18,15 @@ def secret_refs(c: Config) -> dict[str, str]:
     refs = {f"providers.{name}.api_key": p.api_key for name, p in c.providers.items() if p.api_key}
     if c.telegram.enabled:
         refs["telegram.bot_token"] = c.telegram.bot_token
+    n = c.notify
+    for key, ref in (
+        ("notify.ntfy.token", n.ntfy.token),
+        ("notify.gotify.token", n.gotify.token),
+        ("notify.discord.webhook_url", n.discord.webhook_url),
+        ("notify.webhook.secret", n.webhook.secret),
+    ):
+        if ref:
+            refs[key] = ref
     if c.server.admin_token:
         refs["server.admin_token"] = c.server.admin_token
     return refs

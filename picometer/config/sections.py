@@ -49,6 +49,7 @@ class ServerConfig:
     max_answer_bytes_in_flight: int = 16_000_000  # whole answers held at once; past it they are passed on as they come
     max_connections: int = 100  # open client connections; past it a new one replaces an idle one, else gets 503
     header_timeout_s: float = 10.0  # a connection that has not sent its request head by then is dropped
+    cost_in_body: bool = False  # add usage.cost (USD) to OpenAI-shaped answers and the final stream chunk
 
     @property
     def host(self) -> str:
@@ -172,9 +173,61 @@ class AlertsConfig:
     spike_zscore: float = 3.0
     spike_min_usd: float = 0.50
     spike_min_pct: float = 50.0
+    loop_calls: int = 25  # agent_loop: this many calls of one conversation, each longer, within loop_window_s
+    loop_window_s: float = 600.0
     runaway_factor: float = 10.0  # spend or call rate over 10 minutes this many times the usual
     duplicate_storm: int = 20  # the same prompt this many times in 5 minutes
     error_rate_pct: float = 25.0  # a provider failing this share of calls over 10 minutes
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One [[rules]] entry: regexes that must all match (empty: any), the tags it sets, or a block."""
+
+    match_path: str = ""
+    match_model: str = ""
+    match_header: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+    match_prompt: str = ""
+    workflow: str = ""
+    env: str = ""
+    tenant: str = ""
+    prompt_version: str = ""
+    action: str = "tag"
+
+
+@dataclass(frozen=True)
+class NtfyConfig:
+    url: str = ""  # the topic's URL, e.g. "https://ntfy.sh/my-topic"
+    token: str = ""
+    min_severity: str = "info"
+
+
+@dataclass(frozen=True)
+class GotifyConfig:
+    url: str = ""  # the server's base URL: picometer posts to {url}/message
+    token: str = ""
+    min_severity: str = "info"
+
+
+@dataclass(frozen=True)
+class DiscordConfig:
+    webhook_url: str = ""
+    min_severity: str = "info"
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str = ""
+    secret: str = ""  # X-Picometer-Signature: sha256=<hex HMAC-SHA256 of the body>
+    min_severity: str = "info"
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    ntfy: NtfyConfig = field(default_factory=NtfyConfig)
+    gotify: GotifyConfig = field(default_factory=GotifyConfig)
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
 
 @dataclass(frozen=True)
@@ -191,6 +244,16 @@ class ExportConfig:
     dir: str = "/var/lib/picometer/exports"
     weekly: bool = True
     send_to_telegram: bool = True
+
+
+# The base URL a provider of each kind gets when its table names none.
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "ollama": "http://127.0.0.1:11434",
+}
+FREE_KINDS = frozenset({"ollama"})  # local models: tokens metered, cost 0 unless the table says free = false
 
 
 def default_providers() -> Mapping[str, ProviderConfig]:
@@ -214,6 +277,8 @@ class Config:
     workflows: Mapping[str, WorkflowConfig] = field(default_factory=lambda: types.MappingProxyType({}))
     canary: CanaryConfig = field(default_factory=CanaryConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    rules: tuple[RuleConfig, ...] = ()
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     source: str = ""  # the file it came from, "" for built-in defaults

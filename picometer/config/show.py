@@ -49,4 +49,6 @@ def _plain(obj: Any) -> Any:
         }
     if isinstance(obj, tuple):
         return [_plain(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
     return obj

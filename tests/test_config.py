@@ -56,7 +56,11 @@ def test_example_config_is_valid_and_covers_every_key() -> None:
         ({"budgets": {"timezone": "Mars/Olympus"}}, "[budgets].timezone", "IANA"),
         ({"storage": {"store_prompts": "all"}}, "[storage].store_prompts", '"redacted"'),
         ({"storage": {"log_max_bytes": 10_000}}, "[storage].log_max_bytes", "4 x log_rotate_bytes"),
-        ({"providers": {"x": {"kind": "bedrock"}}, "server": {"default_provider": "x"}}, "[providers.x].kind", "openai"),
+        (
+            {"providers": {"x": {"kind": "bedrock"}}, "server": {"default_provider": "x"}},
+            "[providers.x].kind",
+            "openai",
+        ),
         ({"providers": {"openai": {"base_url": "api.openai.com"}}}, "[providers.openai].base_url", "https://"),
         ({"providers": {"openai": {"first_byte_timeout_s": 0}}}, "[providers.openai].first_byte_timeout_s", "600"),
         ({"retry": {"circuit_failures": -1}}, "[retry].circuit_failures", "at least 0"),

@@ -1,10 +1,13 @@
 #!/bin/sh
 # System tools the test suite drives for real: systemd-analyze (unit files), promtool (alert rules),
-# LibreOffice headless (the weekly CSV opens in a spreadsheet). Installed from Debian when missing.
+# LibreOffice headless (the weekly CSV opens in a spreadsheet), Chromium and its driver (the web page in a
+# real browser). Installed from Debian when missing.
 set -eu
 missing=""
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 # soffice alone is not enough: without the Calc component a CSV converts to nothing, silently.
 calc_installed() {
     for pkg in libreoffice-calc-nogui libreoffice-calc; do

@@ -27,6 +27,7 @@ class Kind(StrEnum):
     SLO_BURN_FAST = "slo_burn_fast"
     SLO_BURN_SLOW = "slo_burn_slow"
     DATABASE_REBUILT = "database_rebuilt"
+    AGENT_LOOP = "agent_loop"
 
 
 class Severity(StrEnum):
@@ -50,6 +51,7 @@ SEVERITY = {
     Kind.SLO_BURN_FAST: Severity.CRITICAL,  # at this rate a month's error budget is gone in two days
     Kind.SLO_BURN_SLOW: Severity.WARNING,
     Kind.DATABASE_REBUILT: Severity.WARNING,
+    Kind.AGENT_LOOP: Severity.CRITICAL,  # money going now, each call dearer than the last; no human chats this fast
 }
 
 # Kinds that describe a condition: they are told again as "over" once it has passed.

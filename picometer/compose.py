@@ -14,7 +14,9 @@ from picometer.config import Config, Reloadable
 from picometer.gateway.app import Gateway
 from picometer.metering.budget import Budget, caps_from_config
 from picometer.metering.pricing import Pricer
+from picometer.notify.channels import Channels
 from picometer.ops import Operations
+from picometer.page.serve import Page
 from picometer.record import Record, Recorder
 from picometer.reports.metrics import Meter
 from picometer.store.outbox import Outbox
@@ -23,6 +25,7 @@ from picometer.store.state import State
 from picometer.store.usagelog import UsageLog
 from picometer.watch.alerts import Alerter, alert_chats
 from picometer.watch.canary import Canary
+from picometer.watch.loops import Loops
 from picometer.watch.telling import Teller
 from picometer.watch.watchers import Watchers
 
@@ -48,6 +51,7 @@ class Parts:
     gateway: Gateway
     ops: Operations
     reloadable: tuple[Reloadable, ...]  # what takes a reloaded config in place (rollups and budgets need more)
+    channels: Channels  # ntfy, Gotify, Discord, the webhook: delivered while the daemon serves
 
 
 def build(config: Config, base: Clock | None = None) -> Parts:
@@ -73,17 +77,23 @@ def build(config: Config, base: Clock | None = None) -> Parts:
 
     alerter = Alerter(config.alerts, zone, outbox, alert_chats(config), wake=lambda: ops.wake_bot())
     watchers = Watchers(config, zone, clock.now())
-    teller = Teller(alerter, clock, zone, rollups, usage_log, config.storage.min_free_mb)
+    channels = Channels(config, outbox, clock)
+    teller = Teller(alerter, clock, zone, rollups, usage_log, config.storage.min_free_mb, channels)
     budget = Budget(caps_from_config(config), zone, notify=teller.budget_event)
     # Spend this day and month so far, from the durable records: a restart never resets a budget.
     budget.seed(clock.now(), rollups.spend_since)
     pricer = Pricer(config.prices)
     canary = Canary(config, state, clock, zone, teller.alert)
     meter = Meter(config)
+    loops = Loops(config)
 
     def observe(record: Record) -> None:  # every record, as it is written: counters and the anomaly watch
         meter.observe(record)
-        watchers.observe(record, clock.now())
+        ops.saw(record)  # the page's recent calls
+        now = clock.now()
+        watchers.observe(record, now)
+        if (loop := loops.observe(record, now)) is not None:
+            teller.alert_later(loop)
 
     gateway = Gateway(
         config,
@@ -98,6 +108,7 @@ def build(config: Config, base: Clock | None = None) -> Parts:
         run_canary=lambda: ops.run_canary(),
         metrics=lambda: ops.metrics(),
         known_workflows=lambda: ops.known_workflows(),
+        page=lambda scope, receive: page(scope, receive),
     )
     teller.rebuilt((("rollups", rollups), ("state", state), ("alerts", outbox)))
     ops = Operations(
@@ -116,8 +127,9 @@ def build(config: Config, base: Clock | None = None) -> Parts:
         meter=meter,
         watchers=watchers,
     )
-    reloadable = (pricer, gateway, alerter, watchers, teller, canary, meter, ops)
+    page = Page(ops)
+    reloadable = (pricer, gateway, alerter, watchers, teller, canary, meter, ops, loops)
     return Parts(
         config, clock, zone, usage_log, rollups, state, outbox, alerter, watchers, teller, budget, pricer,
-        canary, meter, gateway, ops, reloadable,
+        canary, meter, gateway, ops, reloadable, channels,
     )  # fmt: skip

@@ -112,7 +112,7 @@ class Daemon:
             parts.budget,
         )
         self.pricer, self.canary, self.meter, self.gateway = parts.pricer, parts.canary, parts.meter, parts.gateway
-        self.ops, self.reloadable = parts.ops, parts.reloadable
+        self.ops, self.reloadable, self.channels = parts.ops, parts.reloadable, parts.channels
         self.alert, self.alerts = self.teller.alert, self.teller.recent
         # When each chore last ran; those not here (baselines, the weekly CSV) run at the first tick.
         started = self.clock.monotonic()
@@ -167,8 +167,10 @@ class Daemon:
         self.teller.watch_usage_log()
         self.state.pauses(now)  # expired pauses leave the state file here, never on the request path
         self.alerter.retry_unsaved()
+        self.channels.retry_unsaved()
         for key in self.alerter.settle(now):
             log.info("alert over", key=key)
+            self.teller.over(key, now)
 
     def weekly_export(self) -> list[tuple[Path, str]]:
         """The weekly CSVs due now (on a worker thread), each with its two-line summary."""
@@ -244,6 +246,8 @@ class Daemon:
         ]
         if self.config.telegram.enabled:
             tasks.append(asyncio.create_task(self._start_bot()))
+        if self.channels.on:
+            tasks.append(asyncio.create_task(self.channels.run()))
         try:
             # uvicorn stops accepting on SIGTERM and lets in-flight requests finish (bounded) first.
             await self.server.serve(sockets=[sock])

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import math
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import structlog
 
-from picometer.alert import Alert
+from picometer.alert import Alert, Kind
 from picometer.clock import Clock
 from picometer.config import Config
 from picometer.duration import format_duration
+from picometer.local_time import period_key, period_start
 from picometer.metering.budget import Budget, cap_status, to_pico, to_usd, usd
 from picometer.numbers import moment
-from picometer.record import rfc3339_ms
+from picometer.record import Record, rfc3339_ms
 from picometer.reports.metrics import Gauges, Meter, exposition
 from picometer.reports.report import objective_rows, objectives
 from picometer.store.outbox import Outbox
@@ -30,6 +33,8 @@ from picometer.watch.canary import Canary
 from picometer.watch.watchers import Watchers
 
 log = structlog.get_logger("picometer.ops")
+
+RECENT_CALLS = 20  # the last calls kept in memory for the page
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,26 @@ class Switched:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Muted:
+    """A mute of one kind of alert, for one scope ("" for every scope)."""
+
+    kind: str
+    scope: str
+    until: datetime
+    at: datetime
+
+    def sentence(self, zone: tzinfo) -> str:
+        where = f" for {self.scope}" if self.scope else ""
+        span = format_duration(self.until - self.at)
+        return f"{self.kind} alerts{where} muted for {span}, until {moment(self.until, zone)}; critical ones too"
+
+
+def _hour(at: datetime) -> int:
+    """The UTC hour the rollups count `at` in."""
+    return math.floor(at.timestamp() / 3600)
+
+
 def known_workflows(config: Config, rollups: Rollups | None, state: State, now: datetime) -> set[str]:
     """The workflows a person can mean: configured, seen in the calls counted so far, or paused now."""
     seen = rollups.workflows() if rollups is not None else set()
@@ -132,7 +157,7 @@ def resume(state: State, workflow: str, by: str, now: datetime) -> Switched:
 
 
 class Operations:
-    """What a person can ask the running daemon, for every face: /-/status, /metrics, the bot, the coming page.
+    """What a person can ask the running daemon, for every face: /-/status, /metrics, the bot, the page.
     Built once from the daemon's parts; `reconfigure` takes a reloaded config."""
 
     def __init__(
@@ -160,6 +185,39 @@ class Operations:
         self.bot: Any = None  # watch.telegram.TelegramBot once it runs
         self.loaded_at = clock.now()
         self.last_reload: dict[str, Any] | None = None
+        self.calls: deque[Record] = deque(maxlen=RECENT_CALLS)  # newest last
+
+    def saw(self, record: Record) -> None:
+        """A call was recorded: kept among the recent ones the page lists."""
+        self.calls.append(record)
+
+    def mute(self, kind: str, scope: str, span: timedelta) -> Muted:
+        """Stop telling one kind of alert (for one scope, or "" for all) for a while; every face's mute."""
+        if kind not in set(Kind):
+            raise ValueError(f"{kind!r} is not an alert kind; kinds: {', '.join(Kind)}")
+        now = self.clock.now()
+        self.outbox.mute(kind, scope, now + span)
+        log.info("alerts muted", kind=kind, scope=scope, until=(now + span).isoformat())
+        return Muted(kind, scope, now + span, now)
+
+    async def daily_spend(self, days: int) -> dict[str, Any]:
+        """Each workflow's spend per local day over the last `days` days (today last) and this month so far, from
+        the rollups (flushed first, so the last seconds count; on a worker thread)."""
+        return await asyncio.to_thread(self._daily_spend, days)
+
+    def _daily_spend(self, days: int) -> dict[str, Any]:
+        now, zone = self.clock.now(), self.zone
+        self.rollups.flush()
+        today = period_key("day", now, zone)
+        dates = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+        edges = [_hour(period_start(d, zone)) for d in dates] + [_hour(now) + 1]
+        by_day: dict[str, list[float]] = {}
+        for i in range(days):
+            for row in self.rollups.summary(edges[i], edges[i + 1], "workflow"):
+                by_day.setdefault(row["key"], [0.0] * days)[i] = row["cost_usd"]
+        first = _hour(period_start(period_key("month", now, zone), zone))
+        month = {row["key"]: row["cost_usd"] for row in self.rollups.summary(first, edges[-1], "workflow")}
+        return {"days": [d.isoformat() for d in dates], "workflows": by_day, "month": month}
 
     def reconfigure(self, config: Config) -> None:
         self.config = config

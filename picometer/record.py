@@ -60,6 +60,11 @@ class Record:
     tool_calls: dict[str, int] | None = None  # server-side tools billed per use: {"web_search": 3}
     tool_cost_usd: float = 0.0  # part of cost_usd
     batch: bool = False  # priced at the batch rate
+    conversation: str | None = None  # hash of the conversation's opening (agent_loop); none with store_prompts = "none"
+    fallback_from: str | None = None  # "provider/model" the call asked for, when another answered it
+    downgraded_from: str | None = None  # "provider/model" the call asked for, when a cap sent it to a cheaper one
+    cache_hit: bool = False  # answered from picometer's cache: nothing paid
+    cost_saved_usd: float = 0.0  # what the cached answer cost when it was first bought
     prompt: str | None = None  # only with store_prompts = "redacted", and then redacted
 
     def to_json(self) -> str:

@@ -35,6 +35,18 @@ MESSAGE = {
     "content": [{"type": "text", "text": '"usage": {"input_tokens": 999999}' * 10_000}],
     "usage": {"input_tokens": 50, "cache_read_input_tokens": 4000, "output_tokens": 700},
 }
+# Gemini's image models answer with megabytes of base64; Ollama's embed with thousands of vectors.
+GEMINI_IMAGE = {
+    "candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBOR" * 300_000}}]}}],
+    "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 1290, "thoughtsTokenCount": 40},
+    "modelVersion": "gemini-2.5-flash-image",
+}
+OLLAMA_EMBED = {
+    "model": "nomic-embed-text",
+    "embeddings": [[0.0123456789] * 768 for _ in range(150)],
+    "total_duration": 14143917,
+    "prompt_eval_count": 3000,
+}
 
 
 def scanned(answer: dict[str, Any], cuts: list[int], shape: str) -> AnswerScan:
@@ -49,7 +61,8 @@ def scanned(answer: dict[str, Any], cuts: list[int], shape: str) -> AnswerScan:
 
 @given(cuts=st.lists(st.integers(0, 10**7), max_size=40))
 def test_any_cutting_reads_what_the_whole_answer_says(cuts: list[int]) -> None:
-    for answer, shape in ((CHAT, "openai"), (RESPONSE, "openai"), (MESSAGE, "anthropic")):
+    answers = ((CHAT, "openai"), (RESPONSE, "openai"), (MESSAGE, "anthropic"), (GEMINI_IMAGE, "gemini"))
+    for answer, shape in (*answers, (OLLAMA_EMBED, "ollama")):
         usage, model, _ = scanned(answer, cuts, shape).usage(shape)
         whole, whole_model = from_response(shape, answer)
         assert (usage, model) == (whole, whole_model), shape

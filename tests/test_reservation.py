@@ -143,3 +143,58 @@ def test_billed_tools_without_a_limit_get_ours_written_in() -> None:
     assert responses_body["max_tool_calls"] == 10
     mine: dict[str, Any] = {"tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]}
     assert not limit_tool_uses("anthropic", "messages", mine) and mine["tools"][0]["max_uses"] == 3
+
+
+GEMINI = ProviderConfig(kind="gemini", base_url="https://generativelanguage.googleapis.com")
+GEMINI_MODELS = ["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash", "gemini-2.5-flash-lite"]
+
+
+@st.composite
+def gemini_requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """(model, body) of a Gemini call: long or short prompts, any output limit, thinking, candidates, audio."""
+    model = draw(st.sampled_from(GEMINI_MODELS))
+    # Long prompts cross 2.5 Pro's 200k-token tier: the dearer rates then apply to the whole call.
+    text = "ab " * draw(st.sampled_from([0, 10, 1000, 70_000, 80_000]))
+    parts: list[dict[str, Any]] = [{"text": text}]
+    if draw(st.booleans()):
+        parts.append({"inlineData": {"mimeType": "audio/wav", "data": "AAAA" * draw(st.integers(1, 500))}})
+    config: dict[str, Any] = {}
+    limit = draw(st.one_of(st.none(), st.integers(1, 65_536)))
+    if limit:
+        config["maxOutputTokens"] = limit
+    budget = draw(st.one_of(st.none(), st.integers(-1, 32_768)))
+    if budget is not None:
+        config["thinkingConfig"] = {"thinkingBudget": budget}
+    candidates = draw(st.one_of(st.none(), st.integers(1, 4)))
+    if candidates:
+        config["candidateCount"] = candidates
+    return model, {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
+
+
+@given(data=st.data(), request=gemini_requests())
+def test_no_gemini_bill_consistent_with_a_request_costs_more_than_its_reservation(
+    data: st.DataObject, request: tuple[str, dict[str, Any]]
+) -> None:
+    model, body = request
+    endpoint = data.draw(st.sampled_from(["generateContent", "streamGenerateContent"]))
+    worst = worst_usage(body, "gemini", endpoint, model, PRICER.context_window(GEMINI, model))
+    reserved = PRICER.worst_cost(GEMINI, model, worst, AT, shape="gemini")
+    assert reserved is not None
+    config = body["generationConfig"]
+    # What Google may bill: up to the limit per candidate, plus thinking up to its budget (dynamic: the maximum).
+    budget = config.get("thinkingConfig", {}).get("thinkingBudget", -1)
+    thinking = data.draw(st.integers(0, 32_768 if budget < 0 else budget))
+    per_candidate = config.get("maxOutputTokens") or 4096
+    out = data.draw(st.integers(0, per_candidate * config.get("candidateCount", 1))) + thinking
+    inp = data.draw(st.integers(0, worst.input_tokens))
+    audio_in = data.draw(st.integers(0, inp)) if worst.audio_input_tokens else 0
+    usage = Usage(
+        input_tokens=inp,
+        cached_input_tokens=data.draw(st.integers(0, inp)),
+        output_tokens=out,
+        reasoning_tokens=thinking,
+        audio_input_tokens=audio_in,
+    )
+    cost = PRICER.cost(GEMINI, (model,), usage, AT, shape="gemini").cost_usd
+    assert cost is not None
+    assert cost <= reserved + 1e-12, (usage, worst, cost, reserved)

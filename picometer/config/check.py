@@ -38,6 +38,7 @@ def validate(c: Config) -> None:
     _check_rules(c)
     _check_notify(c)
     _check_telegram(c)
+    _check_cache(c)
 
 
 def _one_of(value: str | None, choices: tuple[str, ...], key: str) -> None:
@@ -298,6 +299,15 @@ def _check_telegram(c: Config) -> None:
             "Telegram is enabled but no chat may receive alerts",
             "add your chat id, e.g. chat_ids = [123456789]",
         )
+
+
+def _check_cache(c: Config) -> None:
+    _floors(c.cache, "[cache]", {"max_mb": 1, "ttl_s": 1})
+    for i, name in enumerate(c.cache.workflows):
+        if not NAME_RE.match(name):
+            raise ConfigError(
+                f"[cache].workflows[{i}]", f"{name!r} is not a usable workflow name", "use letters, digits, - _ . only"
+            )
 
 
 def _check_client_key(key: str, where: str) -> None:

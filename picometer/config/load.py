@@ -20,6 +20,7 @@ from picometer.config.sections import (
     FREE_KINDS,
     AlertsConfig,
     BudgetConfig,
+    CacheConfig,
     CanaryConfig,
     Config,
     DiscordConfig,
@@ -51,6 +52,7 @@ _SINGLE_TABLES: tuple[tuple[str, type[Any]], ...] = (
     ("alerts", AlertsConfig),
     ("telegram", TelegramConfig),
     ("export", ExportConfig),
+    ("cache", CacheConfig),
 )
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 

@@ -240,6 +240,14 @@ class TelegramConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    enabled: bool = False  # the exact-match response cache (picometer.cache)
+    max_mb: int = 64  # on disk; least recently used answers go first
+    ttl_s: float = 3600.0
+    workflows: tuple[str, ...] = ()  # empty: every workflow
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     dir: str = "/var/lib/picometer/exports"
     weekly: bool = True
@@ -281,6 +289,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     source: str = ""  # the file it came from, "" for built-in defaults
     secrets: Mapping[str, Secret] = field(default_factory=lambda: types.MappingProxyType({}), repr=False)
 

@@ -1,4 +1,5 @@
-"""The control routes on the same listener: /-/health, /-/status, /metrics, /-/pause, /-/resume, /-/canary."""
+"""The control routes on the same listener: /-/health, /-/status, /metrics, /-/pause, /-/resume, /-/canary, and the
+page (/-/ui)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from picometer.asgi import Receive, Scope, Send
 from picometer.clock import Clock
 from picometer.config import Config, is_loopback
 from picometer.duration import parse_duration
-from picometer.gateway.admission import ClientGone, parse_json_object, read_body
+from picometer.gateway.body import ClientGone, parse_json_object, read_body
 from picometer.gateway.refusals import Refusal, error_body
 from picometer.gateway.tags import clean_tag, presented_key
 from picometer.store.state import State
@@ -28,7 +29,10 @@ JSON = b"application/json"
 CONTROL_BODY_LIMIT = 65_536
 ANY = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 POST = frozenset({"POST"})
+READ = frozenset({"GET", "HEAD"})
 Answer = tuple[int, bytes, bytes]  # status, body, content type
+PAGE_ACTIONS = ("login", "logout", "pause", "resume", "mute")  # POST /-/ui/{action}, the page's forms
+Headed = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # the same with its own headers (the page's cookies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +40,7 @@ class AdminRoute:
     path: str
     methods: frozenset[str]
     guarded: bool  # loopback only without [server].admin_token; with one, the token from everyone
-    answer: Callable[[Scope, Receive], Awaitable[Answer]]
+    answer: Callable[[Scope, Receive], Awaitable[Answer | Headed]]
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path) if self.path.endswith("/") else path == self.path
@@ -57,8 +61,10 @@ class Admin:
         run_canary: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
         known: Callable[[], Collection[str]] | None = None,
+        page: Callable[[Scope, Receive], Awaitable[Headed]] | None = None,
     ) -> None:
         self.config, self.clock, self.state = config, clock, state
+        self._page = page  # picometer.page: it checks its own login (a session cookie), so its routes are unguarded
         self._known = known  # the workflow names a pause can mean; None: any name goes
         self._ready, self._status, self._run_canary, self._metrics = ready, status, run_canary, metrics
         self._routes = self.routes()
@@ -73,6 +79,8 @@ class Admin:
             AdminRoute("/-/pause/", POST, True, self._control),
             AdminRoute("/-/resume/", POST, True, self._control),
             AdminRoute("/-/canary", POST, True, self._canary),
+            AdminRoute("/-/ui", READ, False, self._page_route),
+            *(AdminRoute(f"/-/ui/{action}", POST, False, self._page_route) for action in PAGE_ACTIONS),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,8 +94,9 @@ class Admin:
                 raise Refusal(405, "invalid_request_error", f"use {' or '.join(sorted(route.methods))} for {where}")
             if route.guarded:
                 self.authorize(scope, header_map(scope["headers"]))
-            status, body, content_type = await route.answer(scope, receive)
-            await respond(send, status, body, content_type=content_type)
+            answer = await route.answer(scope, receive)
+            extra = answer[3] if len(answer) == 4 else None
+            await respond(send, answer[0], answer[1], content_type=answer[2], extra=extra)
         except ClientGone:
             return
         except Refusal as r:
@@ -105,6 +114,11 @@ class Admin:
             raise Refusal(404, "not_found", "no admin route /metrics")
         body, content_type = await self._metrics()
         return 200, body, content_type.encode()
+
+    async def _page_route(self, scope: Scope, receive: Receive) -> Headed:
+        if self._page is None:
+            raise Refusal(404, "not_found", "this picometer serves no page")
+        return await self._page(scope, receive)
 
     async def _canary(self, scope: Scope, receive: Receive) -> Answer:
         """POST /-/canary: run every probe now and answer with the results (what `picometer canary` shows)."""

@@ -17,19 +17,20 @@ from picometer.alert import Alert, Kind
 from picometer.asgi import Receive
 from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig
+from picometer.conversation import conversation
 from picometer.duration import seconds_until
 from picometer.gateway import refusals
+from picometer.gateway.body import ClientGone, is_streaming, parse_json_object, read_body
 from picometer.gateway.bounds import (
-    MAX_JSON_DEPTH,
     OutOfBounds,
     check_body,
     check_model,
     check_names,
-    too_deep,
 )
 from picometer.gateway.forms import form_fields
 from picometer.gateway.path import InvalidPath, Route, parse_route
 from picometer.gateway.refusals import NO_RETRY, Refusal
+from picometer.gateway.rules import Call, Rules
 from picometer.gateway.settle import Admitted, Facts
 from picometer.gateway.tags import Keyring, Tags, presented_key, resolve_tags
 from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
@@ -47,14 +48,6 @@ log = structlog.get_logger("picometer.gateway")
 
 CANARY_HEADER = "x-picometer-canary"  # a per-process secret: only picometer's own probes are marked canary
 _UNPRICED_WARNED_LIMIT = 1000
-
-
-class ClientGone(Exception):
-    """The client hung up before we could answer; `facts`: what admission had learnt by then."""
-
-    def __init__(self, facts: Facts | None = None) -> None:
-        super().__init__("client gone")
-        self.facts = facts
 
 
 class Turned(Exception):
@@ -102,7 +95,7 @@ class Admission:
         canary_token: str | None = None,
     ) -> None:
         self.config = config
-        self.keyring = Keyring(config)
+        self.keyring, self.rules = Keyring(config), Rules(config)
         self.clock, self.pricer, self.budget, self.state = clock, pricer, budget, state
         self._alert = alert
         self._canary_token = canary_token.encode() if canary_token else None
@@ -110,7 +103,7 @@ class Admission:
         self.body_bytes_held = 0  # request bodies in memory now, read or being read: bounded by the config
 
     def reconfigure(self, config: Config) -> None:
-        self.config, self.keyring = config, Keyring(config)
+        self.config, self.keyring, self.rules = config, Keyring(config), Rules(config)
 
     async def admit(
         self, facts: Facts, scope: MutableMapping[str, Any], receive: Receive, headers: dict[str, str]
@@ -160,7 +153,7 @@ class Admission:
         d.provider = provider
         method = scope["method"]
         endpoint = d.endpoint = classify(route.rest, method)
-        key = self.keyring.match(presented_key(headers))
+        key = self.keyring.match(presented_key(headers, scope.get("query_string", b"")))
         tags = resolve_tags(headers, route.workflow, key, cfg)
         canary = self._is_canary(headers)
         d.learn(provider=route.provider, endpoint=endpoint.name, tags=tags, canary=canary)
@@ -206,17 +199,24 @@ class Admission:
         try:
             check_body(fields, endpoint) if body is not None else check_model(fields.get("model"))
             check_model(endpoint.deployment)
+            check_model(endpoint.model)
         except OutOfBounds as e:
             raise Refusal(400, "invalid_request_error", str(e)) from None
-        # An Azure deployment is priced by its name until the answer names the model.
-        model = fields.get("model") or endpoint.deployment
-        stream = fields.get("stream") is True or fields.get("stream") == "true"
+        # Gemini names the model in the path; an Azure deployment is priced by its name until the answer names one.
+        model = endpoint.model or fields.get("model") or endpoint.deployment
+        stream = is_streaming(endpoint, fields)
         d.learn(model=model, stream=stream)
+        # Before every policy: a workflow a rule gives the call brings its pause, caps and policies with it.
+        rule = self.rules.match(Call(route.rest, model, headers, body, endpoint.shape))
+        if rule is not None:
+            d.learn(tags=(tags := rule.tag(tags, headers, cfg)))
+            if rule.block:
+                raise refusals.blocked_by_rule(rule.described())
         started = d.base.started
         pause = self.state.paused(tags.workflow, started)
         if pause is not None:
             raise refusals.paused(pause, started)
-        if endpoint.unmetered and self._unmetered_blocked(tags.workflow):
+        if endpoint.unmetered and self._unmetered_blocked(tags.workflow, provider):
             where = self._policy_table(tags.workflow, "unmetered")
             raise refusals.unmetered(route.rest, method, route.provider, where)
         if not endpoint.metered:
@@ -232,6 +232,7 @@ class Admission:
         store = cfg.storage.store_prompts
         if store != "none":
             d.learn(prompt_hash=prompt_hash(body))
+            d.learn(conversation=conversation(body, model))
         if store == "redacted":
             d.learn(prompt=redacted_prompt(body))
         changed = self._cap_tokens(d, body, provider)
@@ -273,8 +274,10 @@ class Admission:
         w = self.config.workflows.get(workflow)
         return f"[workflows.{workflow}]" if w is not None and getattr(w, key) is not None else "[budgets]"
 
-    def _unmetered_blocked(self, workflow: str) -> bool:
-        """A call picometer cannot meter is refused while a dollar cap applies, unless allowed."""
+    def _unmetered_blocked(self, workflow: str, provider: ProviderConfig) -> bool:
+        """A call picometer cannot meter is refused while a dollar cap applies, unless allowed (or free)."""
+        if provider.free:
+            return False
         w = self.config.workflows.get(workflow)
         policy = (w.unmetered if w else None) or self.config.budgets.unmetered
         return policy == "block" and self.budget.capped(workflow)
@@ -342,46 +345,3 @@ class Admission:
                     f'[prices."{model}"] with input = and output = (dollars per 1M tokens) to the config.'
                 )
                 self._alert(Alert(Kind.UNPRICED_MODEL, f"unpriced_model:{provider}:{model}", message, self.clock.now()))
-
-
-async def read_body(receive: Receive, limit: int, headers: dict[str, str]) -> bytes | None:
-    """The whole request body, or None once it passes `limit` (checked before reading when declared)."""
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise Refusal(400, "invalid_request_error", "the request body is empty; this endpoint needs a JSON object")
-    try:
-        parsed = json.loads(body)
-    except RecursionError:
-        raise Refusal(400, "invalid_request_error", _TOO_DEEP) from None
-    except UnicodeDecodeError:
-        raise Refusal(
-            400, "invalid_request_error", "the request body is not UTF-8 text; send JSON encoded as UTF-8"
-        ) from None
-    except ValueError as e:
-        raise Refusal(400, "invalid_request_error", f"the request body is not valid JSON ({e})") from None
-    if not isinstance(parsed, dict):
-        raise Refusal(400, "invalid_request_error", "the request body must be a JSON object")
-    if too_deep(parsed):
-        raise Refusal(400, "invalid_request_error", _TOO_DEEP)
-    return parsed
-
-
-_TOO_DEEP = f"the request body nests JSON more than {MAX_JSON_DEPTH} levels deep; no API needs that"

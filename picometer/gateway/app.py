@@ -14,7 +14,7 @@ from picometer.alert import Alert
 from picometer.asgi import Receive, Scope, Send
 from picometer.clock import Clock
 from picometer.config import Config
-from picometer.gateway.admin import Admin
+from picometer.gateway.admin import Admin, Headed
 from picometer.gateway.admission import Admission
 from picometer.gateway.proxy import Proxy
 from picometer.gateway.upstream import Upstream
@@ -44,6 +44,7 @@ class Gateway:
         run_canary: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         metrics: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
         known_workflows: Callable[[], Collection[str]] | None = None,
+        page: Callable[[Scope, Receive], Awaitable[Headed]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -55,7 +56,7 @@ class Gateway:
         )
         self.upstream = Upstream(config.retry, clock, transport, rand)
         self.admin = Admin(
-            config, clock, state, lambda: self.ready, self._full_status, run_canary, metrics, known_workflows
+            config, clock, state, lambda: self.ready, self._full_status, run_canary, metrics, known_workflows, page
         )
         self.proxy = Proxy(
             config,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterable
+from urllib.parse import quote
 
 import httpx
 
@@ -26,7 +28,8 @@ HOP_BY_HOP = frozenset(
 # Recomputed by our HTTP client or server for the bytes they actually send.
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect", b"x-request-id"}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", b"server"}
-_AUTH = frozenset({b"authorization", b"x-api-key"})
+_AUTH = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key"})
+_QUERY_KEY = re.compile(rb"(^|&)key=[^&]*")
 
 
 def new_transport(max_connections: int = 256) -> httpx.AsyncHTTPTransport:
@@ -55,14 +58,28 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return named
 
 
+def has_query_key(query: bytes) -> bool:
+    return _QUERY_KEY.search(query) is not None
+
+
+def upstream_query(query: bytes, key: Secret | None) -> bytes:
+    """The client's query; a `key=` in it (Gemini's other way to send the key) carries the provider key."""
+    if key is None or not has_query_key(query):
+        return query
+    value = quote(key.value, safe="").encode()
+    return _QUERY_KEY.sub(lambda m: m.group(1) + b"key=" + value, query)
+
+
 def upstream_headers(
     client_headers: Iterable[tuple[bytes, bytes]],
     provider: ProviderConfig,
     key: Secret | None,
     shape: str | None = None,
+    key_in_query: bool = False,
 ) -> list[tuple[bytes, bytes]]:
     """The client's headers minus ours and hop-by-hop ones; the provider key in place of the client's, the way
-    the API called takes it (Anthropic's OpenAI-compatible endpoint takes a Bearer token, Messages x-api-key)."""
+    the API called takes it (Anthropic's OpenAI-compatible endpoint takes a Bearer token, Messages x-api-key,
+    Gemini x-goog-api-key unless the key travels in the query)."""
     client_headers = list(client_headers)
     drop = _REQUEST_DROP | _connection_tokens(client_headers)
     if key is not None:
@@ -70,8 +87,12 @@ def upstream_headers(
     out = [(n, v) for n, v in client_headers if (low := n.lower()) not in drop and not low.startswith(b"x-picometer-")]
     if key is not None:
         secret = key.value.encode()
-        if (shape or provider.kind) == "anthropic":
+        api = shape or provider.kind
+        if api == "anthropic":
             out.append((b"x-api-key", secret))
+        elif api == "gemini":
+            if not key_in_query:
+                out.append((b"x-goog-api-key", secret))
         else:
             out.append((b"authorization", b"Bearer " + secret))
     return out

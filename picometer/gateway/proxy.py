@@ -15,10 +15,12 @@ from picometer.asgi import Receive, Scope, Send
 from picometer.clock import Clock
 from picometer.config import Config
 from picometer.gateway.admin import header_map, respond
-from picometer.gateway.admission import Admission, ClientGone, Turned
+from picometer.gateway.admission import Admission, Turned
+from picometer.gateway.body import ClientGone
+from picometer.gateway.cost_in_body import carries_cost
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
-from picometer.gateway.relay import AnswersHeld, Relay
-from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record
+from picometer.gateway.relay import AnswersHeld, CostOf, Relay
+from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record, usage_cost
 from picometer.gateway.upstream import Upstream
 from picometer.metering.batch import BatchMeter
 from picometer.metering.budget import Budget, to_pico
@@ -72,7 +74,7 @@ class Proxy:
         headers = header_map(scope["headers"])
         limit = self.config.server.max_in_flight
         message = f"picometer is serving {limit} calls already ([server].max_in_flight); try again in a second"
-        body = error_body(shape_for_refusal(None, None, headers, scope["path"]), "overloaded", message)
+        body = error_body(shape_for_refusal(None, None, headers, scope["path"]), "overloaded", message, 503)
         await respond(send, 503, body, facts.request_id, [(b"retry-after", b"1")])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,7 +87,7 @@ class Proxy:
             o.blocked, o.http_status = t.refusal.code, t.refusal.status
             self._finish(t.facts, o, None)
             shape = shape_for_refusal(t.shape, t.provider_kind, headers, scope["path"])
-            body = error_body(shape, t.refusal.code, t.refusal.message)
+            body = error_body(shape, t.refusal.code, t.refusal.message, t.refusal.status)
             await respond(send, t.refusal.status, body, facts.request_id, t.refusal.headers)
             return
         except ClientGone as gone:
@@ -109,7 +111,7 @@ class Proxy:
             o.failure, o.http_status = o.failure or r.code, r.status
             finish()
             shape = shape_for_refusal(req.endpoint.shape, req.provider.kind, headers, scope["path"])
-            await respond(send, r.status, error_body(shape, r.code, r.message), facts.request_id, r.headers)
+            await respond(send, r.status, error_body(shape, r.code, r.message, r.status), facts.request_id, r.headers)
         except ClientGone:
             o.break_off("client_disconnected")
         except Exception:
@@ -154,7 +156,7 @@ class Proxy:
     async def _forward(self, req: Admitted, o: Outcome, scope: Scope, send: Send, finish: Callable[[], Record]) -> None:
         provider, endpoint = req.provider, req.endpoint
         o.forwarded = True
-        relay = Relay(o, send, req.facts.request_id, finish, lambda: self._elapsed_ms(req.facts))
+        relay = Relay(o, send, req.facts.request_id, finish, lambda: self._elapsed_ms(req.facts), self._cost_of(req))
         try:
             async with asyncio.timeout(provider.total_timeout_s):
                 response = await self.upstream.call(
@@ -163,7 +165,7 @@ class Proxy:
                 try:
                     o.http_status = o.upstream_status = response.status_code
                     content_type = response.headers.get("content-type", "")
-                    if "text/event-stream" in content_type and endpoint.shape is not None:
+                    if endpoint.shape is not None and is_stream(content_type, endpoint.shape):
                         await relay.stream(
                             response,
                             endpoint.shape,
@@ -205,6 +207,12 @@ class Proxy:
     def _elapsed_ms(self, facts: Facts) -> float:
         return round((self.clock.monotonic() - facts.t0) * 1000, 1)
 
+    def _cost_of(self, req: Admitted) -> CostOf | None:
+        """With [server].cost_in_body, for OpenAI-shaped token answers: a usage's cost, priced as the record is."""
+        if not (self.config.server.cost_in_body and carries_cost(req.endpoint.shape, req.endpoint.name)):
+            return None
+        return lambda usage, model: usage_cost(req, usage, model, self.pricer, self.clock.now())
+
     def _batch_meter(self, req: Admitted, shape: str) -> BatchMeter:
         provider, at = req.provider, req.facts.started
 
@@ -240,9 +248,14 @@ class Proxy:
         return rec
 
 
+def is_stream(content_type: str, shape: str) -> bool:
+    """An answer relayed event by event: SSE, or Ollama's newline-delimited JSON."""
+    return "text/event-stream" in content_type or (shape == "ollama" and "ndjson" in content_type)
+
+
 def _internal(headers: dict[str, str], path: str, shape: str | None = None) -> bytes:
     message = "picometer failed on this request (a bug); its log has the details under this request id"
-    return error_body(shape_for_refusal(shape, None, headers, path), "internal_error", message)
+    return error_body(shape_for_refusal(shape, None, headers, path), "internal_error", message, 500)
 
 
 async def _wait_disconnect(receive: Receive) -> None:

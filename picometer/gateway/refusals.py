@@ -21,9 +21,31 @@ class Refusal(Exception):
         self.headers = headers or []
 
 
-def error_body(shape: str, code: str, message: str) -> bytes:
+# Google's canonical status names for the HTTP statuses picometer answers with.
+_GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def error_body(shape: str, code: str, message: str, status: int = 400) -> bytes:
+    """OpenAI: error.code; Anthropic: error.type; Gemini: its own {code, message, status} plus error.type;
+    Ollama: {"error": message}, the only field its client reads, and `type` beside it."""
     if shape == "anthropic":
         body: dict[str, object] = {"type": "error", "error": {"type": code, "message": message}}
+    elif shape == "gemini":
+        google = _GOOGLE_STATUS.get(status, "UNKNOWN")
+        body = {"error": {"code": status, "message": message, "status": google, "type": code}}
+    elif shape == "ollama":
+        body = {"error": message, "type": code}
     else:
         body = {"error": {"type": code, "code": code, "message": message, "param": None}}
     return json.dumps(body, ensure_ascii=False).encode()
@@ -37,6 +59,8 @@ def shape_for_refusal(endpoint_shape: str | None, provider_kind: str | None, hea
         return provider_kind
     if "anthropic-version" in headers or "x-api-key" in headers or path.endswith("messages"):
         return "anthropic"
+    if "x-goog-api-key" in headers or ":generateContent" in path or ":streamGenerateContent" in path:
+        return "gemini"
     return "openai"
 
 
@@ -55,6 +79,16 @@ def unmetered(path: str, method: str, provider: str, where: str) -> Refusal:
         "unmetered_endpoint",
         f"{method} /{provider}/{path} is not an endpoint picometer can meter, and a dollar cap applies to this "
         f'call, so it is refused rather than let through uncounted. To allow it, set {where}.unmetered = "allow"',
+        [NO_RETRY],
+    )
+
+
+def blocked_by_rule(rule: str) -> Refusal:
+    """`rule`: the rule and what it matches, e.g. '[[rules]] #2 (match_path = "batches$")'."""
+    return Refusal(
+        403,
+        "blocked_by_rule",
+        f"refused by {rule} in the picometer config; to let this call through, edit or remove that rule",
         [NO_RETRY],
     )
 

@@ -11,13 +11,15 @@ import httpx
 
 from picometer.asgi import Message, Send
 from picometer.gateway import forward
+from picometer.gateway.cost_in_body import TAIL_BYTES, answer_with_cost, event_data_with_cost
 from picometer.gateway.inflow import TooLarge, Undecodable, pieces
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Outcome
 from picometer.metering.answer import AnswerScan
 from picometer.metering.batch import BatchMeter
-from picometer.metering.sse import EventTooLarge, SSEParser
-from picometer.metering.usage import StreamMeter, from_response
+from picometer.metering.ndjson import NDJSONParser
+from picometer.metering.sse import EventTooLarge, SSEEvent, SSEParser
+from picometer.metering.usage import StreamMeter, Usage, from_response
 from picometer.record import Record
 
 PARSE_LIMIT = 1_000_000  # answers above this are read from their head and tail, not parsed whole
@@ -43,6 +45,9 @@ class AnswersHeld:
         self.bytes -= n
 
 
+CostOf = Callable[[Usage, str | None], float | None]  # (usage, the answer's model) -> USD, as the record prices it
+
+
 def format_cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
 
@@ -57,9 +62,12 @@ class Relay:
         request_id: str,
         finish: Callable[[], Record],
         elapsed_ms: Callable[[], float],
+        cost_of: CostOf | None = None,
     ) -> None:
+        """`cost_of`: set when the answer carries its cost in its body ([server].cost_in_body, OpenAI-shaped)."""
         self.o, self._send, self._request_id = o, send, request_id
         self._finish, self._elapsed_ms = finish, elapsed_ms
+        self._cost_of = cost_of
 
     def _start(self, response: httpx.Response, extra: list[tuple[bytes, bytes]]) -> Message:
         headers = forward.response_headers(response.headers)
@@ -123,6 +131,8 @@ class Relay:
             self._read(provider, shape, strict, parts, response.status_code, ctype)
         self.o.complete = True  # the whole answer is in hand
         record = self._finish()
+        if self._cost_of is not None and self.o.usage is not None and record.status == "ok":
+            parts = _pieces_with_cost(parts, record.cost_usd)
         extra = [
             (b"content-length", str(sum(map(len, parts))).encode()),
             (b"x-picometer-cost-usd", format_cost(record.cost_usd).encode()),
@@ -230,17 +240,19 @@ class Relay:
         call is recorded the moment its terminal event has gone to the client: what either side does after
         cannot undo it."""
         o = self.o
-        parser = SSEParser()
+        parser: SSEParser | NDJSONParser = NDJSONParser() if shape == "ollama" else SSEParser()
         meter = StreamMeter(shape, endpoint)
         hide = hide_usage and response.is_success
+        # [server].cost_in_body: the usage event the client sees is written anew, so events go out whole.
+        priced = self._cost_of is not None and response.is_success and not hide
         o.expects_terminal = expects_terminal and response.is_success
         held = b""  # bytes before the first whole event (bounded by the parser's event limit)
         try:
             async for chunk in pieces(response, limit):
                 self._first_byte()
                 events = parser.feed(chunk)
-                if hide:
-                    out = b"".join(ev.raw for ev in events if not meter.observe(ev))
+                if hide or priced:
+                    out = b"".join(self._relayed(ev, meter, hide) for ev in events)
                 else:
                     out = chunk
                     for ev in events:
@@ -256,8 +268,10 @@ class Relay:
                 self._after(meter)
             tail = held
             for ev in parser.close():
-                if not meter.observe(ev) and hide:
-                    tail += ev.raw
+                if hide or priced:
+                    tail += self._relayed(ev, meter, hide)
+                else:
+                    meter.observe(ev)
             if not o.started_reply:
                 await self._send(self._start(response, []))
             if tail:
@@ -280,6 +294,29 @@ class Relay:
         self._finish()
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    def _relayed(self, ev: SSEEvent, meter: StreamMeter, hide: bool) -> bytes:
+        """One event as the client gets it, read by the meter on the way: the usage chunk picometer asked for
+        hidden; with cost_in_body, the usage the client sees carrying `cost`."""
+        was_terminal = meter.terminal
+        if meter.observe(ev):  # a chat or completions usage chunk
+            return b"" if hide else self._with_cost(ev, meter, ("usage",))
+        if meter.endpoint == "responses" and meter.terminal and not was_terminal and not meter.error:
+            return self._with_cost(ev, meter, ("response", "usage"))  # response.completed (or .incomplete)
+        return ev.raw
+
+    def _with_cost(self, ev: SSEEvent, meter: StreamMeter, path: tuple[str, ...]) -> bytes:
+        """The event with the cost of the usage it reports, priced as the record (finished with this same usage
+        at the stream's end) will be; as it came when there is no price or no such usage."""
+        if self._cost_of is None or meter.usage is None or "\n" in ev.data:  # data split over lines: left as is
+            return ev.raw
+        cost = self._cost_of(meter.usage, meter.model)
+        data = None if cost is None else event_data_with_cost(ev.data, path, cost)
+        old = ev.data.encode()
+        at = ev.raw.rfind(old)  # the event's one data line; its other lines (event:, id:) stay as they came
+        if data is None or at < 0:
+            return ev.raw
+        return ev.raw[:at] + data.encode() + ev.raw[at + len(old) :]
+
     def _fold(self, meter: StreamMeter) -> None:
         o = self.o
         o.usage, o.text_chars = meter.usage, meter.text_chars
@@ -292,3 +329,16 @@ class Relay:
             self._fold(meter)
             self.o.terminal = True
             self._finish()
+
+
+def _pieces_with_cost(parts: list[bytes], cost: float | None) -> list[bytes]:
+    """A whole answer's pieces with `usage.cost` written into its end (where the usage is); as they were when
+    the call has no price or its end holds no usage of its own."""
+    if cost is None:
+        return parts
+    k, size = len(parts), 0
+    while k > 0 and size < TAIL_BYTES:
+        k -= 1
+        size += len(parts[k])
+    tail = answer_with_cost(b"".join(parts[k:]), cost)
+    return parts if tail is None else [*parts[:k], tail]

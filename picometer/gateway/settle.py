@@ -21,9 +21,9 @@ from picometer.metering.batch import BatchMeter
 from picometer.metering.budget import Hold, to_usd
 from picometer.metering.endpoints import Endpoint
 from picometer.metering.fees import request_tools
-from picometer.metering.limits import choices, limit_fields, output_limit
+from picometer.metering.limits import choices, limit_fields, output_limit, thinking_allowance
 from picometer.metering.media import media_cost
-from picometer.metering.pricing import Pricer
+from picometer.metering.pricing import Pricer, Quote
 from picometer.metering.tokens import TOKEN_FIELDS
 from picometer.metering.usage import Usage, estimate_tokens, request_text_chars
 from picometer.record import Record, rfc3339_ms
@@ -48,6 +48,7 @@ class Facts:
     budget: str | None = None  # the cap that refused it, or an alert-only cap it runs past
     prompt_hash: str | None = None
     prompt: str | None = None
+    conversation: str | None = None  # picometer.conversation: what an agent loop re-sends unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ def build_record(
         rec.prompt_version, rec.correlation_id = tags.prompt_version, tags.correlation_id
     rec.provider, rec.endpoint, rec.model, rec.stream = facts.provider, facts.endpoint, facts.model, facts.stream
     rec.canary, rec.budget, rec.prompt_hash, rec.prompt = facts.canary, facts.budget, facts.prompt_hash, facts.prompt
+    rec.conversation = facts.conversation
     rec.status, rec.error_type = verdict(o)
     rec.http_status, rec.attempts = o.http_status, o.attempts
     rec.response_model, rec.ttft_ms, rec.latency_ms = o.response_model, o.ttft_ms, latency_ms
@@ -151,6 +153,12 @@ def build_record(
     upstream_ok = 200 <= o.upstream_status < 300
     if usage is not None:
         rec.usage_source = "provider"
+        # A stream cut before its last event may carry only an input count (Gemini's early chunks): the text
+        # relayed so far is then the output's estimate, never zero.
+        seen = estimate_tokens(o.text_chars)
+        if o.expects_terminal and not o.terminal and usage.output_tokens == 0 and seen:
+            usage = replace(usage, output_tokens=seen)
+            rec.usage_source = "estimated"
     elif (
         admitted.flat_usd is None and admitted.endpoint.metered and o.reached and (upstream_ok or not o.upstream_status)
     ):
@@ -169,17 +177,24 @@ def build_record(
             _charge_media(rec, admitted, o)
         return rec
     if usage is not None:
-        shape = admitted.endpoint.shape or "openai"
-        quote = pricer.cost(
-            admitted.provider,
-            (rec.response_model, rec.model),
-            usage,
-            now,
-            shape=shape,
-            request_tools=request_tools(admitted.body),
-        )
+        quote = _quote(admitted, usage, (rec.response_model, rec.model), pricer, now)
         rec.cost_usd, rec.price_source, rec.tool_cost_usd = quote.cost_usd, quote.source, quote.tool_cost_usd
     return rec
+
+
+def usage_cost(
+    admitted: Admitted, usage: Usage, response_model: str | None, pricer: Pricer, now: datetime
+) -> float | None:
+    """What a token call's reported `usage` costs, priced as its record will be: the cost a stream's usage chunk
+    carries ([server].cost_in_body), written before the record exists."""
+    usage = _within_request(usage, admitted)
+    return _quote(admitted, usage, (response_model, admitted.facts.model), pricer, now).cost_usd
+
+
+def _quote(admitted: Admitted, usage: Usage, models: tuple[str | None, ...], pricer: Pricer, now: datetime) -> Quote:
+    """A token call's price: the one step behind both the record's cost and the cost in the answer."""
+    shape = admitted.endpoint.shape or "openai"
+    return pricer.cost(admitted.provider, models, usage, now, shape=shape, request_tools=request_tools(admitted.body))
 
 
 def _charge_batch(rec: Record, m: BatchMeter, repeat: bool) -> None:
@@ -235,7 +250,8 @@ def _within_request(usage: Usage, admitted: Admitted) -> Usage:
     if admitted.body is None or endpoint.shape is None:
         return usage
     limit = output_limit(admitted.body, limit_fields(endpoint.shape, endpoint.name))
-    bound = None if limit is None else limit * choices(admitted.body, endpoint.name)
+    thinking = thinking_allowance(admitted.body, endpoint.shape)
+    bound = None if limit is None else (limit + thinking) * choices(admitted.body, endpoint.name)
     if bound is None or usage.output_tokens <= bound:
         return usage
     log.warning(

@@ -6,6 +6,7 @@ import hashlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 from picometer.config import Config
 
@@ -55,12 +56,23 @@ def _digest(key: str) -> str:
     return key[7:] if key.startswith("sha256:") else hashlib.sha256(key.encode()).hexdigest()
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key the client sent, the way either SDK sends it."""
+def presented_key(headers: Mapping[str, str], query: bytes = b"") -> str | None:
+    """The key the client sent, the way any SDK sends it: a Bearer token, x-api-key, x-goog-api-key, or
+    Gemini's ?key= query parameter."""
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return headers.get("x-api-key") or None
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or query_key(query)
+
+
+def query_key(query: bytes) -> str | None:
+    """The value of a `key=` query parameter (Gemini's other way to send the key), or None."""
+    if b"key=" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name == "key":
+            return value or None
+    return None
 
 
 def clean_tag(raw: str | None) -> str | None:

@@ -94,8 +94,11 @@ class Upstream:
     ) -> httpx.Response:
         """The provider's response, after retrying what is safe to retry; Refusal when there is none."""
         provider, name, cfg = req.provider, req.route.provider, self.config
-        url = forward.upstream_url(provider.base_url, req.route.upstream_path, query)
-        headers = forward.upstream_headers(client_headers, provider, req.provider_key, req.endpoint.shape)
+        sent_query = forward.upstream_query(query, req.provider_key)
+        url = forward.upstream_url(provider.base_url, req.route.upstream_path, sent_query)
+        headers = forward.upstream_headers(
+            client_headers, provider, req.provider_key, req.endpoint.shape, key_in_query=forward.has_query_key(query)
+        )
         health = self.health(name)
         while True:
             wait = health.circuit.allow(self.clock.monotonic())

@@ -20,6 +20,10 @@ _OVERLAP = 64  # a tool item's type split across two pieces is still counted
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
 _TIER = re.compile(rb'"service_tier"\s*:\s*"([a-z_]{1,32})"')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
+# Gemini's answer names its usage and model otherwise; Ollama's counts sit on the answer itself.
+_GEMINI_USAGE = re.compile(rb'"usageMetadata"\s*:\s*\{')
+_GEMINI_MODEL = re.compile(rb'"modelVersion"\s*:\s*"([^"\\]{1,256})"')
+_OLLAMA_COUNTS = re.compile(rb'"(prompt_eval_count|eval_count)"\s*:\s*(\d{1,12})')
 _TOOL_ITEMS = {
     "web_search": re.compile(rb'"type"\s*:\s*"web_search_call"'),
     "file_search": re.compile(rb'"type"\s*:\s*"file_search_call"'),
@@ -51,8 +55,15 @@ class AnswerScan:
 
     def usage(self, shape: str) -> tuple[Usage | None, str | None, dict[str, Any] | None]:
         """(usage, the answer's model, a stand-in answer with its `usage` object for per-call pricing)."""
+        if shape == "gemini":
+            model = _first(_GEMINI_MODEL, self.head) or _first(_GEMINI_MODEL, bytes(self.tail))
+            metadata = _last_object(bytes(self.tail[-TAIL_BYTES:]), _GEMINI_USAGE)
+            return from_response(shape, {"usageMetadata": metadata, "modelVersion": model})[0], model, None
         model = _first(_MODEL, self.head)
-        found = _last_object(bytes(self.tail[-TAIL_BYTES:]))
+        if shape == "ollama":
+            counts = {m.group(1).decode(): int(m.group(2)) for m in _OLLAMA_COUNTS.finditer(self.tail[-TAIL_BYTES:])}
+            return from_response(shape, {**counts, "model": model})[0], model, None
+        found = _last_object(bytes(self.tail[-TAIL_BYTES:]), _USAGE)
         if found is None:
             return None, model, None
         answer: dict[str, Any] = {"usage": found}
@@ -72,10 +83,10 @@ def _first(pattern: re.Pattern[bytes], data: bytes | bytearray) -> str | None:
     return m.group(1).decode("utf-8", "replace") if m else None
 
 
-def _last_object(tail: bytes) -> dict[str, Any] | None:
-    """The value of the last `"usage": {...}` in the tail that decodes as a JSON object."""
+def _last_object(tail: bytes, key: re.Pattern[bytes]) -> dict[str, Any] | None:
+    """The value of the last `"usage": {...}` (or the key given) in the tail that decodes as a JSON object."""
     decoder = json.JSONDecoder()
-    starts = [m.end() - 1 for m in _USAGE.finditer(tail)]
+    starts = [m.end() - 1 for m in key.finditer(tail)]
     for start in reversed(starts):
         try:
             value, _ = decoder.raw_decode(tail[start:].decode("utf-8", "replace"))

@@ -1,15 +1,19 @@
 """What a call is, judged by the shape of its path on any provider kind. Pure.
 
 An OpenAI-shaped call to an `anthropic` provider (Anthropic's OpenAI-compatible endpoint) is metered as
-OpenAI; a Messages-shaped call to an `openai` provider (a host that speaks Anthropic's API) as Anthropic.
+OpenAI; a Messages-shaped call to an `openai` provider (a host that speaks Anthropic's API) as Anthropic;
+Gemini's `models/{model}:generateContent` and Ollama's `api/chat` likewise on any provider.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
+GEMINI = "gemini"
+OLLAMA = "ollama"
 
 # Billed per token, with usage in the answer.
 _TOKEN_ENDPOINTS = {
@@ -34,6 +38,19 @@ _FREE_POSTS = {
     "responses/input_tokens": OPENAI,
     "moderations": OPENAI,
 }
+# Gemini names the model in the path: v1beta/models/{model}:{method} (v1 and v1alpha alike).
+_GEMINI_PATH = re.compile(r"(?:v1|v1beta|v1alpha)/models/([^/:]+):([A-Za-z]+)")
+_GEMINI_METHODS = {
+    "generateContent": True,
+    "streamGenerateContent": True,
+    "embedContent": True,
+    "batchEmbedContents": True,
+    "countTokens": False,  # free
+}
+# Ollama's own API; its OpenAI-compatible /v1 is metered as OpenAI.
+_OLLAMA_ENDPOINTS = frozenset({"api/chat", "api/generate", "api/embed", "api/embeddings"})
+# Prefixes under which a host serves the OpenAI API below its root (Gemini's OpenAI-compatible endpoint).
+_OPENAI_PREFIXES = ("v1/", "v1beta/openai/")
 # Methods that never start billable work at these APIs.
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
@@ -47,6 +64,7 @@ class Endpoint:
     body: str  # "json" | "multipart" | "" (forwarded as bytes)
     flat: bool = False  # images and audio: one conservative price per call
     deployment: str | None = None  # Azure's classic path names a deployment, not a model
+    model: str | None = None  # Gemini names the model in the path, not the body
     batch_results: bool = False  # a batch's results: each line metered as it passes (metering.batch)
 
     @property
@@ -56,7 +74,10 @@ class Endpoint:
 
 
 def endpoint_name(rest: str) -> str:
-    return rest[3:] if rest.startswith("v1/") else rest
+    for prefix in _OPENAI_PREFIXES:
+        if rest.startswith(prefix):
+            return rest[len(prefix) :]
+    return rest
 
 
 _AZURE = "openai/deployments/"
@@ -90,6 +111,13 @@ def classify(rest: str, method: str) -> Endpoint:
     if method in _READ_METHODS:
         return Endpoint(name, None, metered=False, free=True, body="")
     if method == "POST":
+        gemini = _GEMINI_PATH.fullmatch(rest)
+        if gemini is not None and gemini.group(2) in _GEMINI_METHODS:
+            model, verb = gemini.groups()
+            metered = _GEMINI_METHODS[verb]
+            return Endpoint(verb, GEMINI, metered=metered, free=not metered, body="json", model=model)
+        if name in _OLLAMA_ENDPOINTS:
+            return Endpoint(name, OLLAMA, metered=True, free=False, body="json")
         shape = _TOKEN_ENDPOINTS.get(name)
         if shape is not None:
             return Endpoint(name, shape, metered=True, free=False, body="json")

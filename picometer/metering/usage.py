@@ -11,7 +11,21 @@ from typing import Any
 
 from picometer.metering.sse import SSEEvent
 
-PROMPT_FIELDS = ("messages", "input", "prompt", "system", "instructions", "tools")  # request parts billed as input
+# Request parts billed as input: OpenAI and Anthropic, then Gemini (camelCase as its SDK sends, snake_case as
+# its REST API also takes; `content` and `requests` are the embedding calls').
+PROMPT_FIELDS = (
+    "messages",
+    "input",
+    "prompt",
+    "system",
+    "instructions",
+    "tools",
+    "contents",
+    "systemInstruction",
+    "system_instruction",
+    "content",
+    "requests",
+)
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text; used only when a provider reports nothing
 
@@ -145,10 +159,60 @@ def responses_tools(output: Any) -> dict[str, int]:
     return counts
 
 
+def gemini_usage(u: Mapping[str, Any]) -> Usage:
+    """Gemini's usageMetadata: thoughts and tool-use prompts are billed but counted apart from the prompt and
+    the candidates; ours fold them into input and output."""
+    prompt = _int(u.get("promptTokenCount"))
+    tool_prompt = _int(u.get("toolUsePromptTokenCount"))
+    thoughts = _int(u.get("thoughtsTokenCount"))
+    input_tokens = prompt + tool_prompt
+    output_tokens = _int(u.get("candidatesTokenCount")) + thoughts
+    audio = 0
+    details = u.get("promptTokensDetails")
+    if isinstance(details, list):
+        for d in details[:16]:  # one entry per modality
+            if _get(d, "modality") == "AUDIO":
+                audio += _int(_get(d, "tokenCount"))
+    return Usage(
+        input_tokens=input_tokens,
+        cached_input_tokens=min(_int(u.get("cachedContentTokenCount")), input_tokens),
+        output_tokens=output_tokens,
+        reasoning_tokens=thoughts,
+        audio_input_tokens=min(audio, input_tokens),
+    )
+
+
+def ollama_usage(body: Mapping[str, Any]) -> Usage | None:
+    """Ollama's counts sit on the answer itself (the `done` line of a stream); none before it."""
+    if "prompt_eval_count" not in body and "eval_count" not in body:
+        return None
+    return Usage(input_tokens=_int(body.get("prompt_eval_count")), output_tokens=_int(body.get("eval_count")))
+
+
+def _gemini_answer(body: Any) -> tuple[Usage | None, str | None]:
+    """A Gemini answer, or the JSON array a stream without alt=sse sends: the last usage wins (it is cumulative)."""
+    usage: Usage | None = None
+    model: str | None = None
+    for item in body[-MAX_OUTPUT_ITEMS:] if isinstance(body, list) else [body]:
+        if not isinstance(item, Mapping):
+            continue
+        if isinstance(item.get("modelVersion"), str):
+            model = item["modelVersion"]
+        u = item.get("usageMetadata")
+        if isinstance(u, Mapping):
+            usage = gemini_usage(u)
+    return usage, model
+
+
 def from_response(shape: str, body: Any) -> tuple[Usage | None, str | None]:
     """(usage, response model) from a whole JSON response body of an API of this shape."""
+    if shape == "gemini":
+        return _gemini_answer(body)
     if not isinstance(body, Mapping):
         return None, None
+    if shape == "ollama":
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        return ollama_usage(body), model
     model = body.get("model") if isinstance(body.get("model"), str) else None
     u = body.get("usage")
     if not isinstance(u, Mapping):
@@ -206,8 +270,9 @@ _STREAM_ERRORS = {"overloaded_error": "overloaded", "rate_limit_error": "rate_li
 
 
 class StreamMeter:
-    """Watches SSE events of one response: the model, the usage, how much text went by, and whether the
-    terminal event came (`[DONE]`, `message_stop`, `response.completed`/`incomplete`/`failed`)."""
+    """Watches the events of one streamed response (SSE, or NDJSON lines for Ollama): the model, the usage, how
+    much text went by, and whether the terminal event came (`[DONE]`, `message_stop`,
+    `response.completed`/`incomplete`/`failed`, Gemini's chunk with a finishReason, Ollama's `done: true`)."""
 
     def __init__(self, shape: str, endpoint: str) -> None:
         self.shape = shape
@@ -237,9 +302,15 @@ class StreamMeter:
             return False
         if not isinstance(data, Mapping):
             return False
-        if data.get("type") == "error" or (self.shape == "openai" and isinstance(data.get("error"), Mapping)):
+        if data.get("type") == "error" or (self.shape != "anthropic" and data.get("error")):
             kind = _get(data, "error", "type")
             self.error = self.error or _STREAM_ERRORS.get(kind if isinstance(kind, str) else "", "stream_error")
+            return False
+        if self.shape == "gemini":
+            self._gemini(data)
+            return False
+        if self.shape == "ollama":
+            self._ollama(data)
             return False
         if self.shape == "anthropic":
             self._anthropic(data)
@@ -296,6 +367,28 @@ class StreamMeter:
                 self.terminal = True
                 if kind == "response.failed":
                     self.error = self.error or "response_failed"
+
+    def _gemini(self, data: Mapping[str, Any]) -> None:
+        """Each chunk may carry usageMetadata, cumulative; the last chunk carries a finishReason."""
+        if isinstance(data.get("modelVersion"), str):
+            self.model = data["modelVersion"]
+        u = data.get("usageMetadata")
+        if isinstance(u, Mapping):
+            self.usage = gemini_usage(u)
+        candidates = data.get("candidates")
+        if isinstance(candidates, list):
+            for c in candidates[:MAX_OUTPUT_ITEMS]:
+                self.text_chars += _text_chars(_get(c, "content", "parts"))
+                if _get(c, "finishReason"):
+                    self.terminal = True
+
+    def _ollama(self, data: Mapping[str, Any]) -> None:
+        if isinstance(data.get("model"), str):
+            self.model = data["model"]
+        self.text_chars += _text_chars(_get(data, "message", "content")) + _text_chars(data.get("response"))
+        if data.get("done") is True:
+            self.usage = ollama_usage(data) or self.usage
+            self.terminal = True
 
     def _anthropic(self, data: Mapping[str, Any]) -> None:
         kind = data.get("type")

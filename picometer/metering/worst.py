@@ -7,6 +7,8 @@ Every choice errs high: a cap is a ceiling that concurrent calls cannot pass.
 - Every input token at the dearest rate it can be billed at (plain, cache write, 1-hour write when the
   request asks for that TTL, audio when it sends audio).
 - Output: the request's limit (or DEFAULT_OUTPUT_ALLOWANCE) times its choices, as audio when it asks for audio.
+  Gemini bills thinking as output and documents it apart from maxOutputTokens: its thinkingBudget is added,
+  or limits.GEMINI_DYNAMIC_THINKING when the model thinks as much as it likes (no budget, or -1).
 - The service tier it asks for; none or "auto" at "priority", the dearest (a project may default to it).
 - Per-use tool fees times the request's limit (picometer writes DEFAULT_TOOL_USES when it sets none).
 """
@@ -26,6 +28,7 @@ from picometer.metering.limits import (
     choices,
     limit_fields,
     output_limit,
+    thinking_allowance,
 )
 from picometer.metering.usage import Usage, request_text_bytes
 
@@ -46,6 +49,7 @@ def worst_usage(
     if endpoint == "embeddings":
         return Usage(input_tokens=input_tokens)
     limit = output_limit(body, limit_fields(shape, endpoint)) or DEFAULT_OUTPUT_ALLOWANCE
+    limit += thinking_allowance(body, shape)
     output_tokens = limit * choices(body, endpoint)
     found = _find(body)
     tier = body.get("service_tier")
@@ -62,6 +66,12 @@ def worst_usage(
     )
 
 
+def _audio_mime(node: Mapping[str, Any]) -> bool:
+    """Gemini's inlineData / fileData parts name their media type."""
+    mime = node.get("mimeType", node.get("mime_type"))
+    return isinstance(mime, str) and mime.startswith("audio/")
+
+
 def _find(body: Mapping[str, Any]) -> set[str]:
     """Whether the request asks for 1-hour cache writes ("1h") or sends audio ("audio"), in one bounded walk."""
     found: set[str] = set()
@@ -74,7 +84,7 @@ def _find(body: Mapping[str, Any]) -> set[str]:
             cache = node.get("cache_control")
             if isinstance(cache, Mapping) and cache.get("ttl") == "1h":
                 found.add("1h")
-            if node.get("type") in ("input_audio", "audio") or "input_audio" in node:
+            if node.get("type") in ("input_audio", "audio") or "input_audio" in node or _audio_mime(node):
                 found.add("audio")
             stack.extend(v for v in node.values() if isinstance(v, Mapping | list))
         elif isinstance(node, list):

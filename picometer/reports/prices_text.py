@@ -45,7 +45,9 @@ def price_lines(
     if rates.tiered:
         lines.append("  (base tier shown; long prompts cost more and are charged by the tiered price)")
     lines.append(f"source: {source}")
-    if not provider.free:
+    if provider.kind == "gemini":
+        lines.append("per-use fees: grounding with Google Search is billed by Google per prompt and not charged here")
+    elif not provider.free:
         lines.append("per-use fees (server-side tools, on top of their tokens):")
         for label, fee in tool_fees(provider.kind):
             lines.append(f"  {label:<19} ${fee.usd:,.4f} a call   {fee.source}")

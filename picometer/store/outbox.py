@@ -1,5 +1,6 @@
 """Alert state in SQLite (`alerts.db`): the outbox of messages to deliver, when each alert key was last
-told, mutes, and the actions behind message buttons. Messages survive restarts and Telegram outages."""
+told, mutes, and the actions behind message buttons. Messages survive restarts and outages of Telegram and of
+the other channels (ntfy, Gotify, Discord, a webhook): each channel has a queue of its own in one table."""
 
 from __future__ import annotations
 
@@ -27,8 +28,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     ),
     ("ALTER TABLE message ADD COLUMN document TEXT",),  # a file to send, the text as its caption
+    (  # a message for a channel besides Telegram: chat 0, the alert as JSON in text
+        "ALTER TABLE message ADD COLUMN channel TEXT NOT NULL DEFAULT 'telegram'",
+        "CREATE INDEX message_channel ON message (channel, not_before)",
+    ),
 )
-QUEUE_MAX = 500  # messages kept per chat while Telegram is unreachable; the least urgent go first
+QUEUE_MAX = 500  # messages kept per chat or channel while it is unreachable; the least urgent go first
+TELEGRAM = "telegram"  # the channel of messages to Telegram chats
 ACTION_KEEP_S = 7 * 86400  # a button older than a week answers "expired"
 
 Button = tuple[str, int]  # label, action id
@@ -44,6 +50,7 @@ class Message:
     buttons: tuple[Button, ...]
     attempts: int
     document: str | None = None  # a file's path: sent as a document with the text as caption
+    channel: str = TELEGRAM
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,42 +95,63 @@ class Outbox:
         document: str | None = None,
     ) -> None:
         """Queue one message per chat; a full queue drops its least urgent, oldest message (counted)."""
+        self._put([(TELEGRAM, chat) for chat in chats], kind, rank, text, buttons, now, not_before, document)
+
+    def put_for(
+        self, channels: tuple[str, ...], kind: str, rank: int, text: str, now: datetime, not_before: datetime
+    ) -> None:
+        """Queue one message per channel (ntfy, gotify, ...), bounded like a chat's queue."""
+        self._put([(channel, 0) for channel in channels], kind, rank, text, (), now, not_before, None)
+
+    def _put(
+        self,
+        to: list[tuple[str, int]],
+        kind: str,
+        rank: int,
+        text: str,
+        buttons: tuple[Button, ...],
+        now: datetime,
+        not_before: datetime,
+        document: str | None,
+    ) -> None:
+        row = (now.timestamp(), not_before.timestamp(), rank, kind, text, json.dumps(buttons), document)
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for chat in chats:
+            for channel, chat in to:
                 self._db.execute(
-                    "INSERT INTO message (chat, created, not_before, rank, kind, text, buttons, document)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (chat, now.timestamp(), not_before.timestamp(), rank, kind, text, json.dumps(buttons), document),
+                    "INSERT INTO message (channel, chat, created, not_before, rank, kind, text, buttons, document)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (channel, chat, *row),
                 )
-                (count,) = self._db.execute("SELECT COUNT(*) FROM message WHERE chat = ?", (chat,)).fetchone()
+                mine = "channel = ? AND chat = ?"
+                (count,) = self._db.execute(f"SELECT COUNT(*) FROM message WHERE {mine}", (channel, chat)).fetchone()
                 if count > QUEUE_MAX:
                     self._db.execute(
-                        "DELETE FROM message WHERE id ="
-                        " (SELECT id FROM message WHERE chat = ? ORDER BY rank, id LIMIT 1)",
-                        (chat,),
+                        f"DELETE FROM message WHERE id = (SELECT id FROM message WHERE {mine}"
+                        " ORDER BY rank, id LIMIT 1)",
+                        (channel, chat),
                     )
-                    self._bump(f"dropped:{chat}", 1)
+                    self._bump(f"dropped:{chat if channel == TELEGRAM else channel}", 1)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
-    def next_due(self, now: datetime) -> Message | None:
-        """The oldest message that may go now: delivery is in order of raising."""
+    def next_due(self, now: datetime, channel: str = TELEGRAM) -> Message | None:
+        """The channel's oldest message that may go now: delivery is in order of raising."""
         row = self._db.execute(
-            "SELECT id, chat, created, kind, text, buttons, attempts, document FROM message WHERE not_before <= ?"
-            " ORDER BY id LIMIT 1",
-            (now.timestamp(),),
+            "SELECT id, chat, created, kind, text, buttons, attempts, document FROM message"
+            " WHERE channel = ? AND not_before <= ? ORDER BY id LIMIT 1",
+            (channel, now.timestamp()),
         ).fetchone()
         if row is None:
             return None
         buttons = tuple((label, int(action)) for label, action in json.loads(row[5]))
-        return Message(row[0], row[1], _dt(row[2]), row[3], row[4], buttons, row[6], row[7])
+        return Message(row[0], row[1], _dt(row[2]), row[3], row[4], buttons, row[6], row[7], channel)
 
-    def next_time(self) -> datetime | None:
-        """When the earliest held message (quiet hours) may go."""
-        (at,) = self._db.execute("SELECT MIN(not_before) FROM message").fetchone()
+    def next_time(self, channel: str = TELEGRAM) -> datetime | None:
+        """When the channel's earliest held message (quiet hours) may go."""
+        (at,) = self._db.execute("SELECT MIN(not_before) FROM message WHERE channel = ?", (channel,)).fetchone()
         return None if at is None else _dt(at)
 
     def done(self, message_id: int) -> None:
@@ -132,12 +160,17 @@ class Outbox:
     def failed(self, message_id: int) -> None:
         self._db.execute("UPDATE message SET attempts = attempts + 1 WHERE id = ?", (message_id,))
 
-    def pending(self) -> int:
-        (count,) = self._db.execute("SELECT COUNT(*) FROM message").fetchone()
+    def pending(self, channel: str = TELEGRAM) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM message WHERE channel = ?", (channel,)).fetchone()
         return int(count)
 
-    def take_dropped(self, chat: int) -> int:
-        """Messages dropped from this chat's full queue since last asked."""
+    def keep_channels(self, channels: tuple[str, ...]) -> int:
+        """Forget the queues of channels that are no longer on (Telegram's stay); how many messages went."""
+        marks = ",".join("?" * (len(channels) + 1))
+        return self._db.execute(f"DELETE FROM message WHERE channel NOT IN ({marks})", (TELEGRAM, *channels)).rowcount
+
+    def take_dropped(self, chat: int | str) -> int:
+        """Messages dropped from this chat's (or channel's) full queue since last asked."""
         n = self._get(f"dropped:{chat}")
         if n:
             self._db.execute("DELETE FROM meta WHERE key = ?", (f"dropped:{chat}",))

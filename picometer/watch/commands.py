@@ -168,8 +168,7 @@ class Commands:
     async def mute(self, args: list[str], by: str) -> str:
         kind, scope = _kind(args, "/mute KIND [24h]")
         span = parse_duration(args[1]) if len(args) > 1 else parse_duration("24h")
-        until = self.ops.clock.now() + span
-        self.ops.outbox.mute(kind, scope, until)
+        self.ops.mute(kind, scope, span)
         where = f" for {esc(scope)}" if scope else ""
         return f"🔕 {kind} alerts{where} muted for {format_duration(span)}; critical ones too, so mind the budget caps."
 

@@ -1,6 +1,7 @@
 """Alerts raised anywhere (the request path, the tick, the canary, a budget event) told the same way: through the
-alert policy, logged, kept for /-/status and queued for the chats. And the alerts about picometer's own
-storage: a disk running low, records dropped, a damaged database replaced."""
+alert policy, logged, kept for /-/status and queued for the chats and the other channels (ntfy, Gotify, Discord,
+a webhook). And the alerts about picometer's own storage: a disk running low, records dropped, a damaged database
+replaced."""
 
 from __future__ import annotations
 
@@ -8,19 +9,22 @@ import asyncio
 import collections
 import contextvars
 from collections.abc import Iterable
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from picometer.alert import Alert, Kind
+from picometer.alert import Alert, Kind, Severity
 from picometer.clock import Clock
 from picometer.config import Config
-from picometer.metering.budget import Event, event_message, to_pico
+from picometer.duration import format_duration
+from picometer.metering.budget import Event, event_message, to_pico, to_usd
+from picometer.notify.channels import Channels
+from picometer.notify.note import Amounts, note_for
 from picometer.store.rollups import Rollups
 from picometer.store.usagelog import UsageLog
-from picometer.watch.alerts import Alerter
+from picometer.watch.alerts import Alerter, quiet_until
 
 log = structlog.get_logger("picometer.daemon")
 
@@ -29,9 +33,16 @@ ALERTS_KEPT = 50  # recent alerts shown in /-/status
 
 class Teller:
     def __init__(
-        self, alerter: Alerter, clock: Clock, zone: tzinfo, rollups: Rollups, usage_log: UsageLog, min_free_mb: int
+        self,
+        alerter: Alerter,
+        clock: Clock,
+        zone: tzinfo,
+        rollups: Rollups,
+        usage_log: UsageLog,
+        min_free_mb: int,
+        channels: Channels | None = None,
     ) -> None:
-        self.alerter, self.clock, self.zone = alerter, clock, zone
+        self.alerter, self.clock, self.zone, self.channels = alerter, clock, zone, channels
         self.rollups, self.usage_log, self.min_free_mb = rollups, usage_log, min_free_mb
         self.recent: collections.deque[Alert] = collections.deque(maxlen=ALERTS_KEPT)
         self._background: set[asyncio.Task[None]] = set()  # alerts being told off the request path
@@ -41,8 +52,9 @@ class Teller:
     def reconfigure(self, config: Config) -> None:
         self.min_free_mb = config.storage.min_free_mb
 
-    def alert(self, alert: Alert) -> None:
-        """Through the alert policy; what is told is logged, kept for /-/status and queued for Telegram."""
+    def alert(self, alert: Alert, amounts: Amounts | None = None) -> None:
+        """Through the alert policy; what is told is logged, kept for /-/status and queued for Telegram and the
+        channels (`amounts`: a budget alert's numbers, for the webhook's JSON)."""
         try:
             outcome = self.alerter.handle(alert)
         except Exception:  # an alert must never fail the call that raised it
@@ -51,6 +63,28 @@ class Teller:
         if outcome in ("told", "held"):
             log.warning(str(alert.kind), severity=str(alert.severity), scope=alert.scope, message=alert.message)
             self.recent.append(alert)
+            self._to_channels(alert, amounts=amounts)
+
+    def over(self, key: str, now: datetime) -> None:
+        """An ongoing condition the alert policy has told as over: the channels hear it too."""
+        state = self.alerter.outbox.key(key)
+        if state is None:
+            return
+        lasted = format_duration(now - state.first)
+        message = f"The condition raised at {state.first.astimezone(self.zone):%H:%M} has passed (it lasted {lasted})."
+        self._to_channels(Alert(Kind(state.kind), key, message, now, state.scope), over=True)
+
+    def _to_channels(self, alert: Alert, over: bool = False, amounts: Amounts | None = None) -> None:
+        """Queued for ntfy, Gotify, Discord and the webhook; held like Telegram's in quiet hours unless critical."""
+        if self.channels is None or not self.channels.on:
+            return
+        try:
+            quiet = None
+            if alert.severity is not Severity.CRITICAL:
+                quiet = quiet_until(self.alerter.config.quiet_hours, alert.at, self.zone)
+            self.channels.tell(note_for(alert, self.zone, over, amounts), quiet or alert.at)
+        except Exception:  # an alert must never fail the call that raised it
+            log.exception("alert not queued for the channels", kind=str(alert.kind))
 
     def alert_later(self, alert: Alert) -> None:
         """An alert raised on the request path: handled once the request has moved on (the outbox is SQLite)."""
@@ -80,7 +114,14 @@ class Teller:
         pace = to_pico(pace_usd)
         kind = Kind.BUDGET_THRESHOLD if event.kind == "threshold" else Kind.BUDGET_BLOCKED
         key = f"{kind}:{event.cap.name}" + (f":{event.threshold:g}" if event.threshold is not None else "")
-        self.alert(Alert(kind, key, event_message(event, pace, self.zone), event.at, event.cap.scope))
+        amounts: Amounts = {
+            "period": event.cap.period,
+            "spent_usd": to_usd(event.spent),
+            "limit_usd": to_usd(event.cap.limit),
+        }
+        if event.threshold is not None:
+            amounts["threshold"] = event.threshold
+        self.alert(Alert(kind, key, event_message(event, pace, self.zone), event.at, event.cap.scope), amounts)
 
     def watch_usage_log(self) -> None:
         """Disk low and dropped records, told when they start (the log says when they stop)."""

@@ -28,6 +28,8 @@ class Kind(StrEnum):
     SLO_BURN_SLOW = "slo_burn_slow"
     DATABASE_REBUILT = "database_rebuilt"
     AGENT_LOOP = "agent_loop"
+    BUDGET_DOWNGRADE = "budget_downgrade"
+    FALLBACK = "fallback"
 
 
 class Severity(StrEnum):
@@ -52,11 +54,13 @@ SEVERITY = {
     Kind.SLO_BURN_SLOW: Severity.WARNING,
     Kind.DATABASE_REBUILT: Severity.WARNING,
     Kind.AGENT_LOOP: Severity.CRITICAL,  # money going now, each call dearer than the last; no human chats this fast
+    Kind.BUDGET_DOWNGRADE: Severity.WARNING,  # calls go on, on the cheaper model
+    Kind.FALLBACK: Severity.WARNING,  # calls go on, on the other provider
 }
 
 # Kinds that describe a condition: they are told again as "over" once it has passed.
 ONGOING = frozenset(
-    {Kind.SPIKE, Kind.RUNAWAY, Kind.DUPLICATE_STORM, Kind.ERROR_RATE, Kind.DISK_LOW}
+    {Kind.SPIKE, Kind.RUNAWAY, Kind.DUPLICATE_STORM, Kind.ERROR_RATE, Kind.DISK_LOW, Kind.FALLBACK}
     | {Kind.SLO_BURN_FAST, Kind.SLO_BURN_SLOW}
 )
 

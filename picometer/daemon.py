@@ -223,6 +223,8 @@ class Daemon:
         if self._due("prune", now, PRUNE_INTERVAL_S):
             await asyncio.to_thread(self.usage_log.prune)
             await asyncio.to_thread(self.rollups.prune_spend, self.clock.now())
+            if self.config.cache.enabled:
+                await asyncio.to_thread(self.gateway.proxy.cache.prune, self.clock.now())
 
     def _due(self, chore: str, now: float, every: float) -> bool:
         if now - self._last_done.get(chore, float("-inf")) < every:

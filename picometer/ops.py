@@ -336,6 +336,7 @@ class Operations:
             "alerts": [a.as_dict(self.zone) for a in self.alerts],
             "canary": self.canary_status(),
             "objectives": objectives,
+            "fallbacks": self.watchers.fallbacks(now),
             "telegram": {
                 "enabled": self.config.telegram.enabled,
                 "connected": self.bot is not None and self.bot.connected,

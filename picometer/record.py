@@ -62,6 +62,7 @@ class Record:
     batch: bool = False  # priced at the batch rate
     conversation: str | None = None  # hash of the conversation's opening (agent_loop); none with store_prompts = "none"
     fallback_from: str | None = None  # "provider/model" the call asked for, when another answered it
+    fallback_reason: str | None = None  # why the provider asked did not answer: server_error, quota_exceeded, ...
     downgraded_from: str | None = None  # "provider/model" the call asked for, when a cap sent it to a cheaper one
     cache_hit: bool = False  # answered from picometer's cache: nothing paid
     cost_saved_usd: float = 0.0  # what the cached answer cost when it was first bought

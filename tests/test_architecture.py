@@ -1,5 +1,5 @@
-"""The package's shape holds: no import cycle (lazy and type-only imports count too), and what a person can do
-is done in one place (picometer.ops), whatever face asks."""
+"""The package's shape holds: no import cycle (lazy and type-only imports count too), no module over 400 lines,
+and what a person can do is done in one place (picometer.ops), whatever face asks."""
 
 from __future__ import annotations
 
@@ -84,3 +84,11 @@ def test_pause_and_resume_are_carried_out_in_one_place() -> None:
     assert callers == ["ops.py"]
     faces = ("gateway/admin.py", "cli/switch.py", "watch/commands.py")
     assert all("ops.pause(" in (PACKAGE / f).read_text() or "ops.resume(" in (PACKAGE / f).read_text() for f in faces)
+
+
+def test_no_module_is_over_400_lines() -> None:
+    # Small modules with one job each: past 400 lines a module is doing two.
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, long

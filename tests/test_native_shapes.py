@@ -18,7 +18,8 @@ from picometer.metering.endpoints import classify
 from picometer.metering.limits import GEMINI_DYNAMIC_THINKING, apply_cap, field_value
 from picometer.metering.ndjson import NDJSONParser
 from picometer.metering.sse import EventTooLarge, SSEEvent
-from picometer.metering.usage import StreamMeter, from_response
+from picometer.metering.stream_meter import StreamMeter
+from picometer.metering.usage import from_response
 from picometer.metering.worst import worst_usage
 
 GEMINI = "https://generativelanguage.googleapis.com"

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from picometer.metering.endpoints import classify
 from picometer.metering.sse import SSEEvent
+from picometer.metering.stream_meter import StreamMeter
 from picometer.metering.usage import (
-    StreamMeter,
     Usage,
     anthropic_usage,
     from_response,

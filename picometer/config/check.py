@@ -124,6 +124,8 @@ def _check_providers(c: Config) -> None:
             if getattr(p, key) <= 0:
                 raise ConfigError(f"{where}.{key}", "must be positive", f"use e.g. {example}")
         _at_least(p.max_response_bytes, 65_536, f"{where}.max_response_bytes")
+        for i, spec in enumerate(p.fallback):
+            _check_target(spec, f"{where}.fallback[{i}]", c)
 
 
 def _check_retry(c: Config) -> None:
@@ -143,11 +145,31 @@ def _check_retry(c: Config) -> None:
     )
 
 
-def _check_caps(b: BudgetConfig | WorkflowConfig, where: str) -> None:
+def _check_target(spec: str, key: str, c: Config) -> None:
+    """A "provider/model" another call may go to: a configured provider and a model name."""
+    provider, _, model = spec.partition("/")
+    if not model or provider not in c.providers:
+        known = ", ".join(sorted(c.providers))
+        raise ConfigError(
+            key,
+            f"{spec!r} is not provider/model of a configured provider",
+            f'write e.g. "openai/gpt-4o-mini"; providers: {known}',
+        )
+
+
+def _check_caps(b: BudgetConfig | WorkflowConfig, where: str, c: Config) -> None:
     """The caps and policies [budgets] and every [workflows.NAME] share."""
     _floors(b, where, {"daily_usd": 0, "monthly_usd": 0, "max_tokens_per_request": 0})
     _one_of(b.over_cap, ("clamp", "reject"), f"{where}.over_cap")
-    _one_of(b.on_exceed, ("block", "alert"), f"{where}.on_exceed")
+    _one_of(b.on_exceed, ("block", "alert", "downgrade"), f"{where}.on_exceed")
+    if b.downgrade_to:
+        _check_target(b.downgrade_to, f"{where}.downgrade_to", c)
+    if b.on_exceed == "downgrade" and not (b.downgrade_to or c.budgets.downgrade_to):
+        raise ConfigError(
+            f"{where}.downgrade_to",
+            'on_exceed = "downgrade" needs a model to go to',
+            'set downgrade_to = "provider/model", e.g. "openai/gpt-4o-mini"',
+        )
     _one_of(b.unpriced, ("block", "allow"), f"{where}.unpriced")
     _one_of(b.unmetered, ("block", "allow"), f"{where}.unmetered")
     for step in b.alert_at or ():
@@ -158,7 +180,7 @@ def _check_caps(b: BudgetConfig | WorkflowConfig, where: str) -> None:
 
 
 def _check_budgets(c: Config) -> None:
-    _check_caps(c.budgets, "[budgets]")
+    _check_caps(c.budgets, "[budgets]", c)
     timezone = c.budgets.timezone
     if timezone == "local":
         return
@@ -186,7 +208,7 @@ def _check_workflows(c: Config) -> None:
     seen_keys: dict[str, str] = {}  # client key -> the workflow that holds it
     for name, w in c.workflows.items():
         where = f"[workflows.{name}]"
-        _check_caps(w, where)
+        _check_caps(w, where, c)
         _at_least(w.slo_latency_s, 0, f"{where}.slo_latency_s")
         if not 0 < w.slo_target < 1:
             raise ConfigError(f"{where}.slo_target", f"{w.slo_target} is not between 0 and 1", "use e.g. 0.99")

@@ -90,6 +90,7 @@ class ProviderConfig:
     total_timeout_s: float = 1800.0
     free: bool = False
     max_response_bytes: int = 50_000_000  # a metered answer larger than this (decompressed): 502 upstream_bad_response
+    fallback: tuple[str, ...] = ()  # "provider/model" tried in order when this provider fails or its quota is gone
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ class BudgetConfig:
     max_tokens_per_request: int = 0
     over_cap: str = "clamp"
     alert_at: tuple[float, ...] = (0.5, 0.8, 1.0)
-    on_exceed: str = "block"
+    on_exceed: str = "block"  # "block" | "alert" | "downgrade" (to downgrade_to while it fits, then block)
+    downgrade_to: str = ""  # "provider/model" a call goes to once its own model would pass a cap
     unpriced: str = "block"
     unmetered: str = "block"  # a POST picometer cannot meter while a dollar cap applies: "block" (403) | "allow"
 
@@ -138,6 +140,7 @@ class WorkflowConfig:
     over_cap: str | None = None
     alert_at: tuple[float, ...] | None = None
     on_exceed: str | None = None
+    downgrade_to: str | None = None
     unpriced: str | None = None
     unmetered: str | None = None
     keys: tuple[str, ...] = ()

@@ -15,6 +15,7 @@ import structlog
 
 from picometer.alert import Alert, Kind
 from picometer.asgi import Receive
+from picometer.cache.key import call_key
 from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig
 from picometer.conversation import conversation
@@ -32,14 +33,14 @@ from picometer.gateway.path import InvalidPath, Route, parse_route
 from picometer.gateway.refusals import NO_RETRY, Refusal
 from picometer.gateway.rules import Call, Rules
 from picometer.gateway.settle import Admitted, Facts
+from picometer.gateway.stand_ins import StandIns
 from picometer.gateway.tags import Keyring, Tags, presented_key, resolve_tags
 from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
 from picometer.metering.endpoints import Endpoint, classify
-from picometer.metering.fees import limit_tool_uses, request_tools
+from picometer.metering.fees import limit_tool_uses
 from picometer.metering.limits import OverCap, apply_cap
 from picometer.metering.media import media_reservation
 from picometer.metering.pricing import Pricer
-from picometer.metering.worst import worst_usage
 from picometer.record import prompt_hash, redacted_prompt
 from picometer.store.state import State
 
@@ -97,6 +98,7 @@ class Admission:
         self.config = config
         self.keyring, self.rules = Keyring(config), Rules(config)
         self.clock, self.pricer, self.budget, self.state = clock, pricer, budget, state
+        self.stand_ins = StandIns(config, pricer, clock)
         self._alert = alert
         self._canary_token = canary_token.encode() if canary_token else None
         self._unpriced_warned: set[tuple[str, str]] = set()
@@ -104,6 +106,7 @@ class Admission:
 
     def reconfigure(self, config: Config) -> None:
         self.config, self.keyring, self.rules = config, Keyring(config), Rules(config)
+        self.stand_ins = StandIns(config, self.pricer, self.clock)
 
     async def admit(
         self, facts: Facts, scope: MutableMapping[str, Any], receive: Receive, headers: dict[str, str]
@@ -153,7 +156,9 @@ class Admission:
         d.provider = provider
         method = scope["method"]
         endpoint = d.endpoint = classify(route.rest, method)
-        key = self.keyring.match(presented_key(headers, scope.get("query_string", b"")))
+        query = scope.get("query_string", b"")
+        presented = presented_key(headers, query)
+        key = self.keyring.match(presented)
         tags = resolve_tags(headers, route.workflow, key, cfg)
         canary = self._is_canary(headers)
         d.learn(provider=route.provider, endpoint=endpoint.name, tags=tags, canary=canary)
@@ -235,6 +240,10 @@ class Admission:
             d.learn(conversation=conversation(body, model))
         if store == "redacted":
             d.learn(prompt=redacted_prompt(body))
+        # Taken before the body is changed below: the key is of the request as the client sent it.
+        key_of_answer = call_key(
+            cfg.cache, route.provider, endpoint, model, tags.workflow, stream, body, headers, query, presented
+        )
         changed = self._cap_tokens(d, body, provider)
         hide = False
         # OpenAI-shaped streams report usage only when asked: ask, and hide the extra chunk from the client.
@@ -249,16 +258,32 @@ class Admission:
             changed = True
         if changed:
             content = json.dumps(body, ensure_ascii=False).encode()
-        worst = 0
-        if guarded and model:
-            window = self.pricer.context_window(provider, model)
-            usage = worst_usage(body, endpoint.shape, endpoint.name, model, window)
-            cost = self.pricer.worst_cost(
-                provider, model, usage, started, shape=endpoint.shape, request_tools=request_tools(body)
-            )
-            worst = to_pico(cost or 0.0)
-        hold = self._reserve(d, worst)
-        return Admitted(d.facts(), route, provider, endpoint, content, body, provider_key, hide, hold)
+        asked = Admitted(
+            d.facts(), route, provider, endpoint, content, body, provider_key, hide, None, cache_key=key_of_answer
+        )
+        if not guarded:
+            return replace(asked, hold=self._reserve(d, 0))
+        worst = self.stand_ins.worst(asked)
+        held = self.budget.reserve(tags.workflow, worst, started, may_downgrade=True)
+        if isinstance(held, Refused) and held.cap.downgrade_to:
+            cheaper = self._downgrade(d, asked, held)
+            if cheaper is not None:
+                return cheaper
+            held = self.budget.reserve(tags.workflow, worst, started)  # refused again, and now announced
+        return replace(asked, hold=self._held(d, held))
+
+    def _downgrade(self, d: _Draft, asked: Admitted, refused: Refused) -> Admitted | None:
+        """The call at the cap's downgrade model, held against the budgets, when that fits; None otherwise."""
+        assert refused.cap.downgrade_to is not None
+        cheaper = next(iter(self.stand_ins.of(asked, (refused.cap.downgrade_to,))), None)
+        if cheaper is None or cheaper.facts.model == asked.facts.model:
+            return None
+        held = self.budget.reserve(d.tags.workflow, self.stand_ins.worst(cheaper), asked.facts.started)
+        if isinstance(held, Refused):
+            return None
+        self.budget.downgraded(refused, asked.facts.started)
+        origin = f"{asked.route.provider}/{asked.facts.model}"
+        return replace(cheaper, facts=replace(cheaper.facts, downgraded_from=origin), hold=held)
 
     def release(self, admitted: Admitted) -> None:
         """The call has ended: its body is no longer held."""
@@ -319,8 +344,11 @@ class Admission:
 
     def _reserve(self, d: _Draft, worst: int) -> Hold:
         """Hold the call's worst-case cost against every cap that applies, or refuse it."""
+        return self._held(d, self.budget.reserve(d.tags.workflow, worst, d.base.started))
+
+    def _held(self, d: _Draft, held: Hold | Refused) -> Hold:
+        """The hold, or the refusal in the client's words."""
         started = d.base.started
-        held = self.budget.reserve(d.tags.workflow, worst, started)
         if isinstance(held, Refused):
             d.learn(budget=held.cap.name)
             wait = seconds_until(held.resets_at, started)

@@ -86,6 +86,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
+        self.proxy.cache.close()
 
     # ------------------------------------------------------------ ASGI
 

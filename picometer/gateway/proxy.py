@@ -7,20 +7,24 @@ import asyncio
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import httpx
 import structlog
 
 from picometer.asgi import Receive, Scope, Send
+from picometer.cache.store import CacheStore
 from picometer.clock import Clock
 from picometer.config import Config
 from picometer.gateway.admin import header_map, respond
 from picometer.gateway.admission import Admission, Turned
 from picometer.gateway.body import ClientGone
+from picometer.gateway.cached import Capture, replay
 from picometer.gateway.cost_in_body import carries_cost
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
 from picometer.gateway.relay import AnswersHeld, CostOf, Relay
 from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record, usage_cost
+from picometer.gateway.translated import Translation
 from picometer.gateway.upstream import Upstream
 from picometer.metering.batch import BatchMeter
 from picometer.metering.budget import Budget, to_pico
@@ -59,12 +63,14 @@ class Proxy:
         self.admission, self.upstream = admission, upstream
         self.stats = Stats()
         self.answers_held = AnswersHeld(config.server.max_answer_bytes_in_flight)
+        self.cache = CacheStore.from_config(config)  # its file opens on first use: never while the cache is off
         # Batch results read to the end, by provider and path: read again, they are not counted twice.
         self._batches_read: OrderedDict[str, None] = OrderedDict()
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
         self.answers_held.limit = config.server.max_answer_bytes_in_flight
+        self.cache.reconfigure(config)
 
     async def overloaded(self, scope: Scope, send: Send) -> None:
         """More calls in flight than [server].max_in_flight: refused at once, before the body is read."""
@@ -102,7 +108,20 @@ class Proxy:
             return
 
         def finish() -> Record:
-            return self._finish(req.facts, o, req)
+            live = o.served or req  # a fallback's request once one answers
+            return self._finish(live.facts, o, live)
+
+        if req.cache_key is not None:
+            hit = await asyncio.to_thread(self.cache.get, req.cache_key, self.clock.now())
+            if hit is not None:
+                o.saved_usd, o.http_status, o.complete = hit.cost_usd or 0.0, hit.status, True
+                finish()
+                self.admission.release(req)
+                zero = self.config.server.cost_in_body and carries_cost(req.endpoint.shape, req.endpoint.name)
+                await replay(send, hit, facts.request_id, zero and not req.facts.stream)
+                return
+            if not (req.facts.stream and self.config.server.cost_in_body):  # a stream's cost would be replayed
+                send = Capture(send, self.cache.max_bytes // 4, lambda caught: self._keep(req, o, caught))
 
         try:
             await self._forward_guarded(req, o, scope, receive, send, finish)
@@ -153,14 +172,22 @@ class Proxy:
             watcher.remove_done_callback(on_disconnect)
             watcher.cancel()
 
-    async def _forward(self, req: Admitted, o: Outcome, scope: Scope, send: Send, finish: Callable[[], Record]) -> None:
-        provider, endpoint = req.provider, req.endpoint
+    async def _forward(
+        self, asked: Admitted, o: Outcome, scope: Scope, send: Send, finish: Callable[[], Record]
+    ) -> None:
         o.forwarded = True
-        relay = Relay(o, send, req.facts.request_id, finish, lambda: self._elapsed_ms(req.facts), self._cost_of(req))
         try:
-            async with asyncio.timeout(provider.total_timeout_s):
-                response = await self.upstream.call(
-                    req, o, scope["method"], scope.get("query_string", b""), scope["headers"]
+            async with asyncio.timeout(asked.provider.total_timeout_s):
+                response, req = await self._answer(asked, o, scope)
+                provider, endpoint = req.provider, req.endpoint
+                relay = Relay(
+                    o,
+                    send,
+                    req.facts.request_id,
+                    finish,
+                    lambda: self._elapsed_ms(req.facts),
+                    self._cost_of(req),
+                    Translation.of(req, self.clock.now().timestamp()),
                 )
                 try:
                     o.http_status = o.upstream_status = response.status_code
@@ -198,9 +225,58 @@ class Proxy:
             if o.started_reply:
                 return  # the client's reply is cut off, as the provider's would be
             o.failure = "timeout"
-            name, limit = req.route.provider, provider.total_timeout_s
+            name, limit = asked.route.provider, asked.provider.total_timeout_s
             message = f"provider {name!r} did not finish within total_timeout_s = {limit:g} s"
             raise Refusal(504, "upstream_timeout", message) from None
+
+    async def _answer(self, asked: Admitted, o: Outcome, scope: Scope) -> tuple[httpx.Response, Admitted]:
+        """The provider's response; when it failed in a way another provider may not (retries exhausted on a
+        retryable failure, its circuit open, its quota gone), the first of its fallbacks that answers. Never for a
+        client error, and only before a byte went to the client."""
+        call = (scope["method"], scope.get("query_string", b""), scope["headers"])
+        failed: Refusal | None = None
+        first: httpx.Response | None = None
+        try:
+            first = await self.upstream.call(asked, o, *call)
+        except Refusal as r:
+            failed = r
+        reason = fallback_reason(o, first)
+        if reason is None or not asked.provider.fallback:
+            if first is None:
+                assert failed is not None
+                raise failed
+            return first, asked
+        origin = f"{asked.route.provider}/{asked.facts.model}"
+        for stand_in in self.admission.stand_ins.of(asked, asked.provider.fallback):
+            live = replace(stand_in, facts=replace(stand_in.facts, fallback_from=origin, fallback_reason=reason))
+            log.warning("falling back", origin=origin, to=str(live.route.provider), why=reason)
+            o.failure, o.served = None, live
+            try:
+                response = await self.upstream.call(live, o, *call)
+            except Refusal as r:
+                failed = r
+                continue
+            if fallback_reason(o, response) is None:
+                if first is not None:
+                    await first.aclose()
+                return response, live
+            await response.aclose()
+        # Every fallback failed too: the client gets what its own provider said, recorded as its call.
+        o.served, o.failure = None, reason
+        if first is not None:
+            return first, asked
+        assert failed is not None
+        raise failed
+
+    async def _keep(self, req: Admitted, o: Outcome, capture: Capture) -> None:
+        """A miss's answer, stored for the next identical call when it came whole, ok, and from the model asked
+        (its record is written before the last byte)."""
+        rec = o.record
+        if rec is None or rec.status != "ok" or o.served or req.facts.downgraded_from or req.cache_key is None:
+            return
+        entry = capture.entry(rec.cost_usd, rec.model or "", rec.provider)
+        if entry is not None:
+            await asyncio.to_thread(self.cache.put, req.cache_key, entry, self.clock.now())
 
     # ------------------------------------------------------------ record
 
@@ -246,6 +322,23 @@ class Proxy:
         self.stats.cost_usd += rec.cost_usd or 0.0
         self.recorder(rec)
         return rec
+
+
+# What makes a fallback worth trying: the provider is down, overloaded, rate-limited past its retries, or out of
+# quota. A client error (a bad request, a bad key) would fail at the fallback too.
+FALLBACK_REASONS = frozenset(
+    {"server_error", "overloaded", "timeout", "rate_limited", "quota_exceeded", "connect_error", "dns_error"}
+    | {"circuit_open"}
+)
+
+
+def fallback_reason(o: Outcome, response: httpx.Response | None) -> str | None:
+    """Why the call should go to a fallback, or None when the answer stands."""
+    if response is not None and response.status_code == 402:
+        return "quota_exceeded"  # Anthropic's billing_error: the credit is gone
+    if response is not None and response.is_success:
+        return None
+    return o.failure if o.failure in FALLBACK_REASONS else None
 
 
 def is_stream(content_type: str, shape: str) -> bool:

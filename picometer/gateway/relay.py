@@ -5,6 +5,7 @@ before the client's last byte, so a crash can lose a reply, never its record."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -15,12 +16,15 @@ from picometer.gateway.cost_in_body import TAIL_BYTES, answer_with_cost, event_d
 from picometer.gateway.inflow import TooLarge, Undecodable, pieces
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Outcome
+from picometer.gateway.translated import Translation
 from picometer.metering.answer import AnswerScan
 from picometer.metering.batch import BatchMeter
 from picometer.metering.ndjson import NDJSONParser
 from picometer.metering.sse import EventTooLarge, SSEEvent, SSEParser
-from picometer.metering.usage import StreamMeter, Usage, from_response
+from picometer.metering.stream_meter import StreamMeter
+from picometer.metering.usage import Usage, from_response
 from picometer.record import Record
+from picometer.translate import StreamTranslator, Untranslatable
 
 PARSE_LIMIT = 1_000_000  # answers above this are read from their head and tail, not parsed whole
 
@@ -63,11 +67,13 @@ class Relay:
         finish: Callable[[], Record],
         elapsed_ms: Callable[[], float],
         cost_of: CostOf | None = None,
+        translation: Translation | None = None,
     ) -> None:
-        """`cost_of`: set when the answer carries its cost in its body ([server].cost_in_body, OpenAI-shaped)."""
+        """`cost_of`: set when the answer carries its cost in its body ([server].cost_in_body, OpenAI-shaped);
+        `translation`: set when a substitute answers in another API than the client's."""
         self.o, self._send, self._request_id = o, send, request_id
         self._finish, self._elapsed_ms = finish, elapsed_ms
-        self._cost_of = cost_of
+        self._cost_of, self._translation = cost_of, translation
 
     def _start(self, response: httpx.Response, extra: list[tuple[bytes, bytes]]) -> Message:
         headers = forward.response_headers(response.headers)
@@ -99,6 +105,8 @@ class Relay:
         answers held at once would pass `held.limit`, this one is passed on as it arrives instead."""
         parts: list[bytes] = []  # kept as they came: no growing buffer copied on every resize
         taken = 0
+        if self._translation is not None:
+            held = AnswersHeld(sys.maxsize)  # a translated answer is read whole, then written anew
         stream = pieces(response, limit)
         try:
             async for piece in stream:
@@ -129,6 +137,11 @@ class Relay:
         ctype = response.headers.get("content-type", "")
         if response.is_success and shape and (strict or "json" in ctype):
             self._read(provider, shape, strict, parts, response.status_code, ctype)
+        if self._translation is not None:
+            try:
+                parts = self._translation.whole(parts, response.status_code)
+            except Untranslatable as e:
+                raise self._bad(f"the answer of provider {provider!r} cannot be given in the API called: {e}") from None
         self.o.complete = True  # the whole answer is in hand
         record = self._finish()
         if self._cost_of is not None and self.o.usage is not None and record.status == "ok":
@@ -241,6 +254,7 @@ class Relay:
         cannot undo it."""
         o = self.o
         parser: SSEParser | NDJSONParser = NDJSONParser() if shape == "ollama" else SSEParser()
+        translator = self._translation.stream() if self._translation is not None and response.is_success else None
         meter = StreamMeter(shape, endpoint)
         hide = hide_usage and response.is_success
         # [server].cost_in_body: the usage event the client sees is written anew, so events go out whole.
@@ -251,7 +265,9 @@ class Relay:
             async for chunk in pieces(response, limit):
                 self._first_byte()
                 events = parser.feed(chunk)
-                if hide or priced:
+                if translator is not None:
+                    out = b"".join(self._translated(ev, meter, translator) for ev in events)
+                elif hide or priced:
                     out = b"".join(self._relayed(ev, meter, hide) for ev in events)
                 else:
                     out = chunk
@@ -268,7 +284,9 @@ class Relay:
                 self._after(meter)
             tail = held
             for ev in parser.close():
-                if hide or priced:
+                if translator is not None:
+                    tail += self._translated(ev, meter, translator)
+                elif hide or priced:
                     tail += self._relayed(ev, meter, hide)
                 else:
                     meter.observe(ev)
@@ -293,6 +311,15 @@ class Relay:
         o.complete = True
         self._finish()
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _translated(self, ev: SSEEvent, meter: StreamMeter, translator: StreamTranslator) -> bytes:
+        """One upstream event metered as it came, and what the client gets of it in its own API."""
+        meter.observe(ev)
+        try:
+            return translator.feed(ev)
+        except Untranslatable as e:
+            self.o.stream_error = self.o.stream_error or "untranslatable"
+            return translator.failure(f"the answer cannot be given in the API called: {e}")
 
     def _relayed(self, ev: SSEEvent, meter: StreamMeter, hide: bool) -> bytes:
         """One event as the client gets it, read by the meter on the way: the usage chunk picometer asked for

@@ -49,6 +49,9 @@ class Facts:
     prompt_hash: str | None = None
     prompt: str | None = None
     conversation: str | None = None  # picometer.conversation: what an agent loop re-sends unchanged
+    downgraded_from: str | None = None  # "provider/model" asked, when a cap sent the call to a cheaper model
+    fallback_from: str | None = None  # "provider/model" asked, when another provider answered
+    fallback_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,9 @@ class Admitted:
     hold: Hold | None  # the budget reservation, settled with the record
     flat_usd: float | None = None  # images and audio: the reservation, from the request alone
     fields: Mapping[str, Any] | None = None  # images and audio: the request's fields (JSON or small form fields)
+    client_shape: str | None = None  # a substitute speaking another API: the shape its answer is translated to
+    client_usage: bool = False  # the client asked for its stream's usage (translated streams carry it only then)
+    cache_key: str | None = None  # where its answer is kept in the cache ([cache]), when it may be
 
 
 @dataclass(slots=True)
@@ -93,6 +99,8 @@ class Outcome:
     text_chars: int = 0  # streamed text seen, for an estimate when the provider reports no usage
     ttft_ms: float | None = None
     record: Record | None = None  # written: nothing that happens later changes it
+    served: Admitted | None = None  # the fallback's request, once one is answering instead of the provider asked
+    saved_usd: float | None = None  # answered from the cache: what the answer cost when it was bought
 
     @property
     def done(self) -> bool:
@@ -139,12 +147,20 @@ def build_record(
         rec.prompt_version, rec.correlation_id = tags.prompt_version, tags.correlation_id
     rec.provider, rec.endpoint, rec.model, rec.stream = facts.provider, facts.endpoint, facts.model, facts.stream
     rec.canary, rec.budget, rec.prompt_hash, rec.prompt = facts.canary, facts.budget, facts.prompt_hash, facts.prompt
+    rec.downgraded_from, rec.fallback_from, rec.fallback_reason = (
+        facts.downgraded_from,
+        facts.fallback_from,
+        facts.fallback_reason,
+    )
     rec.conversation = facts.conversation
     rec.status, rec.error_type = verdict(o)
     rec.http_status, rec.attempts = o.http_status, o.attempts
     rec.response_model, rec.ttft_ms, rec.latency_ms = o.response_model, o.ttft_ms, latency_ms
     rec.cost_usd = 0.0
     if admitted is None:
+        return rec
+    if o.saved_usd is not None:
+        rec.cache_hit, rec.cost_saved_usd = True, o.saved_usd
         return rec
     if o.batch is not None and o.batch.results:
         _charge_batch(rec, o.batch, o.batch_repeat)

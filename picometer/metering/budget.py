@@ -40,8 +40,9 @@ class Cap:
     scope: str  # "global" or "workflow:NAME"
     period: str  # "day" | "month"
     limit: int  # picodollars; 0: no cap, spend is only tracked
-    block: bool  # on_exceed = "block"; False: meter and announce, never refuse
+    block: bool  # on_exceed = "block" (or "downgrade"); False: meter and announce, never refuse
     alert_at: tuple[float, ...] = ()
+    downgrade_to: str | None = None  # on_exceed = "downgrade": the "provider/model" a refused call may go to
 
     @property
     def name(self) -> str:
@@ -55,19 +56,22 @@ class Cap:
 def caps_from_config(config: Config) -> dict[str | None, tuple[Cap, Cap]]:
     """(day, month) caps for the global scope (key None) and each configured workflow."""
     b = config.budgets
+    block = b.on_exceed != "alert"
+    down = (b.downgrade_to or None) if b.on_exceed == "downgrade" else None
     out: dict[str | None, tuple[Cap, Cap]] = {
         None: (
-            Cap(GLOBAL, "day", to_pico(b.daily_usd), b.on_exceed == "block", tuple(sorted(b.alert_at))),
-            Cap(GLOBAL, "month", to_pico(b.monthly_usd), b.on_exceed == "block", tuple(sorted(b.alert_at))),
+            Cap(GLOBAL, "day", to_pico(b.daily_usd), block, tuple(sorted(b.alert_at)), down),
+            Cap(GLOBAL, "month", to_pico(b.monthly_usd), block, tuple(sorted(b.alert_at)), down),
         )
     }
     for name, w in config.workflows.items():
-        block = (w.on_exceed or b.on_exceed) == "block"
+        policy = w.on_exceed or b.on_exceed
+        down = (w.downgrade_to or b.downgrade_to or None) if policy == "downgrade" else None
         alert_at = tuple(sorted(b.alert_at if w.alert_at is None else w.alert_at))
         scope = scope_of(name)
         out[name] = (
-            Cap(scope, "day", to_pico(w.daily_usd), block, alert_at),
-            Cap(scope, "month", to_pico(w.monthly_usd), block, alert_at),
+            Cap(scope, "day", to_pico(w.daily_usd), policy != "alert", alert_at, down),
+            Cap(scope, "month", to_pico(w.monthly_usd), policy != "alert", alert_at, down),
         )
     return out
 
@@ -78,7 +82,7 @@ def caps_from_config(config: Config) -> dict[str | None, tuple[Cap, Cap]]:
 class Ledger:
     """One cap's running state for its current period."""
 
-    __slots__ = ("blocked_announced", "cap", "fired", "key", "reserved", "spent")
+    __slots__ = ("blocked_announced", "cap", "downgrade_announced", "fired", "key", "reserved", "spent")
 
     def __init__(self, cap: Cap) -> None:
         self.cap = cap
@@ -87,6 +91,7 @@ class Ledger:
         self.reserved = 0
         self.fired: set[float] = set()
         self.blocked_announced = False
+        self.downgrade_announced = False
 
     def roll(self, key: date) -> None:
         # Periods only move forward: a wall clock that jumps back stays in the newest period seen.
@@ -94,6 +99,7 @@ class Ledger:
             self.key, self.spent, self.reserved = key, 0, 0
             self.fired = set()
             self.blocked_announced = False
+            self.downgrade_announced = False
 
     def room(self) -> int:
         return self.cap.limit - self.spent - self.reserved
@@ -125,7 +131,7 @@ class Refused:
 class Event:
     """Something the alert system wants to hear about: a threshold crossed, or the first refusal."""
 
-    kind: str  # "threshold" | "blocked"
+    kind: str  # "threshold" | "blocked" | "downgrade"
     cap: Cap
     spent: int
     at: datetime
@@ -223,8 +229,9 @@ class Budget:
         for lg in fresh:
             self._seed(lg, spent_since)
 
-    def reserve(self, workflow: str, worst: int, now: datetime) -> Hold | Refused:
-        """Hold `worst` picodollars on every applicable cap, or refuse if it does not fit in one of them."""
+    def reserve(self, workflow: str, worst: int, now: datetime, *, may_downgrade: bool = False) -> Hold | Refused:
+        """Hold `worst` picodollars on every applicable cap, or refuse if it does not fit in one of them.
+        `may_downgrade`: a refusal by a cap with a downgrade model is not announced (the caller tries that next)."""
         ledgers = self.applicable(workflow)
         for lg in ledgers:
             lg.roll(period_key(lg.cap.period, now, self.zone))
@@ -236,7 +243,7 @@ class Budget:
                 # The call can go only once every blocking cap has reset: name the one that resets last.
                 lg = max(blocking, key=lambda x: (x.cap.period == "month", x.cap.scope != GLOBAL))
                 assert lg.key is not None
-                if not lg.blocked_announced:
+                if not lg.blocked_announced and not (may_downgrade and lg.cap.downgrade_to):
                     lg.blocked_announced = True
                     self.notify(Event("blocked", lg.cap, lg.spent, now, held=lg.reserved, worst=worst))
                 when = max(resets_at(x.cap.period, x.key, self.zone) for x in blocking if x.key is not None)
@@ -245,6 +252,13 @@ class Budget:
         for lg in ledgers:
             lg.reserved += worst
         return Hold(worst, tuple((lg, lg.key) for lg in ledgers if lg.key is not None), over)
+
+    def downgraded(self, refused: Refused, now: datetime) -> None:
+        """A call went to the cap's downgrade model: announced once per cap and period."""
+        for lg in self.applicable(refused.cap.workflow or ""):
+            if lg.cap == refused.cap and not lg.downgrade_announced:
+                lg.downgrade_announced = True
+                self.notify(Event("downgrade", lg.cap, lg.spent, now, held=lg.reserved, worst=refused.worst))
 
     def settle(self, hold: Hold, cost: int, now: datetime) -> None:
         """Release the reservation and count the real cost, in the period the call was reserved in."""
@@ -288,7 +302,7 @@ def cap_status(
         "spent_usd": round(to_usd(spent), 9),
         "reserved_usd": round(to_usd(reserved), 9),
         "used": round(spent / cap.limit, 4) if cap.limit else None,
-        "on_exceed": "block" if cap.block else "alert",
+        "on_exceed": ("downgrade" if cap.downgrade_to else "block") if cap.block else "alert",
         "resets_at": reset.astimezone(zone).isoformat(timespec="minutes"),
         "pace_usd_per_hour": round(to_usd(per_hour), 9),
         "cap_reached_at": None if reach is None else reach.astimezone(zone).isoformat(timespec="minutes"),
@@ -323,6 +337,12 @@ def event_message(event: Event, per_hour: int, zone: tzinfo) -> str:
             f"{describe_scope(cap)} ({usd(cap.limit)}) is refusing calls: {usd(event.spent)} spent{held}, "
             f"and a call that could cost up to {usd(event.worst)} does not fit. "
             f"It resets at {reset:%Y-%m-%d %H:%M %Z}; raise {cap_key(cap)} to let calls through sooner."
+        )
+    if event.kind == "downgrade":
+        return (
+            f"{describe_scope(cap)} ({usd(cap.limit)}) would be passed at the models asked for "
+            f"({usd(event.spent)} spent): calls now go to {cap.downgrade_to} while that fits, then are refused. "
+            f"It resets at {reset:%Y-%m-%d %H:%M %Z}; raise {cap_key(cap)} to go back to the models asked for."
         )
     share = round((event.threshold or 0) * 100)
     text = f"{describe_scope(cap)} is {share}% used: {usd(event.spent)} of {usd(cap.limit)}"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from picometer.metering.sse import SSEEvent
 
 # Request parts billed as input: OpenAI and Anthropic, then Gemini (camelCase as its SDK sends, snake_case as
 # its REST API also takes; `content` and `requests` are the embedding calls').
@@ -62,7 +58,7 @@ def _money(value: Any) -> float | None:
     return None
 
 
-def _get(obj: Any, *path: str) -> Any:
+def dig(obj: Any, *path: str) -> Any:
     for key in path:
         if not isinstance(obj, Mapping):
             return None
@@ -85,17 +81,17 @@ def openai_usage(u: Mapping[str, Any], tier: Any = None, tools: Mapping[str, int
         input_tokens = _int(u.get("prompt_tokens"))
         output_tokens = _int(u.get("completion_tokens"))
         # DeepSeek reports its cache hits as prompt_cache_hit_tokens; others under prompt_tokens_details.
-        cached = _int(_get(u, "prompt_tokens_details", "cached_tokens")) or _int(u.get("prompt_cache_hit_tokens"))
-        cache_write = _int(_get(u, "prompt_tokens_details", "cache_write_tokens"))
-        reasoning = _int(_get(u, "completion_tokens_details", "reasoning_tokens"))
-        audio_in = _int(_get(u, "prompt_tokens_details", "audio_tokens"))
-        audio_out = _int(_get(u, "completion_tokens_details", "audio_tokens"))
+        cached = _int(dig(u, "prompt_tokens_details", "cached_tokens")) or _int(u.get("prompt_cache_hit_tokens"))
+        cache_write = _int(dig(u, "prompt_tokens_details", "cache_write_tokens"))
+        reasoning = _int(dig(u, "completion_tokens_details", "reasoning_tokens"))
+        audio_in = _int(dig(u, "prompt_tokens_details", "audio_tokens"))
+        audio_out = _int(dig(u, "completion_tokens_details", "audio_tokens"))
     else:
         input_tokens = _int(u.get("input_tokens"))
         output_tokens = _int(u.get("output_tokens"))
-        cached = _int(_get(u, "input_tokens_details", "cached_tokens"))
-        cache_write = _int(_get(u, "input_tokens_details", "cache_write_tokens"))
-        reasoning = _int(_get(u, "output_tokens_details", "reasoning_tokens"))
+        cached = _int(dig(u, "input_tokens_details", "cached_tokens"))
+        cache_write = _int(dig(u, "input_tokens_details", "cache_write_tokens"))
+        reasoning = _int(dig(u, "output_tokens_details", "reasoning_tokens"))
         audio_in = audio_out = 0
     cached = min(cached, input_tokens)
     return Usage(
@@ -118,7 +114,7 @@ def _reported_cost(u: Mapping[str, Any]) -> float | None:
     cost = _money(u.get("cost"))
     if cost is None:
         return None
-    upstream = _money(_get(u, "cost_details", "upstream_inference_cost"))
+    upstream = _money(dig(u, "cost_details", "upstream_inference_cost"))
     if upstream is not None and u.get("is_byok") is not False:
         return cost + upstream
     return cost
@@ -128,15 +124,15 @@ def anthropic_usage(u: Mapping[str, Any]) -> Usage:
     """Anthropic's input_tokens exclude cache reads and writes; ours include them."""
     read = _int(u.get("cache_read_input_tokens"))
     write = _int(u.get("cache_creation_input_tokens"))
-    write_1h = min(_int(_get(u, "cache_creation", "ephemeral_1h_input_tokens")), write)
+    write_1h = min(_int(dig(u, "cache_creation", "ephemeral_1h_input_tokens")), write)
     output = _int(u.get("output_tokens"))
-    searches = _int(_get(u, "server_tool_use", "web_search_requests"), MAX_TOOL_CALLS)
+    searches = _int(dig(u, "server_tool_use", "web_search_requests"), MAX_TOOL_CALLS)
     return Usage(
         input_tokens=_int(u.get("input_tokens")) + read + write,
         cached_input_tokens=read,
         cache_write_tokens=write,
         output_tokens=output,
-        reasoning_tokens=min(_int(_get(u, "output_tokens_details", "thinking_tokens")), output),
+        reasoning_tokens=min(_int(dig(u, "output_tokens_details", "thinking_tokens")), output),
         cache_write_1h_tokens=write_1h,
         tool_calls=_tools({"web_search": searches}),
         service_tier=_tier(u.get("service_tier")),
@@ -153,7 +149,7 @@ def responses_tools(output: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     if isinstance(output, list):
         for item in output[:MAX_OUTPUT_ITEMS]:
-            name = _RESPONSES_TOOL_ITEMS.get(str(_get(item, "type")))
+            name = _RESPONSES_TOOL_ITEMS.get(str(dig(item, "type")))
             if name is not None:
                 counts[name] = counts.get(name, 0) + 1
     return counts
@@ -171,8 +167,8 @@ def gemini_usage(u: Mapping[str, Any]) -> Usage:
     details = u.get("promptTokensDetails")
     if isinstance(details, list):
         for d in details[:16]:  # one entry per modality
-            if _get(d, "modality") == "AUDIO":
-                audio += _int(_get(d, "tokenCount"))
+            if dig(d, "modality") == "AUDIO":
+                audio += _int(dig(d, "tokenCount"))
     return Usage(
         input_tokens=input_tokens,
         cached_input_tokens=min(_int(u.get("cachedContentTokenCount")), input_tokens),
@@ -244,7 +240,7 @@ def _request_text(body: Mapping[str, Any], measure: Callable[[str], int]) -> int
     return sum(_text_size(body.get(key), measure) for key in PROMPT_FIELDS)
 
 
-def _text_chars(obj: Any) -> int:
+def text_chars(obj: Any) -> int:
     return _text_size(obj, len)
 
 
@@ -256,154 +252,3 @@ def _text_size(obj: Any, measure: Callable[[str], int]) -> int:
     if isinstance(obj, list):
         return sum(_text_size(v, measure) for v in obj)
     return 0
-
-
-# Text deltas carry no usage: their text is measured without decoding the JSON (the hot path of a stream).
-_TEXT_DELTA_EVENTS = frozenset({"content_block_delta", "response.output_text.delta", "response.reasoning_text.delta"})
-_TEXT_VALUE = re.compile(
-    r'"(?:content|text|delta|arguments|refusal|thinking|partial_json|reasoning)":\s*"((?:[^"\\]|\\.)*)"'
-)
-_NEEDS_JSON = re.compile(r'"(?:usage|error)":\s*\{|"type":\s*"error"')
-
-# Mid-stream error events, as the record's error_type.
-_STREAM_ERRORS = {"overloaded_error": "overloaded", "rate_limit_error": "rate_limited", "api_error": "server_error"}
-
-
-class StreamMeter:
-    """Watches the events of one streamed response (SSE, or NDJSON lines for Ollama): the model, the usage, how
-    much text went by, and whether the terminal event came (`[DONE]`, `message_stop`,
-    `response.completed`/`incomplete`/`failed`, Gemini's chunk with a finishReason, Ollama's `done: true`)."""
-
-    def __init__(self, shape: str, endpoint: str) -> None:
-        self.shape = shape
-        self.endpoint = endpoint
-        self.usage: Usage | None = None
-        self.model: str | None = None
-        self.text_chars = 0
-        self.events = 0
-        self.terminal = False  # the stream's last event went by: the answer is complete
-        self.error: str | None = None  # the provider reported a failure in the stream itself
-        self._anthropic_usage: dict[str, Any] = {}
-        self._tier: Any = None  # an OpenAI chunk's service_tier, for the usage chunk that follows
-
-    def observe(self, event: SSEEvent) -> bool:
-        """Fold one event in. True when it is a usage-only chunk (choices empty, usage set)."""
-        self.events += 1
-        if not event.data:
-            return False
-        if event.data == "[DONE]":
-            self.terminal = self.terminal or self.shape == "openai"
-            return False
-        if self._plain_text(event):
-            return False
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            return False
-        if not isinstance(data, Mapping):
-            return False
-        if data.get("type") == "error" or (self.shape != "anthropic" and data.get("error")):
-            kind = _get(data, "error", "type")
-            self.error = self.error or _STREAM_ERRORS.get(kind if isinstance(kind, str) else "", "stream_error")
-            return False
-        if self.shape == "gemini":
-            self._gemini(data)
-            return False
-        if self.shape == "ollama":
-            self._ollama(data)
-            return False
-        if self.shape == "anthropic":
-            self._anthropic(data)
-            return False
-        if self.endpoint == "responses":
-            self._responses(data)
-            return False
-        return self._openai_chunk(data)
-
-    def _plain_text(self, event: SSEEvent) -> bool:
-        """A text delta (after the first chunk gave the model): count its text and skip the JSON decoding."""
-        if event.event in _TEXT_DELTA_EVENTS or (
-            self.shape == "openai" and self.endpoint != "responses" and self.model is not None
-        ):
-            if _NEEDS_JSON.search(event.data):
-                return False
-            self.text_chars += sum(len(m) for m in _TEXT_VALUE.findall(event.data))
-            return True
-        return False
-
-    def _model_and_usage(self, envelope: Any) -> Mapping[str, Any] | None:
-        """Takes the model a chunk, response or message names; returns its usage when it carries one."""
-        model = _get(envelope, "model")
-        if isinstance(model, str):
-            self.model = model
-        u = _get(envelope, "usage")
-        return u if isinstance(u, Mapping) else None
-
-    def _openai_chunk(self, data: Mapping[str, Any]) -> bool:
-        u = self._model_and_usage(data)
-        if "service_tier" in data:
-            self._tier = data["service_tier"]
-        choices = data.get("choices")
-        if isinstance(choices, list):
-            for choice in choices:
-                self.text_chars += _text_chars(_get(choice, "delta")) + _text_chars(_get(choice, "text"))
-        if u is not None:
-            self.usage = openai_usage(u, self._tier)
-            return not choices
-        return False
-
-    def _responses(self, data: Mapping[str, Any]) -> None:
-        kind = data.get("type")
-        if kind == "response.output_text.delta" and isinstance(data.get("delta"), str):
-            self.text_chars += len(data["delta"])
-        elif kind in ("response.created", "response.completed", "response.incomplete", "response.failed"):
-            response = data.get("response")
-            u = self._model_and_usage(response)
-            if u is not None:
-                tools = responses_tools(_get(response, "output"))
-                self.usage = openai_usage(u, _get(response, "service_tier"), tools)
-            if kind != "response.created":
-                # An incomplete answer (max_output_tokens reached) is what was asked for; a failed one is not.
-                self.terminal = True
-                if kind == "response.failed":
-                    self.error = self.error or "response_failed"
-
-    def _gemini(self, data: Mapping[str, Any]) -> None:
-        """Each chunk may carry usageMetadata, cumulative; the last chunk carries a finishReason."""
-        if isinstance(data.get("modelVersion"), str):
-            self.model = data["modelVersion"]
-        u = data.get("usageMetadata")
-        if isinstance(u, Mapping):
-            self.usage = gemini_usage(u)
-        candidates = data.get("candidates")
-        if isinstance(candidates, list):
-            for c in candidates[:MAX_OUTPUT_ITEMS]:
-                self.text_chars += _text_chars(_get(c, "content", "parts"))
-                if _get(c, "finishReason"):
-                    self.terminal = True
-
-    def _ollama(self, data: Mapping[str, Any]) -> None:
-        if isinstance(data.get("model"), str):
-            self.model = data["model"]
-        self.text_chars += _text_chars(_get(data, "message", "content")) + _text_chars(data.get("response"))
-        if data.get("done") is True:
-            self.usage = ollama_usage(data) or self.usage
-            self.terminal = True
-
-    def _anthropic(self, data: Mapping[str, Any]) -> None:
-        kind = data.get("type")
-        if kind == "message_start":
-            u = self._model_and_usage(data.get("message"))
-            if u is not None:
-                self._anthropic_usage = dict(u)
-                self.usage = anthropic_usage(self._anthropic_usage)
-        elif kind == "message_delta":
-            # message_delta usage is cumulative: the last one wins, field by field, never summed.
-            u = data.get("usage")
-            if isinstance(u, Mapping):
-                self._anthropic_usage.update({k: v for k, v in u.items() if v is not None})
-                self.usage = anthropic_usage(self._anthropic_usage)
-        elif kind == "content_block_delta":
-            self.text_chars += _text_chars(data.get("delta")) - len(str(_get(data, "delta", "type") or ""))
-        elif kind == "message_stop":
-            self.terminal = True

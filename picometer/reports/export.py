@@ -22,6 +22,7 @@ import structlog
 from picometer.config import ExportConfig
 from picometer.local_time import last_full_week, period_start, week_label
 from picometer.metering import histogram
+from picometer.numbers import money
 from picometer.store.rollups import Rollups
 from picometer.store.state import State
 
@@ -30,8 +31,12 @@ log = structlog.get_logger("picometer.export")
 COLUMNS = (
     "week", "date", "workflow", "env", "provider", "model", "requests", "ok", "errors", "blocked", "retries",
     "input_tokens", "cached_input_tokens", "output_tokens", "cost_usd", "cost_per_ok_usd", "p50_ms", "p95_ms", "p99_ms",
+    # appended after the contract's columns, so a sheet or script that reads those by position keeps working
+    "cache_hits", "cost_saved_usd", "fallbacks", "downgrades",
 )  # fmt: skip
 SUMMED = ("requests", "ok", "errors", "blocked", "retries", "input_tokens", "cached_input_tokens", "output_tokens")
+SUBSTITUTED = ("cache_hits", "fallbacks", "downgrades")  # answers that stood in for the one asked, counted
+DOLLARS = ("cost_usd", "cost_saved_usd")
 DOLLAR_DECIMALS = 9  # a single small call costs about $0.000001: nine places keep it exact to a thousandth
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
 
@@ -50,10 +55,12 @@ def week_rows(rollups: Rollups, monday: date, zone: tzinfo) -> list[dict[str, An
         out = days.get(key)
         if out is None:
             out = days[key] = {"week": label, **dict(zip(COLUMNS[1:6], key, strict=True)),
-                               **dict.fromkeys(SUMMED, 0), "cost_usd": 0.0, "bins": {}}  # fmt: skip
-        for c in SUMMED:
+                               **dict.fromkeys(SUMMED + SUBSTITUTED, 0), **dict.fromkeys(DOLLARS, 0.0),
+                               "bins": {}}  # fmt: skip
+        for c in SUMMED + SUBSTITUTED:
             out[c] += int(row[c])
-        out["cost_usd"] += row["cost_usd"]
+        for c in DOLLARS:
+            out[c] += row[c]
         out["bins"] = histogram.merge((out["bins"], row["bins"]))
     return [days[k] for k in sorted(days)]
 
@@ -75,6 +82,10 @@ def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
                 _dollars(row["cost_usd"]),
                 _dollars(row["cost_usd"] / ok) if ok else "",
                 *("" if p is None else f"{p:.1f}" for p in percentiles),
+                row["cache_hits"],
+                _dollars(row["cost_saved_usd"]),
+                row["fallbacks"],
+                row["downgrades"],
             ]
         )
     return buffer.getvalue()
@@ -90,7 +101,8 @@ def _text(value: str) -> str:
 
 
 def summary(rows: list[dict[str, Any]], previous: list[dict[str, Any]], monday: date) -> str:
-    """Two lines for the message the file goes with: the total against the week before, the top workflow."""
+    """Two lines for the message the file goes with: the total against the week before, the top workflow; a third
+    with what the cache saved, when it answered."""
     total = sum(r["cost_usd"] for r in rows)
     before = sum(r["cost_usd"] for r in previous)
     calls = sum(r["requests"] for r in rows)
@@ -103,7 +115,11 @@ def summary(rows: list[dict[str, Any]], previous: list[dict[str, Any]], monday: 
         return line1 + "\nNo calls that week."
     top, cost = max(by_workflow.items(), key=lambda kv: (kv[1], kv[0]))
     share = f" ({cost / total:.0%})" if total else ""
-    return f"{line1}\nTop workflow: {top}, ${cost:,.2f}{share}."
+    text = f"{line1}\nTop workflow: {top}, ${cost:,.2f}{share}."
+    hits = sum(r["cache_hits"] for r in rows)
+    if hits:
+        text += f"\nThe cache saved {money(sum(r['cost_saved_usd'] for r in rows))} over {hits:,} hits."
+    return text
 
 
 def write_atomic(path: Path, text: str) -> None:

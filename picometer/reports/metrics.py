@@ -6,8 +6,8 @@ start of the process, as Prometheus expects (it handles the reset at a restart).
 
 Label values are bounded, so a client sending a new X-Picometer-Workflow on every call cannot grow
 memory or the scrape: workflows are the configured ones, "untagged", "canary", and the first
-EXTRA_WORKFLOWS_MAX others seen; models the first MODELS_MAX seen; providers the configured ones.
-Anything beyond is counted under "other".
+EXTRA_WORKFLOWS_MAX others seen; models the first MODELS_MAX seen; providers the configured ones; reasons
+(of a fallback, of a refusal) the first REASONS_MAX seen. Anything beyond is counted under "other".
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from picometer.record import Record
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 EXTRA_WORKFLOWS_MAX = 20
 MODELS_MAX = 50
+REASONS_MAX = 30  # picometer names a few dozen causes at most; a bound all the same
 OTHER = "other"
 STATUSES = ("ok", "error", "blocked")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text format every Prometheus version reads
 TOKEN_TYPES = tuple(kind for kind, _ in METRIC_TYPES)
 
 SeriesKey = tuple[str, str, str]  # workflow, provider, model
+FallbackKey = tuple[str, str, str]  # the provider and model that failed, why
 
 
 class Series:
@@ -77,8 +79,14 @@ class Bounded:
 class Meter:
     def __init__(self, config: Config) -> None:
         self.series: dict[SeriesKey, Series] = {}
+        self.cache_hits: dict[str, int] = {}  # workflow -> calls answered from the cache
+        self.cost_saved: dict[str, float] = {}  # workflow -> dollars those answers did not cost again
+        self.fallbacks: dict[FallbackKey, int] = {}
+        self.refusals: dict[str, int] = {}  # the refusal's code -> calls
         self._extra_workflows = Bounded(EXTRA_WORKFLOWS_MAX)
         self._models = Bounded(MODELS_MAX)
+        self._fallback_reasons = Bounded(REASONS_MAX)
+        self._refusal_reasons = Bounded(REASONS_MAX)
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
@@ -100,6 +108,22 @@ class Meter:
         seconds = rec.latency_ms / 1000
         s.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
         s.duration_sum += seconds
+        if rec.cache_hit:
+            self.cache_hits[key[0]] = self.cache_hits.get(key[0], 0) + 1
+            self.cost_saved[key[0]] = self.cost_saved.get(key[0], 0.0) + (rec.cost_saved_usd or 0.0)
+        if rec.fallback_from:
+            failed = self._fallback_key(rec.fallback_from, getattr(rec, "fallback_reason", None))
+            self.fallbacks[failed] = self.fallbacks.get(failed, 0) + 1
+        if rec.status == "blocked":
+            reason = self._refusal_reasons.fold(rec.error_type or "unknown")
+            self.refusals[reason] = self.refusals.get(reason, 0) + 1
+
+    def _fallback_key(self, asked: str, reason: str | None) -> FallbackKey:
+        """The provider and model that failed, from "provider/model" (a model name may hold "/" itself)."""
+        provider, _, model = asked.partition("/")
+        return (provider if provider in self._providers else OTHER,
+                self._models.fold(model),
+                self._fallback_reasons.fold(reason or "unknown"))  # fmt: skip
 
 
 def exposition(meter: Meter, gauges: Gauges) -> tuple[bytes, str]:
@@ -140,6 +164,7 @@ class _Collector:
                 cumulative.append((bound, float(seen)))
             duration.add_metric(labels, cumulative, s.duration_sum)
         yield from (requests, tokens, cost, duration)
+        yield from self._substitutes()
 
         g = self.gauges
         retries = CounterMetricFamily("picometer_retries", "Retries upstream, by cause", labels=["provider", "reason"])
@@ -177,3 +202,29 @@ class _Collector:
                 if sli in o:
                     budget_left.add_metric([o["workflow"], sli], o[sli]["budget_left"])
         yield from (retries, spent, limit, canary, alerts, log_bytes, dropped, budget_left, objective)
+
+    def _substitutes(self) -> Iterable[Any]:
+        """Answers that stood in for the one asked (cache, fallback), and the calls picometer refused."""
+        from prometheus_client.core import CounterMetricFamily
+
+        m = self.meter
+        hits = CounterMetricFamily("picometer_cache_hits", "Calls answered from the cache", labels=["workflow"])
+        saved = CounterMetricFamily(
+            "picometer_cost_saved_usd",
+            "What the cached answers cost when first bought, not paid again",
+            labels=["workflow"],
+        )
+        for workflow in sorted({key[0] for key in m.series}):  # every workflow seen: a 0 is a real answer here
+            hits.add_metric([workflow], m.cache_hits.get(workflow, 0))
+            saved.add_metric([workflow], m.cost_saved.get(workflow, 0.0))
+        fallbacks = CounterMetricFamily(
+            "picometer_fallbacks",
+            "Calls a fallback answered, by the provider and model that failed and why",
+            labels=["provider", "model", "reason"],
+        )
+        for key, n in sorted(m.fallbacks.items()):
+            fallbacks.add_metric(list(key), n)
+        refusals = CounterMetricFamily("picometer_refusals", "Calls picometer refused, by code", labels=["reason"])
+        for reason, n in sorted(m.refusals.items()):
+            refusals.add_metric([reason], n)
+        yield from (hits, saved, fallbacks, refusals)

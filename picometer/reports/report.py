@@ -122,28 +122,66 @@ def _with_percentiles(row: dict[str, Any]) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     by = report["by"]
+    total = report["total"]
+    # "saved" only when a cache answered: the usual table stays as it was, and cost, p50, p95 stay the last three
+    saved = bool(total["cache_hits"])
+    wide = 12 if saved else 0
     head = (
         f"{by:<24}{'requests':>9}{'ok':>8}{'errors':>7}{'blocked':>8}{'in tok':>11}{'cached':>10}"
-        f"{'out tok':>10}{'cost':>12}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'out tok':>10}{'saved' if saved else '':>{wide}}{'cost':>12}{'p50 ms':>9}{'p95 ms':>9}"
     )
     lines = [f"{report['period']}: {report['from']} to {report['to']}", head, "-" * len(head)]
-    for row in [*report["rows"], report["total"]]:
-        if row is report["total"]:
+    for row in [*report["rows"], total]:
+        if row is total:
             lines.append("-" * len(head))
         name = str(row["key"]) or "-"
         lines.append(
             f"{name[:23]:<24}{count(row['requests']):>9}{count(row['ok']):>8}{count(row['errors']):>7}"
             f"{count(row['blocked']):>8}{count(row['input_tokens']):>11}{count(row['cached_input_tokens']):>10}"
-            f"{count(row['output_tokens']):>10}{money(row['cost_usd']):>12}{_ms(row['p50_ms']):>9}{_ms(row['p95_ms']):>9}"
+            f"{count(row['output_tokens']):>10}{money(row['cost_saved_usd']) if saved else '':>{wide}}"
+            f"{money(row['cost_usd']):>12}{_ms(row['p50_ms']):>9}{_ms(row['p95_ms']):>9}"
         )
-    if report["total"]["unpriced"]:
-        lines.append(f"({report['total']['unpriced']:.0f} calls to unpriced models are not in the cost)")
+    if total["unpriced"]:
+        lines.append(f"({total['unpriced']:.0f} calls to unpriced models are not in the cost)")
+    lines += substitutes(report["rows"], total)
     lines.append(f"latency percentiles from a log-scale histogram: within {histogram.RELATIVE_ERROR:.1%}")
     if report["budgets"]:
         lines += ["", "budgets:", *render_budgets(report["budgets"])]
     if report["objectives"]:
         lines += ["", f"objectives (last {slo.WINDOW_DAYS} days):", *render_objectives(report["objectives"])]
     return "\n".join(lines)
+
+
+def substitutes(rows: list[dict[str, Any]], total: Mapping[str, Any]) -> list[str]:
+    """A line each for the answers that stood in for the one asked, when there were any: what the cache saved,
+    how many calls fell back to another provider or were downgraded by a cap, and in which rows."""
+    lines = []
+    if total["cache_hits"]:
+        hits = total["cache_hits"]
+        share = hits / total["requests"]
+        lines.append(f"cache saved {money(total['cost_saved_usd'])} over {_calls(hits, 'hit')} ({share:.0%} of calls)")
+    if total["fallbacks"]:
+        lines.append(
+            f"fallbacks: {_calls(total['fallbacks'])} answered by another provider after the one asked failed"
+            + _where(rows, "fallbacks")
+        )
+    if total["downgrades"]:
+        lines.append(
+            f"downgrades: {_calls(total['downgrades'])} sent to a cheaper model by a budget cap"
+            + _where(rows, "downgrades")
+        )
+    return lines
+
+
+def _calls(n: float, noun: str = "call") -> str:
+    return f"{count(n)} {noun}" + ("" if n == 1 else "s")
+
+
+def _where(rows: list[dict[str, Any]], column: str, most: int = 5) -> str:
+    """The rows a count comes from, largest first, e.g. " (digest 3, bot 1)"; the first few, then an ellipsis."""
+    hit = sorted(((r[column], str(r["key"]) or "-") for r in rows if r[column]), key=lambda t: (-t[0], t[1]))
+    named = ", ".join(f"{name[:23]} {count(n)}" for n, name in hit[:most])
+    return f" ({named}{', ...' if len(hit) > most else ''})" if hit else ""
 
 
 def _ms(value: float | None) -> str:

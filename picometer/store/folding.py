@@ -14,8 +14,12 @@ from picometer.metering.tokens import ROLLUP_FIELDS
 from picometer.record import RECORD_FIELDS, Record
 from picometer.store.usagelog import Position
 
-# Order of the summed columns, in memory and in the table.
-COUNTERS = ("requests", "ok", "errors", "blocked", "retries", *ROLLUP_FIELDS, "cost_usd", "unpriced", "latency_ms_sum")
+# Order of the summed columns, in memory and in the table (the last four came with the cache and fallbacks).
+COUNTERS = (
+    "requests", "ok", "errors", "blocked", "retries", *ROLLUP_FIELDS, "cost_usd", "unpriced", "latency_ms_sum",
+    "cache_hits", "cost_saved_usd", "fallbacks", "downgrades",
+)  # fmt: skip
+SUBSTITUTES = COUNTERS.index("cache_hits")  # where the answers that stood in for another are counted
 STATUS_COLUMN = {"ok": 1, "error": 2, "blocked": 3}
 DIMENSIONS = ("workflow", "env", "provider", "model")
 
@@ -78,5 +82,10 @@ def fold(batch: Batch, rec: Record, moment: datetime, key: SeriesKey) -> None:
             q = (quarter_of(moment), key[0])  # the workflow, as folded
             batch.spend[q] = batch.spend.get(q, 0.0) + rec.cost_usd
     row[12] += rec.latency_ms
+    # A log line written before these fields existed reads as the defaults: no hit, nothing saved.
+    row[SUBSTITUTES] += 1 if rec.cache_hit else 0
+    row[SUBSTITUTES + 1] += rec.cost_saved_usd or 0.0
+    row[SUBSTITUTES + 2] += 1 if rec.fallback_from else 0
+    row[SUBSTITUTES + 3] += 1 if rec.downgraded_from else 0
     b = (hour, key, histogram.bin_of(rec.latency_ms))
     batch.bins[b] = batch.bins.get(b, 0) + 1

@@ -1,7 +1,8 @@
 """Hourly rollups in SQLite: the materialized view of the usage log.
 
-Per UTC hour x workflow x env x provider x model: counts by status, tokens by type, cost, retries
-and a log-scale latency histogram. Records are folded in memory and written in one transaction
+Per UTC hour x workflow x env x provider x model: counts by status, tokens by type, cost, retries, a
+log-scale latency histogram, and the answers that stood in for another (cache hits with what they saved,
+fallbacks, downgrades). Records are folded in memory and written in one transaction
 every few seconds, together with a watermark (the log position of the last record folded in).
 On start the log past the watermark is replayed, so every record is counted exactly once.
 """
@@ -54,6 +55,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """INSERT INTO spend (quarter, workflow, cost_usd)
             SELECT r.hour * 4, s.workflow, SUM(r.cost_usd) FROM rollup r JOIN series s ON s.id = r.series
             GROUP BY r.hour, s.workflow""",
+    ),
+    (
+        # Answers that stood in for the one asked: from the cache, a fallback provider, a budget downgrade.
+        # Hours folded before them had none (no earlier picometer made such answers): 0 is their true count.
+        "ALTER TABLE rollup ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rollup ADD COLUMN cost_saved_usd REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE rollup ADD COLUMN fallbacks INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE rollup ADD COLUMN downgrades INTEGER NOT NULL DEFAULT 0",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -112,7 +112,9 @@ class Teller:
 
     def tell_budget(self, event: Event, pace_usd: float) -> None:
         pace = to_pico(pace_usd)
-        kind = Kind.BUDGET_THRESHOLD if event.kind == "threshold" else Kind.BUDGET_BLOCKED
+        kind = {"threshold": Kind.BUDGET_THRESHOLD, "downgrade": Kind.BUDGET_DOWNGRADE}.get(
+            event.kind, Kind.BUDGET_BLOCKED
+        )
         key = f"{kind}:{event.cap.name}" + (f":{event.threshold:g}" if event.threshold is not None else "")
         amounts: Amounts = {
             "period": event.cap.period,

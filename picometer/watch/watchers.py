@@ -34,6 +34,7 @@ class Watchers:
         self._started = minute_of(started)
         self._workflows: dict[str, Recent] = {}
         self._providers: dict[str, Recent] = {}
+        self._asked: dict[str, Recent] = {}  # by the provider a call asked for: its share of calls that fell back
         self._versions: dict[str, dict[str, int]] = {}  # workflow -> prompt_version -> minute first seen
         self.baselines: Mapping[str, Baseline] = {}
         self._full_warned = False
@@ -70,6 +71,9 @@ class Watchers:
         if provider is None:
             provider = self._providers[rec.provider] = Recent()
         provider.add(minute, cost=rec.cost_usd or 0.0, error=error, retries=retries)
+        asked = rec.fallback_from.partition("/")[0] if rec.fallback_from else rec.provider
+        if asked in self.config.providers:  # configured names only: bounded
+            self._asked.setdefault(asked, Recent()).add(minute, cost=0.0, error=bool(rec.fallback_from), retries=0)
         objective = self.config.workflows.get(rec.workflow)
         if objective is not None:
             ring = self._slo.get(rec.workflow)
@@ -87,6 +91,10 @@ class Watchers:
             alerts += self._check_workflow(workflow, recent, now, minute)
         for provider, recent in self._providers.items():
             alert = self._check_provider(provider, recent, now, minute)
+            if alert is not None:
+                alerts.append(alert)
+        for provider, recent in self._asked.items():
+            alert = self._check_fallbacks(provider, recent, now, minute)
             if alert is not None:
                 alerts.append(alert)
         for workflow in self._slo:
@@ -192,6 +200,28 @@ class Watchers:
             f"Provider {provider}: {pct:.0f}% of the last {window.requests} calls failed in {window.minutes} minutes "
             f"({window.retries} retries). Do: picometer status shows its circuit and retries; check the provider's "
             "status page and your key's limits.",
+            now,
+            f"provider:{provider}",
+        )
+
+    def fallbacks(self, now: datetime) -> dict[str, dict[str, int]]:
+        """By provider asked: its calls over the last 10 minutes, and how many of them its fallbacks answered."""
+        minute = minute_of(now)
+        windows = {p: r.last(minute, anomaly.RUNAWAY_MINUTES) for p, r in self._asked.items()}
+        return {p: {"calls": w.requests, "fell_back": w.errors} for p, w in windows.items() if w.errors}
+
+    def _check_fallbacks(self, provider: str, recent: Recent, now: datetime, minute: int) -> Alert | None:
+        window = recent.last(minute, anomaly.RUNAWAY_MINUTES)
+        pct = anomaly.error_rate(window, self.config.alerts.error_rate_pct)
+        if pct is None:
+            return None
+        to = ", ".join(self.config.providers[provider].fallback)
+        return Alert(
+            Kind.FALLBACK,
+            f"fallback:provider:{provider}",
+            f"Provider {provider} is not answering: {pct:.0f}% of its last {window.requests} calls went to its "
+            f"fallback ({to}) in {window.minutes} minutes. The calls were answered; check {provider}'s status page, "
+            "key and credit. picometer status shows the fallback rate.",
             now,
             f"provider:{provider}",
         )

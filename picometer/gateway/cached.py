@@ -1,0 +1,59 @@
+"""The response cache on the request path ([cache], picometer.cache): a hit answered from disk, and a miss's
+answer caught on its way to the client so the next identical call is free. Store calls run on a worker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from picometer.asgi import Message, Send
+from picometer.cache.store import Entry
+from picometer.gateway.admin import respond
+from picometer.gateway.cost_in_body import answer_with_cost
+
+
+class Capture:
+    """Wraps the client's `send`: keeps the status, content type and body bytes the client got, up to `limit`,
+    and calls `keep` with them just before the last byte goes out, so a repeat sent the moment the first answer
+    is in finds it stored."""
+
+    def __init__(self, send: Send, limit: int, keep: Callable[[Capture], Awaitable[None]]) -> None:
+        self._send, self.limit, self._keep = send, limit, keep
+        self.status = 0
+        self.content_type = ""
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.ended = False  # the last body message went out
+        self.too_big = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            for name, value in message.get("headers", []):
+                if name.lower() == b"content-type":
+                    self.content_type = value.decode("latin-1")
+        elif message["type"] == "http.response.body" and not self.too_big:
+            body = message.get("body", b"")
+            self.size += len(body)
+            if self.size > self.limit:
+                self.too_big, self.parts = True, []  # it would not be stored: hold nothing
+            elif body:
+                self.parts.append(body)
+            self.ended = not message.get("more_body", False)
+            if self.ended and not self.too_big:
+                await self._keep(self)
+        await self._send(message)
+
+    def entry(self, cost_usd: float | None, model: str, provider: str) -> Entry | None:
+        """What to store: a whole 2xx answer the client received to its end; None otherwise."""
+        if self.too_big or not self.ended or not 200 <= self.status < 300:
+            return None
+        return Entry(self.status, self.content_type, b"".join(self.parts), cost_usd, model, provider)
+
+
+async def replay(send: Send, hit: Entry, request_id: str, zero_cost_in_body: bool) -> None:
+    """A stored answer as the client first got it (an SSE stream replays as one); it costs nothing now."""
+    body = hit.body
+    if zero_cost_in_body:
+        body = answer_with_cost(body, 0.0) or body  # [server].cost_in_body: this answer's usage.cost is 0
+    extra = [(b"x-picometer-cost-usd", b"0"), (b"x-picometer-cache", b"hit")]
+    await respond(send, hit.status, body, request_id, extra, hit.content_type.encode("latin-1"))

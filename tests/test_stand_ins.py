@@ -216,3 +216,69 @@ def test_a_provider_that_keeps_falling_back_shows_in_status_metrics_and_one_aler
     gw.daemon.watch()
     fallbacks = [a for a in gw.daemon.alerts if a.kind == "fallback"]
     assert len(fallbacks) == 1 and "anthropic/claude-haiku-4-5" in fallbacks[0].message
+
+
+ANSWER = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1764500000,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Lettuce."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+}
+
+
+def test_a_fallback_gets_its_own_retries_and_the_client_sees_no_usage_it_did_not_ask_for(
+    sim: SimServer, broken: ReplayServer, tmp_path: Path
+) -> None:
+    with ReplayServer() as spare:
+        spare.answer_json(DOWN, 503)  # the spare's first try fails too: it gets its own second try
+        spare.answer_json(ANSWER)
+        spec = {"kind": "openai", "base_url": f"{spare.url}/v1", "api_key": "env:OPENAI_KEY"}
+        chosen = {**providers(sim, broken), "spare": spec}
+        chosen["flaky"] = {**chosen["flaky"], "fallback": ["spare/gpt-4o-mini"]}
+        with Gateways(sim.url, tmp_path, providers=chosen, retry={"max_attempts": 2, "base_delay_s": 0.01}) as make:
+            gw = make(env=KEYS)
+            answer = oa(f"{gw.url}/flaky").chat.completions.create(model="gpt-4o-mini", messages=ASK)
+            assert answer.choices[0].message.content == "Lettuce."
+            [rec] = gw.records(1)
+            assert (rec["provider"], rec["attempts"], rec["input_tokens"]) == ("spare", 4, 12)
+            # A stream whose client did not ask for usage: the fallback is asked for it, the client never sees it.
+            chosen["flaky"] = {**chosen["flaky"], "fallback": ["anthropic/claude-haiku-4-5"]}
+            gw = make(env=KEYS, providers=chosen)
+            chunks = list(oa(f"{gw.url}/flaky").chat.completions.create(model="gpt-4o-mini", messages=ASK, stream=True))
+            assert chunks and all(c.choices and c.usage is None for c in chunks)
+            [rec] = gw.records(1)
+            assert rec["provider"] == "anthropic" and rec["output_tokens"] > 0 and rec["usage_source"] == "provider"
+
+
+def test_a_free_providers_paid_fallback_is_held_to_the_caps(
+    sim: SimServer, broken: ReplayServer, tmp_path: Path
+) -> None:
+    local = {"kind": "ollama", "base_url": broken.url, "fallback": ["openai/gpt-4o"]}
+    chosen = {**providers(sim, broken), "local": local}
+    with Gateways(sim.url, tmp_path, providers=chosen, budgets={"daily_usd": 0.000001}) as make:
+        gw = make(env=KEYS)
+        # Ollama's OpenAI-compatible API: the shape its paid fallback speaks too.
+        with pytest.raises(openai.RateLimitError) as caught:
+            oa(f"{gw.url}/local/v1").chat.completions.create(model="llama3.2", messages=ASK)
+        assert caught.value.code == "budget_exceeded"
+        assert broken.requests == [] and sim.sim.requests == 0
+
+
+def test_when_the_provider_is_unreachable_and_so_are_its_fallbacks_the_error_names_it(
+    sim: SimServer, broken: ReplayServer, tmp_path: Path
+) -> None:
+    dead = "http://127.0.0.1:9"
+    chosen = {
+        **providers(sim, broken),
+        "flaky": {"kind": "openai", "base_url": dead, "api_key": "env:OPENAI_KEY", "fallback": ["anthropic/x-1"]},
+        "anthropic": {"kind": "anthropic", "base_url": dead, "api_key": "env:ANTHROPIC_KEY"},
+    }
+    with Gateways(sim.url, tmp_path, providers=chosen, prices={"x-1": {"input": 1, "output": 1}}) as make:
+        gw = make(env=KEYS)
+        with pytest.raises(openai.APIStatusError) as caught:
+            oa(f"{gw.url}/flaky").chat.completions.create(model="gpt-4o-mini", messages=ASK)
+        assert "'flaky'" in caught.value.message and "'anthropic'" not in caught.value.message
+        [rec] = gw.records(1)
+        assert (rec["provider"], rec["error_type"], rec["fallback_from"]) == ("flaky", "connect_error", None)

@@ -252,7 +252,8 @@ class Admission:
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 hide = changed = True
-        guarded = bool(model) and not provider.free and self.budget.guards(tags.workflow)
+        # A free provider's paid fallbacks may answer: then the call is guarded like any paid one.
+        guarded = bool(model) and (not provider.free or bool(provider.fallback)) and self.budget.guards(tags.workflow)
         # Per-use tool fees need a limit for the worst case to be one: set ours where the request has none.
         if guarded and limit_tool_uses(endpoint.shape, endpoint.name, body):
             changed = True
@@ -281,6 +282,8 @@ class Admission:
         held = self.budget.reserve(d.tags.workflow, self.stand_ins.worst(cheaper), asked.facts.started)
         if isinstance(held, Refused):
             return None
+        if held.over is not None:
+            d.learn(budget=held.over.name)  # an alert-only cap it runs past
         self.budget.downgraded(refused, asked.facts.started)
         origin = f"{asked.route.provider}/{asked.facts.model}"
         return replace(cheaper, facts=replace(cheaper.facts, downgraded_from=origin), hold=held)

@@ -9,15 +9,16 @@ from picometer.asgi import Message, Send
 from picometer.cache.store import Entry
 from picometer.gateway.admin import respond
 from picometer.gateway.cost_in_body import answer_with_cost
+from picometer.gateway.relay import AnswersHeld
 
 
 class Capture:
-    """Wraps the client's `send`: keeps the status, content type and body bytes the client got, up to `limit`,
-    and calls `keep` with them just before the last byte goes out, so a repeat sent the moment the first answer
-    is in finds it stored."""
+    """Wraps the client's `send`: keeps the status, content type and body bytes the client got, up to `limit`
+    and within the answers held in memory at once (`held`, shared with the relay), and calls `keep` with them
+    just before the last byte goes out, so a repeat sent the moment the first answer is in finds it stored."""
 
-    def __init__(self, send: Send, limit: int, keep: Callable[[Capture], Awaitable[None]]) -> None:
-        self._send, self.limit, self._keep = send, limit, keep
+    def __init__(self, send: Send, held: AnswersHeld, limit: int, keep: Callable[[Capture], Awaitable[None]]) -> None:
+        self._send, self._held, self.limit, self._keep = send, held, limit, keep
         self.status = 0
         self.content_type = ""
         self.parts: list[bytes] = []
@@ -33,15 +34,22 @@ class Capture:
                     self.content_type = value.decode("latin-1")
         elif message["type"] == "http.response.body" and not self.too_big:
             body = message.get("body", b"")
-            self.size += len(body)
-            if self.size > self.limit:
-                self.too_big, self.parts = True, []  # it would not be stored: hold nothing
+            if self.size + len(body) > self.limit or not self._held.take(len(body), self.size):
+                self.too_big = True  # it would not be stored, or memory is short: hold nothing
+                self.release()
             elif body:
+                self.size += len(body)
                 self.parts.append(body)
             self.ended = not message.get("more_body", False)
             if self.ended and not self.too_big:
                 await self._keep(self)
+                self.release()
         await self._send(message)
+
+    def release(self) -> None:
+        """Give back what was held (once the answer is kept, or dropped, or the call ended otherwise)."""
+        self._held.give(self.size)
+        self.size, self.parts = 0, []
 
     def entry(self, cost_usd: float | None, model: str, provider: str) -> Entry | None:
         """What to store: a whole 2xx answer the client received to its end; None otherwise."""

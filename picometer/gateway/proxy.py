@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -111,19 +111,20 @@ class Proxy:
             live = o.served or req  # a fallback's request once one answers
             return self._finish(live.facts, o, live)
 
-        if req.cache_key is not None:
-            hit = await asyncio.to_thread(self.cache.get, req.cache_key, self.clock.now())
-            if hit is not None:
-                o.saved_usd, o.http_status, o.complete = hit.cost_usd or 0.0, hit.status, True
-                finish()
-                self.admission.release(req)
-                zero = self.config.server.cost_in_body and carries_cost(req.endpoint.shape, req.endpoint.name)
-                await replay(send, hit, facts.request_id, zero and not req.facts.stream)
-                return
-            if not (req.facts.stream and self.config.server.cost_in_body):  # a stream's cost would be replayed
-                send = Capture(send, self.cache.max_bytes // 4, lambda caught: self._keep(req, o, caught))
-
+        capture = None
         try:
+            # A downgraded call is not the call whose answer the cache keeps: it neither reads nor writes it.
+            if req.cache_key is not None and req.facts.downgraded_from is None:
+                hit = await asyncio.to_thread(self.cache.get, req.cache_key, self.clock.now())
+                if hit is not None:
+                    o.saved_usd, o.http_status, o.complete = hit.cost_usd or 0.0, hit.status, True
+                    finish()
+                    zero = self.config.server.cost_in_body and carries_cost(req.endpoint.shape, req.endpoint.name)
+                    await replay(send, hit, facts.request_id, zero and not req.facts.stream)
+                    return
+                if not (req.facts.stream and self.config.server.cost_in_body):  # a stream's cost would replay
+                    keep = self._keeper(req, o)
+                    send = capture = Capture(send, self.answers_held, self.cache.max_bytes // 4, keep)
             await self._forward_guarded(req, o, scope, receive, send, finish)
         except Refusal as r:
             # Failed after forwarding (retries exhausted, timeout, garbage): an error in the API's own shape.
@@ -143,6 +144,8 @@ class Proxy:
         finally:
             finish()
             self.admission.release(req)
+            if capture is not None:
+                capture.release()
 
     async def _forward_guarded(
         self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Callable[[], Record]
@@ -241,42 +244,50 @@ class Proxy:
         except Refusal as r:
             failed = r
         reason = fallback_reason(o, first)
-        if reason is None or not asked.provider.fallback:
+        # A timeout once the provider had the call may have been billed: not asked again elsewhere.
+        if reason is None or not asked.provider.fallback or (first is None and reason == "timeout" and o.reached):
             if first is None:
                 assert failed is not None
                 raise failed
             return first, asked
-        origin = f"{asked.route.provider}/{asked.facts.model}"
-        for stand_in in self.admission.stand_ins.of(asked, asked.provider.fallback):
-            live = replace(stand_in, facts=replace(stand_in.facts, fallback_from=origin, fallback_reason=reason))
-            log.warning("falling back", origin=origin, to=str(live.route.provider), why=reason)
-            o.failure, o.served = None, live
-            try:
-                response = await self.upstream.call(live, o, *call)
-            except Refusal as r:
-                failed = r
-                continue
-            if fallback_reason(o, response) is None:
-                if first is not None:
-                    await first.aclose()
-                return response, live
-            await response.aclose()
+        reached, origin = o.reached, f"{asked.route.provider}/{asked.facts.model}"
+        try:
+            for stand_in in self.admission.stand_ins.of(asked, asked.provider.fallback):
+                live = replace(stand_in, facts=replace(stand_in.facts, fallback_from=origin, fallback_reason=reason))
+                log.warning("falling back", origin=origin, to=str(live.route.provider), why=reason)
+                o.failure, o.served = None, live
+                try:
+                    response = await self.upstream.call(live, o, *call)
+                except Refusal:
+                    continue
+                if fallback_reason(o, response) is None:
+                    if first is not None:
+                        await first.aclose()
+                    return response, live
+                await response.aclose()
+        except BaseException:
+            if first is not None:
+                await first.aclose()
+            raise
         # Every fallback failed too: the client gets what its own provider said, recorded as its call.
-        o.served, o.failure = None, reason
+        o.served, o.failure, o.reached = None, reason, reached
         if first is not None:
             return first, asked
         assert failed is not None
         raise failed
 
-    async def _keep(self, req: Admitted, o: Outcome, capture: Capture) -> None:
-        """A miss's answer, stored for the next identical call when it came whole, ok, and from the model asked
-        (its record is written before the last byte)."""
-        rec = o.record
-        if rec is None or rec.status != "ok" or o.served or req.facts.downgraded_from or req.cache_key is None:
-            return
-        entry = capture.entry(rec.cost_usd, rec.model or "", rec.provider)
-        if entry is not None:
-            await asyncio.to_thread(self.cache.put, req.cache_key, entry, self.clock.now())
+    def _keeper(self, req: Admitted, o: Outcome) -> Callable[[Capture], Awaitable[None]]:
+        async def keep(capture: Capture) -> None:
+            """A miss's answer, stored for the next identical call when it came whole, ok, and from the model
+            asked (its record is written before the last byte)."""
+            rec = o.record
+            if rec is None or rec.status != "ok" or o.served is not None or req.cache_key is None:
+                return
+            entry = capture.entry(rec.cost_usd, rec.model or "", rec.provider)
+            if entry is not None:
+                await asyncio.to_thread(self.cache.put, req.cache_key, entry, self.clock.now())
+
+        return keep
 
     # ------------------------------------------------------------ record
 
@@ -285,6 +296,8 @@ class Proxy:
 
     def _cost_of(self, req: Admitted) -> CostOf | None:
         """With [server].cost_in_body, for OpenAI-shaped token answers: a usage's cost, priced as the record is."""
+        if req.client_shape is not None:
+            return None  # a translated answer: the client's API has no usage.cost
         if not (self.config.server.cost_in_body and carries_cost(req.endpoint.shape, req.endpoint.name)):
             return None
         return lambda usage, model: usage_cost(req, usage, model, self.pricer, self.clock.now())

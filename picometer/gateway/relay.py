@@ -27,6 +27,7 @@ from picometer.record import Record
 from picometer.translate import StreamTranslator, Untranslatable
 
 PARSE_LIMIT = 1_000_000  # answers above this are read from their head and tail, not parsed whole
+TRANSLATED_LIMIT = 8_000_000  # a chat answer translated to the client's API: far more than any chat answer
 
 
 class AnswersHeld:
@@ -106,7 +107,8 @@ class Relay:
         parts: list[bytes] = []  # kept as they came: no growing buffer copied on every resize
         taken = 0
         if self._translation is not None:
-            held = AnswersHeld(sys.maxsize)  # a translated answer is read whole, then written anew
+            # A translated answer is read whole, then written anew: bounded by its own limit, not the shared pool.
+            held, limit = AnswersHeld(sys.maxsize), min(limit, TRANSLATED_LIMIT)
         stream = pieces(response, limit)
         try:
             async for piece in stream:
@@ -158,7 +160,7 @@ class Relay:
     def _read(self, provider: str, shape: str, strict: bool, parts: list[bytes], status: int, ctype: str) -> None:
         """Usage from a whole answer; the parsed answer is dropped on return unless priced per call."""
         size = sum(map(len, parts))
-        if size > PARSE_LIMIT and b"".join(parts[:4]).lstrip()[:1] == b"{":
+        if size > PARSE_LIMIT and b"".join(parts[:4]).lstrip()[:1] in (b"{", b"["):
             # Big answers (embeddings, images as base64) are read like passed-on ones: no parsed copy in memory.
             scan = AnswerScan()
             for piece in parts:

@@ -251,6 +251,11 @@ def fallback_record(facts: Facts, o: Outcome, admitted: Admitted | None, latency
     """The record when building the real one failed (a bug): an error, charged what the call held."""
     rec = Record(ts=rfc3339_ms(facts.started), request_id=facts.request_id, provider=facts.provider)
     rec.endpoint, rec.model, rec.stream, rec.canary = facts.endpoint, facts.model, facts.stream, facts.canary
+    rec.fallback_from, rec.fallback_reason, rec.downgraded_from = (
+        facts.fallback_from,
+        facts.fallback_reason,
+        facts.downgraded_from,
+    )
     if facts.tags is not None:
         rec.workflow, rec.env = facts.tags.workflow, facts.tags.env
     rec.status, rec.error_type, rec.http_status, rec.attempts = "error", "internal_error", o.http_status, o.attempts

@@ -72,13 +72,15 @@ def substitute(req: Admitted, target: Target, config: Config) -> Admitted:
     new_endpoint = classify(path, "POST")
     if new_endpoint.shape != shape:
         raise CannotSubstitute(f"{target} cannot take {endpoint.name} calls")  # a path our table does not meter
-    client_usage = _asks_stream_usage(body, endpoint)
+    # The client's own API and wishes: those of the request it sent, also when this one is itself a stand-in.
+    client = req.client_shape or endpoint.shape
+    client_usage = req.client_usage if req.client_shape else _asks_stream_usage(req, endpoint)
     hide = False
     if new_endpoint.shape == OPENAI and new_endpoint.name in ("chat/completions", "completions") and _streams(body):
         # The substitute's usage arrives only when asked: ask, and hide it unless the client asked too.
         options = new_body.get("stream_options")
         new_body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-        hide = shape == endpoint.shape and not client_usage
+        hide = shape == client and not client_usage
     facts = replace(req.facts, provider=target.provider, endpoint=new_endpoint.name, model=target.model)
     return replace(
         req,
@@ -90,7 +92,7 @@ def substitute(req: Admitted, target: Target, config: Config) -> Admitted:
         body=new_body,
         provider_key=key if key is not None else req.provider_key,
         hide_usage_chunk=hide,
-        client_shape=endpoint.shape if shape != endpoint.shape else None,
+        client_shape=client if shape != client else None,
         client_usage=client_usage,
     )
 
@@ -115,9 +117,10 @@ def _streams(body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 
 
-def _asks_stream_usage(body: dict[str, Any], endpoint: Endpoint) -> bool:
-    """The client wants the usage of its stream: OpenAI clients ask for it, Anthropic streams always carry it."""
+def _asks_stream_usage(req: Admitted, endpoint: Endpoint) -> bool:
+    """The client wants the usage of its stream: Anthropic streams always carry it; an OpenAI client asked for it
+    unless admission added the ask itself (and hides the chunk)."""
     if endpoint.shape == ANTHROPIC:
         return True
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
+    options = (req.body or {}).get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True and not req.hide_usage_chunk

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from picometer.config import Config
 
@@ -65,14 +66,14 @@ def presented_key(headers: Mapping[str, str], query: bytes = b"") -> str | None:
     return headers.get("x-api-key") or headers.get("x-goog-api-key") or query_key(query)
 
 
+_QUERY_KEY = re.compile(rb"(?:^|&)key=([^&]*)")
+
+
 def query_key(query: bytes) -> str | None:
-    """The value of a `key=` query parameter (Gemini's other way to send the key), or None."""
-    if b"key=" not in query:
-        return None
-    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if name == "key":
-            return value or None
-    return None
+    """The value of a `key=` query parameter (Gemini's other way to send the key), or None. Read the way the
+    key is swapped upstream (forward.upstream_query): the literal name `key`, so both see the same parameter."""
+    m = _QUERY_KEY.search(query)
+    return unquote(m.group(1).decode("latin-1")) or None if m else None
 
 
 def clean_tag(raw: str | None) -> str | None:

@@ -100,6 +100,7 @@ class Upstream:
             client_headers, provider, req.provider_key, req.endpoint.shape, key_in_query=forward.has_query_key(query)
         )
         health = self.health(name)
+        tries = 0  # at this provider (a fallback gets its own); o.attempts counts them all for the record
         while True:
             wait = health.circuit.allow(self.clock.monotonic())
             if wait is not None:
@@ -112,7 +113,8 @@ class Upstream:
                     [(b"retry-after", str(math.ceil(wait)).encode())],
                 )
             o.attempts += 1
-            if o.attempts == 1:
+            tries += 1
+            if tries == 1:
                 health.budget.first_attempt(self.clock.monotonic())  # what the retry budget is a share of
             o.reached = True
             timeouts = forward.timeouts_for(provider)
@@ -145,13 +147,13 @@ class Upstream:
                 health.circuit.success()
             hint = retry.wait_hint(response.headers, self.clock.now()) if response is not None else None
             delay = None
-            if failure.retryable and o.attempts < cfg.max_attempts:
-                delay = retry.delay_before_retry(o.attempts, hint, cfg.base_delay_s, cfg.max_delay_s, self._rand)
+            if failure.retryable and tries < cfg.max_attempts:
+                delay = retry.delay_before_retry(tries, hint, cfg.base_delay_s, cfg.max_delay_s, self._rand)
             if delay is None or not health.budget.try_retry(self.clock.monotonic()):
                 if response is not None:
                     return response  # the provider's own answer, after as many tries as were sensible
-                tries = f" (after {o.attempts} attempts)" if o.attempts > 1 else ""
-                raise Refusal(failure.status, failure.code, failure.message + tries)
+                after = f" (after {tries} attempts)" if tries > 1 else ""
+                raise Refusal(failure.status, failure.code, failure.message + after)
             health.retries[failure.reason] = health.retries.get(failure.reason, 0) + 1
             log.info("retrying", provider=name, reason=failure.reason, attempt=o.attempts, delay_s=delay)
             if response is not None:

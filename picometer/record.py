@@ -17,7 +17,17 @@ from picometer.throttle import Throttled
 
 log = structlog.get_logger("picometer.record")
 
-PROMPT_KEYS = ("system", "instructions", "messages", "input", "prompt")
+# Where a request keeps its prompt: OpenAI, Anthropic and Ollama, then Gemini (camelCase and snake_case).
+PROMPT_KEYS = (
+    "system",
+    "instructions",
+    "messages",
+    "input",
+    "prompt",
+    "contents",
+    "systemInstruction",
+    "system_instruction",
+)
 
 
 @dataclass(slots=True)

@@ -76,6 +76,7 @@ def test_a_virtual_key_in_the_header_is_swapped_in_the_header(upstream: ReplaySe
     assert sent.headers["x-goog-api-key"] == "AIza-real" and "key=" not in sent.path
     [rec] = gw.records(1)
     assert (rec["status"], rec["workflow"], rec["stream"]) == ("ok", "garden", False)
+    assert rec["prompt_hash"] and rec["conversation"], "a Gemini prompt is fingerprinted like the others"
 
 
 def test_a_gemini_stream_cut_before_its_finish_chunk_is_truncated(upstream: ReplayServer, gateways: Gateways) -> None:

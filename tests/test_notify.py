@@ -111,6 +111,10 @@ def test_discord_content_stays_under_2000_characters_as_discord_counts_and_pings
     short = json.loads(discord.post(note("workflow daily_digest_v2"), Address("https://d.example"), 1).body)
     assert short["content"].startswith("⚠️ **spike · workflow:digest**\n")
     assert "daily\\_digest\\_v2" in short["content"], "shown as written, not in italics"
+    link = json.loads(
+        discord.post(note("workflow [login](https://evil.example)"), Address("https://d.example"), 1).body
+    )
+    assert "\\[login\\]\\(https://evil.example\\)" in link["content"], "a name never becomes a disguised link"
 
 
 def test_the_webhook_gets_the_alerts_fields_signed_over_the_raw_body() -> None:
@@ -223,6 +227,28 @@ def test_an_unreachable_service_is_retried_with_growing_waits_and_the_message_ke
     assert waits == [backoff_s(n, 0.0) for n in range(4)] and waits == sorted(waits)
     assert outbox.pending("webhook") == 1
     assert WEBHOOK_SECRET not in str(lines)
+
+
+def test_a_service_asking_for_no_wait_gets_a_backoff_not_a_hot_loop(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "alerts.db")
+    outbox.put_for(("ntfy",), "spike", 2, note().dumps(), T0, T0)
+    with Receiver("ntfy") as fake:
+        fake.script.extend([too_many(0), too_many(0), too_many(0)])  # "Retry-After: 0", again and again
+        channel = Channel("ntfy", "info", Address(f"{fake.url}/alerts", ""), ntfy.post, ntfy.FIX)
+        waits, _ = deliver(channel, outbox, 3)
+    assert waits == [backoff_s(n, 0.0) for n in range(3)] and all(w is not None and w >= 0.5 for w in waits)
+    assert outbox.pending("ntfy") == 1
+
+
+def test_a_token_the_http_library_refuses_parks_the_channel_and_never_reaches_the_log(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "alerts.db")
+    outbox.put_for(("ntfy",), "spike", 2, note().dumps(), T0, T0)
+    secret = "tk_secret_token_123"
+    with Receiver("ntfy") as fake:
+        channel = Channel("ntfy", "info", Address(f"{fake.url}/alerts", secret + "\n"), ntfy.post, ntfy.FIX)
+        waits, lines = deliver(channel, outbox, 1)
+        assert fake.taken() == []
+    assert waits == [PARK_S] and secret not in str(lines)
 
 
 # ---------------------------------------------------------------- the outbox, the policy, reload

@@ -96,7 +96,8 @@ class Delivery:
         post = self.channel.build(note, self.channel.address, message.id)
         try:
             status, headers, body = await self._send(post)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeEncodeError) as e:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError, UnicodeEncodeError) as e:
+            # The request itself is malformed (a token with a newline, a bad URL): its text may hold the secret.
             return self._park(message, f"the request cannot be made ({type(e).__name__})")
         except httpx.HTTPError as e:
             return self._retry(message, f"{type(e).__name__}: {self._scrub(str(e))}")
@@ -109,8 +110,11 @@ class Delivery:
             return 0.0
         if verdict.outcome == "wait":
             self.outbox.failed(message.id)
-            log.warning("alert channel asked to wait", channel=name, status=status, retry_in_s=verdict.wait_s)
-            return verdict.wait_s
+            # A wait of 0 (or a date already past) is no wait: back off as after any failure, never a hot loop.
+            wait = max(verdict.wait_s or 0.0, backoff_s(self.failures, self._rand()))
+            self.failures += 1
+            log.warning("alert channel asked to wait", channel=name, status=status, retry_in_s=round(wait, 1))
+            return wait
         if verdict.outcome == "retry":
             return self._retry(message, f"HTTP {status}")
         if verdict.outcome == "park":

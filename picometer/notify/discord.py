@@ -13,7 +13,7 @@ FIX = (
     "the webhook was deleted or its URL is wrong: make one in the Discord channel's settings "
     "(Integrations, Webhooks) and put its URL in [notify.discord].webhook_url"
 )
-_MARKDOWN = re.compile(r"([\\*_~`|>])")
+_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()])")  # and link syntax: a name cannot become a disguised link
 
 
 def post(note: Note, to: Address, message_id: int) -> Post:

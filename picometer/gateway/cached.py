@@ -15,15 +15,17 @@ from picometer.gateway.relay import AnswersHeld
 class Capture:
     """Wraps the client's `send`: keeps the status, content type and body bytes the client got, up to `limit`
     and within the answers held in memory at once (`held`, shared with the relay), and calls `keep` with them
-    just before the last byte goes out, so a repeat sent the moment the first answer is in finds it stored."""
+    just before the answer's last byte goes out (the last piece of a body with a length, or the end of a
+    stream), so a repeat sent the moment the first answer is in finds it stored."""
 
     def __init__(self, send: Send, held: AnswersHeld, limit: int, keep: Callable[[Capture], Awaitable[None]]) -> None:
         self._send, self._held, self.limit, self._keep = send, held, limit, keep
         self.status = 0
         self.content_type = ""
+        self.length: int | None = None  # the Content-Length the client was told, when it was
         self.parts: list[bytes] = []
         self.size = 0
-        self.ended = False  # the last body message went out
+        self.ended = False  # the client has (or is about to have) the whole answer
         self.too_big = False
 
     async def __call__(self, message: Message) -> None:
@@ -32,7 +34,9 @@ class Capture:
             for name, value in message.get("headers", []):
                 if name.lower() == b"content-type":
                     self.content_type = value.decode("latin-1")
-        elif message["type"] == "http.response.body" and not self.too_big:
+                elif name.lower() == b"content-length" and value.isdigit():
+                    self.length = int(value)
+        elif message["type"] == "http.response.body" and not self.too_big and not self.ended:
             body = message.get("body", b"")
             if self.size + len(body) > self.limit or not self._held.take(len(body), self.size):
                 self.too_big = True  # it would not be stored, or memory is short: hold nothing
@@ -40,7 +44,9 @@ class Capture:
             elif body:
                 self.size += len(body)
                 self.parts.append(body)
-            self.ended = not message.get("more_body", False)
+            # A client told the length is done reading at the last byte, before the closing empty message.
+            full = self.length is not None and self.size >= self.length
+            self.ended = full or not message.get("more_body", False)
             if self.ended and not self.too_big:
                 await self._keep(self)
                 self.release()

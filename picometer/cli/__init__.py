@@ -12,7 +12,7 @@ import click
 
 from picometer import __version__
 from picometer.cli.common import config_option, control_headers, load
-from picometer.config import ConfigError, ProviderConfig, is_reference, secret_refs
+from picometer.config import ConfigError, is_reference, secret_refs
 from picometer.config.places import Places
 from picometer.local_time import last_full_week, parse_week
 
@@ -282,7 +282,7 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     """The price per 1M tokens picometer charges for MODEL, and where it comes from."""
     from picometer.clock import SystemClock
     from picometer.metering.media import MEDIA_ENDPOINTS, is_media_priced
-    from picometer.metering.pricing import Pricer
+    from picometer.metering.pricing import Pricer, price_list
     from picometer.reports.prices_text import price_lines
 
     config = load(config_path, resolve=False)
@@ -294,7 +294,7 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
     names = [provider] if provider else [config.server.default_provider, *sorted(config.providers)]
     names = [n for n in dict.fromkeys(names) if n in config.providers]
     priced = {n: r for n in names if (r := pricer.rates(config.providers[n], model, now)) is not None}
-    own = [n for n, r in priced.items() if r.source.startswith(f"genai-prices:{_price_list(config.providers[n])}/")]
+    own = [n for n, r in priced.items() if r.source.startswith(f"genai-prices:{price_list(config.providers[n])}/")]
     name = next(iter(own or priced or names))
     provider_config = config.providers[name]
     rates = pricer.rates(provider_config, model, now)
@@ -312,11 +312,6 @@ def prices(config_path: str | None, model: str, provider: str | None) -> None:
         sys.exit(1)
     for line in price_lines(model, name, provider_config, rates, pricer.variants(provider_config, model, now)):
         click.echo(line)
-
-
-def _price_list(provider: ProviderConfig) -> str:
-    """The price data's name for the provider of this kind (Gemini's prices are Google's)."""
-    return {"gemini": "google"}.get(provider.kind, provider.kind)
 
 
 @main.command()

@@ -235,12 +235,7 @@ def _check_canary(c: Config) -> None:
             raise ConfigError(
                 f"{where}.provider", f"{probe.provider!r} is not a configured provider", "name a [providers.NAME] table"
             )
-        try:
-            re.compile(probe.expect_regex)
-        except re.error as e:
-            raise ConfigError(
-                f"{where}.expect_regex", f"not a valid regular expression ({e})", "fix the pattern"
-            ) from None
+        _regex(probe.expect_regex, f"{where}.expect_regex")
         _floors(probe, where, {"fail_after": 1, "max_latency_s": 0.1, "max_tokens": 1})
 
 
@@ -275,7 +270,9 @@ def _regex(pattern: str, key: str) -> None:
         re.compile(pattern)
     except re.error as e:
         raise ConfigError(
-            key, f"{pattern!r} is not a valid regex ({e})", "correct it, or escape special characters"
+            key,
+            f"{pattern!r} is not a valid regular expression ({e})",
+            "fix the pattern, or escape its special characters",
         ) from None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -10,6 +9,7 @@ from urllib.parse import quote
 import httpx
 
 from picometer.config import ProviderConfig, Secret
+from picometer.gateway.tags import QUERY_KEY
 
 # Never forwarded in either direction: they describe one hop, not the message.
 HOP_BY_HOP = frozenset(
@@ -29,7 +29,6 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect", b"x-request-id"}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", b"server"}
 _AUTH = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key"})
-_QUERY_KEY = re.compile(rb"(^|&)key=[^&]*")
 
 
 def new_transport(max_connections: int = 256) -> httpx.AsyncHTTPTransport:
@@ -59,7 +58,7 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 
 
 def has_query_key(query: bytes) -> bool:
-    return _QUERY_KEY.search(query) is not None
+    return QUERY_KEY.search(query) is not None
 
 
 def upstream_query(query: bytes, key: Secret | None) -> bytes:
@@ -67,7 +66,7 @@ def upstream_query(query: bytes, key: Secret | None) -> bytes:
     if key is None or not has_query_key(query):
         return query
     value = quote(key.value, safe="").encode()
-    return _QUERY_KEY.sub(lambda m: m.group(1) + b"key=" + value, query)
+    return QUERY_KEY.sub(lambda m: m.group(1) + b"key=" + value, query)
 
 
 def upstream_headers(

@@ -190,7 +190,7 @@ class Proxy:
                     finish,
                     lambda: self._elapsed_ms(req.facts),
                     self._cost_of(req),
-                    Translation.of(req, self.clock.now().timestamp()),
+                    Translation.of(req, self.clock),
                 )
                 try:
                     o.http_status = o.upstream_status = response.status_code

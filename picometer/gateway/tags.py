@@ -66,14 +66,15 @@ def presented_key(headers: Mapping[str, str], query: bytes = b"") -> str | None:
     return headers.get("x-api-key") or headers.get("x-goog-api-key") or query_key(query)
 
 
-_QUERY_KEY = re.compile(rb"(?:^|&)key=([^&]*)")
+# Gemini's other way to send the key: the literal parameter name `key`, read here and swapped upstream
+# (forward.upstream_query) by this one pattern, so both see the same parameter.
+QUERY_KEY = re.compile(rb"(^|&)key=([^&]*)")
 
 
 def query_key(query: bytes) -> str | None:
-    """The value of a `key=` query parameter (Gemini's other way to send the key), or None. Read the way the
-    key is swapped upstream (forward.upstream_query): the literal name `key`, so both see the same parameter."""
-    m = _QUERY_KEY.search(query)
-    return unquote(m.group(1).decode("latin-1")) or None if m else None
+    """The value of a `key=` query parameter, or None."""
+    m = QUERY_KEY.search(query)
+    return unquote(m.group(2).decode("latin-1")) or None if m else None
 
 
 def clean_tag(raw: str | None) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from picometer.clock import Clock
 from picometer.gateway.settle import Admitted
 from picometer.translate import StreamTranslator, answer
 
@@ -19,10 +20,12 @@ class Translation:
     created: int  # Unix seconds, for OpenAI's `created`
 
     @classmethod
-    def of(cls, req: Admitted, now: float) -> Translation | None:
+    def of(cls, req: Admitted, clock: Clock) -> Translation | None:
+        """None for the calls that need none (nearly all): no clock read on their way."""
         if req.client_shape is None or req.endpoint.shape is None:
             return None
-        return cls(req.endpoint.shape, req.client_shape, req.facts.model or "", req.client_usage, int(now))
+        created = int(clock.now().timestamp())
+        return cls(req.endpoint.shape, req.client_shape, req.facts.model or "", req.client_usage, created)
 
     def stream(self) -> StreamTranslator:
         return StreamTranslator(

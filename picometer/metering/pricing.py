@@ -14,6 +14,14 @@ from picometer.config import Config, PriceConfig, ProviderConfig
 from picometer.metering.fees import DEAREST_AUDIO, audio_rates, tools_cost
 from picometer.metering.usage import Usage
 
+# The price data's name for a provider kind where the two differ (Gemini's prices are Google's).
+PRICE_LIST = {"gemini": "google"}
+
+
+def price_list(provider: ProviderConfig) -> str:
+    return PRICE_LIST.get(provider.kind, provider.kind)
+
+
 _CACHE_LIMIT = 512  # distinct (provider, model) lookups kept; bounded so memory never grows with traffic
 
 
@@ -102,7 +110,7 @@ class Pricer:
 
         snapshot = data_snapshot.get_snapshot()
         found = None
-        for provider_id, url in ((None, provider.base_url), (provider.kind, None), (None, None)):
+        for provider_id, url in ((None, provider.base_url), (price_list(provider), None), (None, None)):
             found = _find(snapshot, model, provider_id, url)
             if found is not None:
                 break

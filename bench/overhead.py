@@ -167,15 +167,31 @@ def abuse_from_the_provider(url: str) -> None:
     asyncio.run(big_answers())
 
 
-def measure(client: httpx.Client, urls: list[str], stream: bool) -> list[list[float]]:
+PAUSE_S = 0.001  # between calls: what one proxy does after its reply never lands in the next one's timing
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user and system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    client: httpx.Client, urls: list[str], stream: bool, pids: list[int]
+) -> tuple[list[list[float]], list[float]]:
+    """Each URL's latencies, and each process's CPU per call (µs) over the measured rounds."""
     sinks: list[list[float]] = [[] for _ in urls]
+    cpu: list[float] = []
     for i in range(WARMUP + ROUNDS):
+        if i == WARMUP:
+            cpu = [cpu_s(pid) for pid in pids]
         k = i % len(urls)
         for url, sink in list(zip(urls, sinks, strict=True))[k:] + list(zip(urls, sinks, strict=True))[:k]:
+            time.sleep(PAUSE_S)
             ms = timed(client, url, stream)
             if i >= WARMUP:
                 sink.append(ms)
-    return sinks
+    return sinks, [(cpu_s(pid) - before) / ROUNDS * 1e6 for pid, before in zip(pids, cpu, strict=True)]
 
 
 def main() -> None:
@@ -232,12 +248,14 @@ max_response_bytes = 20000000
         via = f"http://127.0.0.1:{pm_port}/openai/chat/completions"
         floor = f"http://127.0.0.1:{bare_port}/openai/chat/completions"
         rows = []
+        cpus: list[tuple[float, float]] = []
         # The same socket options picometer uses upstream, so the baseline has no Nagle stall either.
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         with httpx.Client(timeout=30, trust_env=False, transport=transport) as client:
             for stream in (False, True):
-                d, b, v = measure(client, [direct, floor, via], stream)
+                (d, b, v), (b_cpu, v_cpu) = measure(client, [direct, floor, via], stream, [bare.pid, daemon.pid])
                 rows.append(("streaming" if stream else "non-streaming", d, b, v))
+                cpus.append((b_cpu, v_cpu))
         loaded_rss = rss_mb(daemon.pid)
         raw = b"".join(p.read_bytes() for p in sorted((work / "logs").glob("usage-*.jsonl")))
         records = raw.count(b"\n")
@@ -269,9 +287,12 @@ max_response_bytes = 20000000
         fd, fb, fv = statistics.fmean(d), statistics.fmean(b), statistics.fmean(v)
         print(f"{'':<15}{'mean':>6}{fd:>11.2f}{fb:>9.2f}{fv:>8.2f}{fb - fd:>11.2f}{fv - fd:>16.2f}")
     print()
-    for name, d, b, v in rows:
+    for (name, d, b, v), (b_cpu, v_cpu) in zip(rows, cpus, strict=True):
         bare_added, pm_added = pct(b, 0.5) - pct(d, 0.5), pct(v, 0.5) - pct(d, 0.5)
-        print(f"{name}: picometer's added p50 is {pm_added / bare_added:.2f}x the bare proxy's")
+        print(
+            f"{name}: picometer's added p50 is {pm_added / bare_added:.2f}x the bare proxy's; "
+            f"CPU per call {v_cpu:.0f} µs against the bare proxy's {b_cpu:.0f} µs"
+        )
     print()
     print(f"time to healthy (process start to /-/health 200): {to_healthy * 1000:.0f} ms")
     print(f"RSS idle after start: {idle_rss:.1f} MB; after {records} requests: {loaded_rss:.1f} MB")

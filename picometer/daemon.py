@@ -271,6 +271,7 @@ class Daemon:
         await bot.run()
 
     def close(self) -> None:
+        self.gateway.recorder.drain()  # the last records' rollups, before the final flush
         self.usage_log.close()
         self.rollups.close()
         self.state.close()

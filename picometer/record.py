@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,7 +140,9 @@ class RollupSink(Protocol):
 
 
 class Recorder:
-    """The one path of every finished record: usage log first, then rollups with the log position."""
+    """The one path of every finished record: the usage log at once (a crash after the client's last byte must
+    not lose it), then rollups with the log position and the observers, once the client has its reply: they
+    are memory only, and rebuilt from the log after a crash."""
 
     def __init__(
         self, usage_log: LogSink, rollups: RollupSink, observe: Callable[[Record], None] | None = None
@@ -147,6 +151,7 @@ class Recorder:
         self._rollups = rollups
         self._observe = observe  # the anomaly watchers
         self._errors = Throttled(log)  # a broken disk fails every record: one line a minute
+        self._later: deque[tuple[Record, Any]] = deque()  # written, not yet folded: at most the calls in flight
 
     def __call__(self, record: Record) -> None:
         position = None
@@ -154,12 +159,23 @@ class Recorder:
             position = self._log.write(record)
         except Exception:  # a failing log must never fail the request
             self._errors.exception("usage log write failed")
-        try:
-            self._rollups.add(record, position)
-        except Exception:
-            self._errors.exception("rollup fold failed")
-        if self._observe is not None:
+        self._later.append((record, position))
+        if len(self._later) == 1:
             try:
-                self._observe(record)
+                asyncio.get_running_loop().call_soon(self.drain)  # runs once the caller's reply has gone out
+            except RuntimeError:  # no event loop (a command, a test): at once
+                self.drain()
+
+    def drain(self) -> None:
+        """Fold every written record into the rollups and show it to the observers, in order."""
+        while self._later:
+            record, position = self._later.popleft()
+            try:
+                self._rollups.add(record, position)
             except Exception:
-                self._errors.exception("watcher failed")
+                self._errors.exception("rollup fold failed")
+            if self._observe is not None:
+                try:
+                    self._observe(record)
+                except Exception:
+                    self._errors.exception("watcher failed")

@@ -264,8 +264,13 @@ class Relay:
         o.expects_terminal = expects_terminal and response.is_success
         held = b""  # bytes before the first whole event (bounded by the parser's event limit)
         try:
+            skimmed = parser if translator is None and isinstance(parser, SSEParser) else None
             async for chunk in pieces(response, limit):
                 self._first_byte()
+                if skimmed is not None and o.started_reply and skimmed.idle and meter.skim(chunk):
+                    # Whole events of plain text (most of a stream): passed on as they came, nothing parsed.
+                    await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    continue
                 events = parser.feed(chunk)
                 if translator is not None:
                     out = b"".join(self._translated(ev, meter, translator) for ev in events)

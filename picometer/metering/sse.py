@@ -34,6 +34,11 @@ class SSEParser:
         self._data: list[str] = []
         self._pending = False
 
+    @property
+    def idle(self) -> bool:
+        """Between events: nothing of an unfinished event is held."""
+        return not self._buf and not self._raw and not self._pending
+
     def feed(self, chunk: bytes, *, final: bool = False) -> list[SSEEvent]:
         if not self._pending and not self._raw and b"\r" not in chunk and b"\r" not in self._buf:
             events = self._feed_lf(chunk)

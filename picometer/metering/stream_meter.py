@@ -26,6 +26,13 @@ _TEXT_VALUE = re.compile(
     r'"(?:content|text|delta|arguments|refusal|thinking|partial_json|reasoning)":\s*"((?:[^"\\]|\\.)*)"'
 )
 _NEEDS_JSON = re.compile(r'"(?:usage|error)":\s*\{|"type":\s*"error"')
+_TEXT_BYTES = re.compile(_TEXT_VALUE.pattern.encode())
+_USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
+# The event lines of text deltas, by the shape that names its events: a chunk of only these is plain text.
+_DELTA_LINES = {
+    "anthropic": (b"event: content_block_delta\n",),
+    "responses": (b"event: response.output_text.delta\n", b"event: response.reasoning_text.delta\n"),
+}
 
 # Mid-stream error events, as the record's error_type.
 _STREAM_ERRORS = {"overloaded_error": "overloaded", "rate_limit_error": "rate_limited", "api_error": "server_error"}
@@ -42,15 +49,14 @@ class StreamMeter:
         self.usage: Usage | None = None
         self.model: str | None = None
         self.text_chars = 0
-        self.events = 0
         self.terminal = False  # the stream's last event went by: the answer is complete
         self.error: str | None = None  # the provider reported a failure in the stream itself
         self._anthropic_usage: dict[str, Any] = {}
         self._tier: Any = None  # an OpenAI chunk's service_tier, for the usage chunk that follows
+        self._deltas = _DELTA_LINES.get("responses" if endpoint == "responses" else shape, ())
 
     def observe(self, event: SSEEvent) -> bool:
         """Fold one event in. True when it is a usage-only chunk (choices empty, usage set)."""
-        self.events += 1
         if not event.data:
             return False
         if event.data == "[DONE]":
@@ -81,6 +87,31 @@ class StreamMeter:
             self._responses(data)
             return False
         return self._openai_chunk(data)
+
+    def skim(self, chunk: bytes) -> bool:
+        """A chunk of whole SSE events that are all plain text deltas (most of a stream): their text counted at
+        once, True. False, with nothing counted, when any event may need parsing (usage, an error, the terminal
+        event, another kind of event, CR line ends): the caller then feeds the chunk to the parser. Substring
+        tests only: this runs for nearly every chunk of every stream."""
+        if (
+            not chunk.endswith(b"\n\n")
+            or b"\r" in chunk
+            or b"\n\n\n" in chunk
+            or b"[DONE]" in chunk
+            or b'"error"' in chunk
+            or (b'"usage"' in chunk and _USAGE_OBJECT.search(chunk) is not None)
+        ):
+            return False
+        if self._deltas:  # named events: every one must be a text delta
+            if sum(map(chunk.count, self._deltas)) != chunk.count(b"\n\n"):
+                return False
+        elif self.shape != "openai" or self.model is None:  # an OpenAI chunk is plain once the model is known
+            return False
+        if chunk.isascii():
+            self.text_chars += len(b"".join(_TEXT_BYTES.findall(chunk)))
+        else:  # counted in characters, as the parser counts them
+            self.text_chars += len("".join(_TEXT_VALUE.findall(chunk.decode("utf-8", errors="replace"))))
+        return True
 
     def _plain_text(self, event: SSEEvent) -> bool:
         """A text delta (after the first chunk gave the model): count its text and skip the JSON decoding."""

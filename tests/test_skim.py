@@ -1,0 +1,124 @@
+"""The stream relay's shortcut: chunks of plain text deltas are skimmed, not parsed. Whatever the chunking,
+a skimmed stream meters exactly as one parsed event by event."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from picometer.metering.sse import SSEParser
+from picometer.metering.stream_meter import StreamMeter
+
+texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+
+
+def sse(data: object, event: str | None = None, compact: bool = False) -> bytes:
+    text = json.dumps(data, separators=(",", ":") if compact else None, ensure_ascii=False)
+    return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
+
+
+@st.composite
+def openai_chat(draw: st.DrawFn) -> list[bytes]:
+    compact = draw(st.booleans())
+    first = {"model": "gpt-4o-mini", "choices": [{"delta": {"role": "assistant", "content": ""}}], "usage": None}
+    events = [sse(first, compact=compact)]
+    for text in draw(st.lists(texts, max_size=8)):
+        chunk = {"model": "gpt-4o-mini", "choices": [{"delta": {"content": text}}], "usage": None}
+        events.append(sse(chunk, compact=compact))
+    if draw(st.booleans()):
+        events.append(sse({"error": {"type": "overloaded_error", "message": "busy"}}))
+    if draw(st.booleans()):
+        usage = {"prompt_tokens": 7, "completion_tokens": draw(st.integers(0, 99)), "total_tokens": 9}
+        events.append(sse({"model": "gpt-4o-mini", "choices": [], "usage": usage}, compact=compact))
+    if draw(st.booleans()):
+        events.append(b"data: [DONE]\n\n")
+    return events
+
+
+@st.composite
+def anthropic(draw: st.DrawFn) -> list[bytes]:
+    message = {"model": "claude-sonnet-4-5", "usage": {"input_tokens": 5, "output_tokens": 1}}
+    events = [sse({"type": "message_start", "message": message}, "message_start")]
+    for text in draw(st.lists(texts, max_size=8)):
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+        named = draw(st.sampled_from(["content_block_delta", "content_block_delta", None, "ping"]))
+        events.append(sse(delta, named))
+    events.append(sse({"type": "message_delta", "usage": {"output_tokens": draw(st.integers(0, 99))}}, "message_delta"))
+    if draw(st.booleans()):
+        events.append(sse({"type": "message_stop"}, draw(st.sampled_from(["message_stop", None]))))
+    return events
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> list[bytes]:
+    events = [sse({"type": "response.created", "response": {"model": "gpt-4.1"}}, "response.created")]
+    for text in draw(st.lists(texts, max_size=8)):
+        kind = draw(st.sampled_from(["response.output_text.delta", "response.reasoning_text.delta"]))
+        events.append(sse({"type": kind, "delta": text}, kind))
+    if draw(st.booleans()):
+        done = {"model": "gpt-4.1", "usage": {"input_tokens": 3, "output_tokens": 4}, "output": []}
+        events.append(sse({"type": "response.completed", "response": done}, "response.completed"))
+    return events
+
+
+def grouped(events: list[bytes], cuts: list[int]) -> list[bytes]:
+    """The events in chunks of whole events, as a provider's writes may group them."""
+    chunks, start = [], 0
+    for cut in sorted({c % (len(events) + 1) for c in cuts} | {len(events)}):
+        if cut > start:
+            chunks.append(b"".join(events[start:cut]))
+            start = cut
+    return chunks
+
+
+def metered(shape: str, endpoint: str, chunks: list[bytes], skim: bool) -> tuple[object, ...]:
+    meter, parser = StreamMeter(shape, endpoint), SSEParser()
+    skimmed = 0
+    for chunk in chunks:
+        if skim and parser.idle and meter.skim(chunk):
+            skimmed += 1
+            continue
+        for event in parser.feed(chunk):
+            meter.observe(event)
+    for event in parser.close():
+        meter.observe(event)
+    return meter.usage, meter.model, meter.terminal, meter.error, meter.text_chars
+
+
+CUTS = st.lists(st.integers(0, 20), max_size=10)
+
+
+@given(openai_chat(), CUTS)
+def test_openai_chat_skimmed_meters_as_parsed(events: list[bytes], cuts: list[int]) -> None:
+    chunks = grouped(events, cuts)
+    assert metered("openai", "chat/completions", chunks, True) == metered("openai", "chat/completions", chunks, False)
+
+
+@given(anthropic(), CUTS)
+def test_anthropic_skimmed_meters_as_parsed(events: list[bytes], cuts: list[int]) -> None:
+    chunks = grouped(events, cuts)
+    assert metered("anthropic", "messages", chunks, True) == metered("anthropic", "messages", chunks, False)
+
+
+@given(responses(), CUTS)
+def test_responses_skimmed_meters_as_parsed(events: list[bytes], cuts: list[int]) -> None:
+    chunks = grouped(events, cuts)
+    assert metered("openai", "responses", chunks, True) == metered("openai", "responses", chunks, False)
+
+
+def test_plain_text_chunks_are_skimmed_and_the_rest_parsed() -> None:
+    first = sse({"model": "m", "choices": [{"delta": {"content": "a"}}]})
+    text = sse({"model": "m", "choices": [{"delta": {"content": 'héllo "quoted"'}}], "usage": None})
+    usage = sse({"model": "m", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}})
+    meter = StreamMeter("openai", "chat/completions")
+    assert not meter.skim(first), "the model is not known before the first chunk is parsed"
+    for event in SSEParser().feed(first):
+        meter.observe(event)
+    assert meter.skim(text) and meter.skim(text + text)
+    as_sent = json.dumps('héllo "quoted"', ensure_ascii=False)[1:-1]  # text is counted as it is sent, escaped
+    assert meter.text_chars == 1 + 3 * len(as_sent)
+    assert not meter.skim(usage) and not meter.skim(text + usage) and not meter.skim(b"data: [DONE]\n\n")
+    assert not meter.skim(text[:-1]), "an event without its blank line waits for the parser"
+    assert not meter.skim(text.replace(b"\n", b"\r\n"))

@@ -35,15 +35,8 @@ def conversation(body: Mapping[str, Any], model: str | None) -> str | None:
         opening.append(("prompt", prompt[:PROMPT_PREFIX_CHARS] if isinstance(prompt, str | list) else prompt))
     if not opening:
         return None
-    digest = hashlib.sha256(str(model or "").encode("utf-8", "surrogatepass") + b"\x00")
-    budget = OPENING_CHARS
-    for piece in _pieces(opening):
-        piece = piece[:budget]
-        digest.update(piece.encode("utf-8", "surrogatepass") + b"\x00")
-        budget -= max(len(piece), 1)  # every piece costs at least one: a list of a million empty strings ends too
-        if budget <= 0:
-            break
-    return digest.hexdigest()[:16]
+    head = str(model or "") + "\x00" + "\x00".join(_pieces(opening, OPENING_CHARS)) + "\x00"
+    return hashlib.sha256(head.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def first_exchange(turns: list[Any]) -> list[Any]:
@@ -57,24 +50,50 @@ def first_exchange(turns: list[Any]) -> list[Any]:
     return opening
 
 
-def _pieces(obj: Any) -> Iterator[str]:
-    """The structure and text of a JSON value as strings, lazily: the caller stops once it has enough."""
-    if isinstance(obj, str):
-        yield "s"
-        yield obj[:OPENING_CHARS]
-    elif isinstance(obj, Mapping):
-        yield "{"
-        for key, value in obj.items():  # a client sends its keys in the same order every time
-            if key in IGNORED_KEYS:
+class _Key(str):
+    """A mapping's key met in the walk: hashed as "k" and its text."""
+
+
+_END = object()
+
+
+def _pieces(obj: Any, budget: int) -> list[str]:
+    """The structure and text of a JSON value as strings, until `budget` characters (every piece costs at least
+    one, so a list of a million empty strings ends too). Walked with a stack of iterators, no recursion and no
+    generator per level: a container's items are read only as far as the budget goes."""
+    out: list[str] = []
+    stack: list[tuple[Iterator[Any], str]] = [(iter((obj,)), "")]
+    while stack:
+        item = next(stack[-1][0], _END)
+        if item is _END:
+            piece = stack.pop()[1]
+            if not piece:
                 continue
-            yield "k"
-            yield str(key)[:OPENING_CHARS]
-            yield from _pieces(value)
-        yield "}"
-    elif isinstance(obj, list | tuple):
-        yield "["
-        for item in obj:
-            yield from _pieces(item)
-        yield "]"
-    else:
-        yield "v" + repr(obj)
+        elif isinstance(item, str):  # a mapping's key, or a text
+            out.append("k" if isinstance(item, _Key) else "s")
+            budget -= 1
+            if budget <= 0:
+                break
+            piece = item[:OPENING_CHARS]
+        elif isinstance(item, dict):  # parsed JSON: no ABC check per node
+            stack.append((_items(item), "}"))
+            piece = "{"
+        elif isinstance(item, list | tuple):
+            stack.append((iter(item), "]"))
+            piece = "["
+        else:
+            piece = "v" + repr(item)
+        piece = piece[:budget]
+        out.append(piece)
+        budget -= max(len(piece), 1)
+        if budget <= 0:
+            break
+    return out
+
+
+def _items(mapping: Mapping[Any, Any]) -> Iterator[Any]:
+    """A mapping's keys and values in turn (a client sends its keys in the same order every time)."""
+    for key, value in mapping.items():
+        if key not in IGNORED_KEYS:
+            yield _Key(key)
+            yield value

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import operator
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -81,18 +82,21 @@ class Record:
     prompt: str | None = None  # only with store_prompts = "redacted", and then redacted
 
     def to_json(self) -> str:
-        # Flat fields only, so a dict comprehension does what asdict() does at a tenth of the cost.
-        data = {name: getattr(self, name) for name in RECORD_FIELDS}
+        # Flat fields only: one C getter does what asdict() does at a fraction of the cost.
+        data = dict(zip(RECORD_FIELDS, _values(self), strict=True))
         if data["prompt"] is None:
             del data["prompt"]
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return _encode(data)
 
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+_values = operator.attrgetter(*RECORD_FIELDS)
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def rfc3339_ms(at: datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    """UTC to the millisecond, "2026-01-31T12:00:00.123Z" (isoformat is C; strftime costs several µs a call)."""
+    return at.isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def prompt_parts(body: Mapping[str, Any]) -> dict[str, Any]:

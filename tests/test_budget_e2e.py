@@ -111,6 +111,18 @@ def test_a_stream_cut_early_settles_to_what_was_used(make_gateway: Callable[...,
     assert day["spent_usd"] == pytest.approx(record["cost_usd"], abs=1e-12) and day["reserved_usd"] == 0
 
 
+def test_a_call_past_an_alert_only_cap_goes_through_and_its_record_names_the_cap(
+    make_gateway: Callable[..., GatewayServer],
+) -> None:
+    gw = make_gateway(workflows={"job": {"daily_usd": 0.000001, "on_exceed": "alert"}})
+    for _ in range(2):
+        r = httpx.post(f"{gw.url}/w/job/openai/chat/completions", json=CHAT, trust_env=False)
+        assert r.status_code == 200
+    first, second = gw.records(2)
+    assert first["status"] == second["status"] == "ok"
+    assert second["budget"] == "workflow:job/day", "the first call took the day's spend past the cap"
+
+
 def test_control_routes_without_an_admin_token_answer_only_on_loopback(gateway: GatewayServer) -> None:
     async def from_lan() -> httpx.Response:
         transport = httpx.ASGITransport(app=gateway.daemon.gateway, client=("192.168.1.20", 40000))

@@ -259,19 +259,24 @@ class Admission:
             changed = True
         if changed:
             content = json.dumps(body, ensure_ascii=False).encode()
-        asked = Admitted(
-            d.facts(), route, provider, endpoint, content, body, provider_key, hide, None, cache_key=key_of_answer
-        )
         if not guarded:
-            return replace(asked, hold=self._reserve(d, 0))
-        worst = self.stand_ins.worst(asked)
-        held = self.budget.reserve(tags.workflow, worst, started, may_downgrade=True)
-        if isinstance(held, Refused) and held.cap.downgrade_to:
-            cheaper = self._downgrade(d, asked, held)
-            if cheaper is not None:
-                return cheaper
-            held = self.budget.reserve(tags.workflow, worst, started)  # refused again, and now announced
-        return replace(asked, hold=self._held(d, held))
+            hold = self._reserve(d, 0)
+        else:
+            asked = Admitted(
+                d.facts(), route, provider, endpoint, content, body, provider_key, hide, None, cache_key=key_of_answer
+            )
+            worst = self.stand_ins.worst(asked)
+            held = self.budget.reserve(tags.workflow, worst, started, may_downgrade=True)
+            if isinstance(held, Refused) and held.cap.downgrade_to:
+                cheaper = self._downgrade(d, asked, held)
+                if cheaper is not None:
+                    return cheaper
+                held = self.budget.reserve(tags.workflow, worst, started)  # refused again, and now announced
+            hold = self._held(d, held)
+        # Facts taken after the hold: an alert-only cap the call runs past is named in its record.
+        return Admitted(
+            d.facts(), route, provider, endpoint, content, body, provider_key, hide, hold, cache_key=key_of_answer
+        )
 
     def _downgrade(self, d: _Draft, asked: Admitted, refused: Refused) -> Admitted | None:
         """The call at the cap's downgrade model, held against the budgets, when that fits; None otherwise."""

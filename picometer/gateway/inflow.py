@@ -30,6 +30,14 @@ def _decoder(encoding: str) -> zlib._Decompress | None:
     raise Undecodable(f"content-encoding {encoding!r}")
 
 
+def undecoded(response: httpx.Response) -> bool:
+    """The body is still to be read and comes as sent (no content encoding): its raw chunks are its pieces."""
+    return not response.is_stream_consumed and response.headers.get("content-encoding", "").strip().lower() in (
+        "",
+        "identity",
+    )
+
+
 async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[bytes]:
     """The decoded body as it arrives; TooLarge once it passes `limit` bytes (None: no limit)."""
     if response.is_stream_consumed:  # read already (a small error body, see small_body): what it holds

@@ -33,6 +33,7 @@ from picometer.metering.usage import Usage
 from picometer.record import Record, Recorder
 from picometer.throttle import Throttled
 
+WATCH_AFTER_S = 0.05  # how far into a call the client starts being watched for a hang-up
 MAX_BATCHES_REMEMBERED = 4096  # batch result paths kept to count each once; the oldest forgotten first
 
 log = Throttled(structlog.get_logger("picometer.gateway"))  # a bug hit by every request: one line a minute
@@ -150,20 +151,26 @@ class Proxy:
     async def _forward_guarded(
         self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Callable[[], Record]
     ) -> None:
-        """Forward while watching the client: if it hangs up first, the upstream call is cancelled too."""
+        """Forward while watching the client: if it hangs up first, the upstream call is cancelled too. The
+        watch starts WATCH_AFTER_S into the call: one answered sooner costs no watcher at all."""
         task = asyncio.current_task()
         assert task is not None
         hung_up = False
+        watcher: asyncio.Future[None] | None = None
 
-        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+        def on_disconnect(w: asyncio.Future[None]) -> None:
             nonlocal hung_up
             # After a complete response the server reports a disconnect too: that one is no hang-up.
-            if not watcher.cancelled() and not o.complete:
+            if not w.cancelled() and not o.complete:
                 hung_up = True
                 task.cancel()
 
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
-        watcher.add_done_callback(on_disconnect)
+        def watch() -> None:
+            nonlocal watcher
+            watcher = asyncio.ensure_future(_wait_disconnect(receive))
+            watcher.add_done_callback(on_disconnect)
+
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, watch)
         try:
             await self._forward(req, o, scope, send, finish)
         except asyncio.CancelledError:
@@ -172,8 +179,10 @@ class Proxy:
             task.uncancel()
             raise ClientGone from None
         finally:
-            watcher.remove_done_callback(on_disconnect)
-            watcher.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.remove_done_callback(on_disconnect)
+                watcher.cancel()
 
     async def _forward(
         self, asked: Admitted, o: Outcome, scope: Scope, send: Send, finish: Callable[[], Record]

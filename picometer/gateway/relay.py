@@ -13,7 +13,7 @@ import httpx
 from picometer.asgi import Message, Send
 from picometer.gateway import forward
 from picometer.gateway.cost_in_body import TAIL_BYTES, answer_with_cost, event_data_with_cost
-from picometer.gateway.inflow import TooLarge, Undecodable, pieces
+from picometer.gateway.inflow import TooLarge, Undecodable, pieces, undecoded
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Outcome
 from picometer.gateway.translated import Translation
@@ -263,13 +263,21 @@ class Relay:
         priced = self._cost_of is not None and response.is_success and not hide
         o.expects_terminal = expects_terminal and response.is_success
         held = b""  # bytes before the first whole event (bounded by the parser's event limit)
+        send, skim = self._send, meter.skim  # the loop below runs for every chunk of every stream
+        skimmed = parser if translator is None and isinstance(parser, SSEParser) else None
+        # A body as sent (most streams) is read raw and counted here: one layer less for every chunk.
+        raw, size = undecoded(response), 0
         try:
-            skimmed = parser if translator is None and isinstance(parser, SSEParser) else None
-            async for chunk in pieces(response, limit):
-                self._first_byte()
-                if skimmed is not None and o.started_reply and skimmed.idle and meter.skim(chunk):
+            async for chunk in response.aiter_raw() if raw else pieces(response, limit):
+                if raw:
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge(f"more than {limit} bytes")
+                if o.ttft_ms is None:
+                    self._first_byte()
+                if skimmed is not None and o.started_reply and skimmed.idle and skim(chunk):
                     # Whole events of plain text (most of a stream): passed on as they came, nothing parsed.
-                    await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     continue
                 events = parser.feed(chunk)
                 if translator is not None:

@@ -21,6 +21,8 @@ from picometer.gateway.settle import Admitted, Outcome
 
 log = structlog.get_logger("picometer.gateway")
 
+URLS_KEPT = 256  # parsed upstream URLs kept (a query may make each call's URL new: then the oldest go)
+
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
@@ -52,6 +54,7 @@ class Upstream:
         self._owns_transport = transport is None
         self._rand = rand  # backoff jitter; tests pass their own
         self._health: dict[str, retry.Health] = {}  # per provider: retry budget, circuit, retry counts
+        self._urls: dict[str, httpx.URL] = {}
 
     def reconfigure(self, retry_config: RetryConfig) -> None:
         self.config = r = retry_config
@@ -89,13 +92,22 @@ class Upstream:
             self._health[provider] = health
         return health
 
+    def _parsed(self, url: str) -> httpx.URL:
+        """Parsed once: calls repeat a few URLs, and parsing one costs more than the rest of the request."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= URLS_KEPT:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
+
     async def call(
         self, req: Admitted, o: Outcome, method: str, query: bytes, client_headers: list[tuple[bytes, bytes]]
     ) -> httpx.Response:
         """The provider's response, after retrying what is safe to retry; Refusal when there is none."""
         provider, name, cfg = req.provider, req.route.provider, self.config
         sent_query = forward.upstream_query(query, req.provider_key)
-        url = forward.upstream_url(provider.base_url, req.route.upstream_path, sent_query)
+        url = self._parsed(forward.upstream_url(provider.base_url, req.route.upstream_path, sent_query))
         headers = forward.upstream_headers(
             client_headers, provider, req.provider_key, req.endpoint.shape, key_in_query=forward.has_query_key(query)
         )

@@ -60,7 +60,7 @@ def _money(value: Any) -> float | None:
 
 def dig(obj: Any, *path: str) -> Any:
     for key in path:
-        if not isinstance(obj, Mapping):
+        if not isinstance(obj, dict):  # parsed JSON: a dict, and no ABC check on the hot path
             return None
         obj = obj.get(key)
     return obj

@@ -87,7 +87,7 @@ def build(config: Config, base: Clock | None = None) -> Parts:
     meter = Meter(config)
     loops = Loops(config)
 
-    def observe(record: Record) -> None:  # every record, as it is written: counters and the anomaly watch
+    def observe(record: Record) -> None:  # every record, just after it is written: counters and the anomaly watch
         meter.observe(record)
         ops.saw(record)  # the page's recent calls
         now = clock.now()

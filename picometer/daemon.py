@@ -138,6 +138,7 @@ class Daemon:
             log.error("config reload refused: still running the previous config", error=str(e))
         else:
             self.rollups.protected = frozenset(new.workflows)
+            self.gateway.recorder.drain()
             self.rollups.flush()  # a workflow new to the budgets starts from every call counted so far
             self.budget.reconfigure(caps_from_config(new), now, self.rollups.spend_since)
             for part in self.reloadable:

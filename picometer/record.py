@@ -145,8 +145,8 @@ class RollupSink(Protocol):
 
 class Recorder:
     """The one path of every finished record: the usage log at once (a crash after the client's last byte must
-    not lose it), then rollups with the log position and the observers, once the client has its reply: they
-    are memory only, and rebuilt from the log after a crash."""
+    not lose it), then rollups with the log position and the observers on the loop's next turn, off the
+    reply's path: they are memory only, and rebuilt from the log after a crash."""
 
     def __init__(
         self, usage_log: LogSink, rollups: RollupSink, observe: Callable[[Record], None] | None = None
@@ -156,6 +156,7 @@ class Recorder:
         self._observe = observe  # the anomaly watchers
         self._errors = Throttled(log)  # a broken disk fails every record: one line a minute
         self._later: deque[tuple[Record, Any]] = deque()  # written, not yet folded: at most the calls in flight
+        self._draining = False  # a drain is scheduled on the loop
 
     def __call__(self, record: Record) -> None:
         position = None
@@ -164,14 +165,17 @@ class Recorder:
         except Exception:  # a failing log must never fail the request
             self._errors.exception("usage log write failed")
         self._later.append((record, position))
-        if len(self._later) == 1:
-            try:
-                asyncio.get_running_loop().call_soon(self.drain)  # runs once the caller's reply has gone out
-            except RuntimeError:  # no event loop (a command, a test): at once
-                self.drain()
+        if self._draining:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self.drain)
+            self._draining = True
+        except RuntimeError:  # no event loop (a command, a test): at once
+            self.drain()
 
     def drain(self) -> None:
         """Fold every written record into the rollups and show it to the observers, in order."""
+        self._draining = False  # first: whatever happens below, the next record schedules a drain again
         while self._later:
             record, position = self._later.popleft()
             try:

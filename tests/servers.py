@@ -134,14 +134,27 @@ class GatewayServer:
         asyncio.run_coroutine_threadsafe(self.daemon.tick(), loop).result(timeout=60)
 
     def records(self, wait_for: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """The usage log's records; waits until at least `wait_for` are there (they land just after the reply)."""
+        """The usage log's records; waits until at least `wait_for` are there (they land just after the reply),
+        and until the daemon has folded them into its rollups and observers (settle)."""
         deadline = time.monotonic() + patience(timeout)
         while True:
             text = self.daemon.usage_log.path.read_text(encoding="utf-8")
             records = [json.loads(line) for line in text.splitlines() if line]
             if len(records) >= wait_for or time.monotonic() > deadline:
+                self.settle()
                 return records
             time.sleep(0.01)
+
+    def settle(self) -> None:
+        """Every record written so far folded into the rollups and seen by the observers: the daemon does it on
+        its loop just after each reply; a test reading them from its own thread waits for that here."""
+        loop = self._loop.loop
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(_drain(self.daemon), loop).result(timeout=60)
+
+
+async def _drain(daemon: Daemon) -> None:
+    daemon.gateway.recorder.drain()
 
 
 class Gateways:

@@ -103,6 +103,7 @@ def test_a_rollups_file_damaged_while_running_is_found_rebuilt_and_told(
         told = [a for a in alerts if a["key"] == "database_rebuilt:rollups"]
         assert told and "rebuilt from the usage log" in told[0]["message"]
         more = [cost() for _ in range(2)]
+        gw.settle()
         assert rollups.spend_since(day) == pytest.approx(sum(before + after + more)), "each call counted once"
         assert rollups.check(), "the fresh file is sound"
         rollups.flush()

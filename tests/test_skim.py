@@ -14,9 +14,17 @@ from picometer.metering.stream_meter import StreamMeter
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 
 
-def sse(data: object, event: str | None = None, compact: bool = False) -> bytes:
+def sse(data: object, event: str | None = None, compact: bool = False, split: int = 0, extra: str = "") -> bytes:
+    """One event; `split`: its data cut over two data: lines at that offset; `extra`: a line before the data
+    (a comment, an id)."""
     text = json.dumps(data, separators=(",", ":") if compact else None, ensure_ascii=False)
-    return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
+    lines = [f"data: {text[:split]}", f"data: {text[split:]}"] if 0 < split < len(text) else [f"data: {text}"]
+    head = (f"event: {event}\n" if event else "") + (f"{extra}\n" if extra else "")
+    return (head + "\n".join(lines) + "\n\n").encode()
+
+
+splits = st.one_of(st.just(0), st.just(0), st.integers(1, 60))
+extras = st.sampled_from(["", "", "", ": keep-alive", "id: 7"])
 
 
 @st.composite
@@ -26,12 +34,13 @@ def openai_chat(draw: st.DrawFn) -> list[bytes]:
     events = [sse(first, compact=compact)]
     for text in draw(st.lists(texts, max_size=8)):
         chunk = {"model": "gpt-4o-mini", "choices": [{"delta": {"content": text}}], "usage": None}
-        events.append(sse(chunk, compact=compact))
+        events.append(sse(chunk, compact=compact, split=draw(splits), extra=draw(extras)))
     if draw(st.booleans()):
         events.append(sse({"error": {"type": "overloaded_error", "message": "busy"}}))
     if draw(st.booleans()):
         usage = {"prompt_tokens": 7, "completion_tokens": draw(st.integers(0, 99)), "total_tokens": 9}
-        events.append(sse({"model": "gpt-4o-mini", "choices": [], "usage": usage}, compact=compact))
+        usage_chunk = {"model": "gpt-4o-mini", "choices": [], "usage": usage}
+        events.append(sse(usage_chunk, compact=compact, split=draw(splits)))
     if draw(st.booleans()):
         events.append(b"data: [DONE]\n\n")
     return events
@@ -44,8 +53,10 @@ def anthropic(draw: st.DrawFn) -> list[bytes]:
     for text in draw(st.lists(texts, max_size=8)):
         delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
         named = draw(st.sampled_from(["content_block_delta", "content_block_delta", None, "ping"]))
-        events.append(sse(delta, named))
-    events.append(sse({"type": "message_delta", "usage": {"output_tokens": draw(st.integers(0, 99))}}, "message_delta"))
+        events.append(sse(delta, named, split=draw(splits), extra=draw(extras)))
+    usage = {"type": "message_delta", "usage": {"output_tokens": draw(st.integers(0, 99))}}
+    # Usage under a delta's name, over two data lines: still read.
+    events.append(sse(usage, draw(st.sampled_from(["message_delta", "content_block_delta"])), split=draw(splits)))
     if draw(st.booleans()):
         events.append(sse({"type": "message_stop"}, draw(st.sampled_from(["message_stop", None]))))
     return events
@@ -56,7 +67,7 @@ def responses(draw: st.DrawFn) -> list[bytes]:
     events = [sse({"type": "response.created", "response": {"model": "gpt-4.1"}}, "response.created")]
     for text in draw(st.lists(texts, max_size=8)):
         kind = draw(st.sampled_from(["response.output_text.delta", "response.reasoning_text.delta"]))
-        events.append(sse({"type": kind, "delta": text}, kind))
+        events.append(sse({"type": kind, "delta": text}, kind, split=draw(splits), extra=draw(extras)))
     if draw(st.booleans()):
         done = {"model": "gpt-4.1", "usage": {"input_tokens": 3, "output_tokens": 4}, "output": []}
         events.append(sse({"type": "response.completed", "response": done}, "response.completed"))
@@ -75,10 +86,8 @@ def grouped(events: list[bytes], cuts: list[int]) -> list[bytes]:
 
 def metered(shape: str, endpoint: str, chunks: list[bytes], skim: bool) -> tuple[object, ...]:
     meter, parser = StreamMeter(shape, endpoint), SSEParser()
-    skimmed = 0
     for chunk in chunks:
         if skim and parser.idle and meter.skim(chunk):
-            skimmed += 1
             continue
         for event in parser.feed(chunk):
             meter.observe(event)
@@ -122,3 +131,15 @@ def test_plain_text_chunks_are_skimmed_and_the_rest_parsed() -> None:
     assert not meter.skim(usage) and not meter.skim(text + usage) and not meter.skim(b"data: [DONE]\n\n")
     assert not meter.skim(text[:-1]), "an event without its blank line waits for the parser"
     assert not meter.skim(text.replace(b"\n", b"\r\n"))
+    over_lines = b'data: {"choices":[],"usage":\ndata: {"prompt_tokens":3,"completion_tokens":4}}\n\n'
+    assert not meter.skim(over_lines), "data over several lines is the parser's to join"
+
+
+def test_anthropic_text_deltas_are_skimmed_and_the_terminal_event_never() -> None:
+    meter = StreamMeter("anthropic", "messages")
+    delta = sse({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "hi"}}, "content_block_delta")
+    stop = sse({"type": "message_stop"}, "message_stop")
+    assert meter.skim(delta + delta) and meter.text_chars == 4
+    assert not meter.skim(delta + stop) and not meter.skim(stop)
+    twice = b"event: content_block_delta\nevent: content_block_delta\ndata: {}\n\n"
+    assert not meter.skim(twice + b'event: message_stop\ndata: {"type":"message_stop"}\n\n')

@@ -287,11 +287,10 @@ class Admission:
         held = self.budget.reserve(d.tags.workflow, self.stand_ins.worst(cheaper), asked.facts.started)
         if isinstance(held, Refused):
             return None
-        if held.over is not None:
-            d.learn(budget=held.over.name)  # an alert-only cap it runs past
         self.budget.downgraded(refused, asked.facts.started)
         origin = f"{asked.route.provider}/{asked.facts.model}"
-        return replace(cheaper, facts=replace(cheaper.facts, downgraded_from=origin), hold=held)
+        over = held.over.name if held.over is not None else cheaper.facts.budget  # an alert-only cap it runs past
+        return replace(cheaper, facts=replace(cheaper.facts, downgraded_from=origin, budget=over), hold=held)
 
     def release(self, admitted: Admitted) -> None:
         """The call has ended: its body is no longer held."""

@@ -273,7 +273,7 @@ class Relay:
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(f"more than {limit} bytes")
-                if o.ttft_ms is None:
+                if o.ttft_ms is None:  # checked here too: a call saved on every later chunk
                     self._first_byte()
                 if skimmed is not None and o.started_reply and skimmed.idle and skim(chunk):
                     # Whole events of plain text (most of a stream): passed on as they came, nothing parsed.

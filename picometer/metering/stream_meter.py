@@ -54,6 +54,7 @@ class StreamMeter:
         self._anthropic_usage: dict[str, Any] = {}
         self._tier: Any = None  # an OpenAI chunk's service_tier, for the usage chunk that follows
         self._deltas = _DELTA_LINES.get("responses" if endpoint == "responses" else shape, ())
+        self._next_deltas = tuple(b"\n\n" + line for line in self._deltas)  # an event after another
 
     def observe(self, event: SSEEvent) -> bool:
         """Fold one event in. True when it is a usage-only chunk (choices empty, usage set)."""
@@ -91,8 +92,9 @@ class StreamMeter:
     def skim(self, chunk: bytes) -> bool:
         """A chunk of whole SSE events that are all plain text deltas (most of a stream): their text counted at
         once, True. False, with nothing counted, when any event may need parsing (usage, an error, the terminal
-        event, another kind of event, CR line ends): the caller then feeds the chunk to the parser. Substring
-        tests only: this runs for nearly every chunk of every stream."""
+        event, another kind of event, data over several lines, CR line ends): the caller then feeds the chunk to
+        the parser. Substring tests only: this runs for nearly every chunk of every stream."""
+        events = chunk.count(b"\n\n")
         if (
             not chunk.endswith(b"\n\n")
             or b"\r" in chunk
@@ -102,10 +104,21 @@ class StreamMeter:
             or (b'"usage"' in chunk and _USAGE_OBJECT.search(chunk) is not None)
         ):
             return False
-        if self._deltas:  # named events: every one must be a text delta
-            if sum(map(chunk.count, self._deltas)) != chunk.count(b"\n\n"):
+        if self._deltas:  # named events: each one its text-delta name line, one data line, the blank line
+            if (
+                not chunk.startswith(self._deltas)
+                or sum(map(chunk.count, self._next_deltas)) != events - 1
+                or chunk.count(b"\n") != 3 * events
+                or chunk.count(b"\ndata:") != events
+            ):
                 return False
-        elif self.shape != "openai" or self.model is None:  # an OpenAI chunk is plain once the model is known
+        elif (  # an OpenAI chunk is plain once the model is known: one data line each
+            self.shape != "openai"
+            or self.model is None
+            or not chunk.startswith(b"data:")
+            or chunk.count(b"\n") != 2 * events
+            or chunk.count(b"\ndata:") != events - 1
+        ):
             return False
         if chunk.isascii():
             self.text_chars += len(b"".join(_TEXT_BYTES.findall(chunk)))

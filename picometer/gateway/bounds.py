@@ -43,20 +43,28 @@ def check_model(model: Any) -> None:
 
 
 def too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when containers nest more than `limit` levels (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    """True when containers nest more than `limit` levels: walked a level at a time, without recursion. Parsed
+    JSON holds only exact dicts and lists, so their types are compared, not checked against ABCs."""
+    level, depth = [obj], 0
+    while level:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            kind = type(item)
+            if kind is dict:
+                children: Any = item.values()
+            elif kind is list:
+                children = item
+            else:
+                continue
+            if depth > limit:
+                return True
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level = below
     return False
+
+
+_CONTAINERS = (dict, list)
 
 
 def _whole(value: Any, low: int, high: int) -> bool:

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 _ESCAPE = re.compile(rb"%(.?.?)")
 _HEX = re.compile(rb"[0-9A-Fa-f]{2}")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 # Decoded, these would change how the path splits or resolves; %25 is how double encoding starts.
 _REFUSED_ESCAPES = {b"/": "an encoded '/'", b"\\": "an encoded '\\'", b".": "an encoded '.'", b"%": "double encoding"}
 # Kept as they are when the path is encoded again for the provider (RFC 3986 pchar).
@@ -39,9 +40,8 @@ def canonical_segments(raw_path: bytes) -> list[str]:
     """The decoded segments of a raw request path, or InvalidPath. A single trailing slash is dropped."""
     if not raw_path.startswith(b"/"):
         raise InvalidPath("the path must start with '/'")
-    for byte in raw_path:
-        if byte < 0x20 or byte == 0x7F:
-            raise InvalidPath("the path holds a control character")
+    if _CONTROL.search(raw_path):
+        raise InvalidPath("the path holds a control character")
     if b"\\" in raw_path:
         raise InvalidPath("the path holds a backslash")
     for m in _ESCAPE.finditer(raw_path):

@@ -81,7 +81,8 @@ def clean_tag(raw: str | None) -> str | None:
     """Printable text, no control characters, bounded length; emoji and non-ASCII kept."""
     if raw is None:
         return None
-    text = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C").strip()
+    # Printable text has no control or format characters: only other text is walked character by character.
+    text = (raw if raw.isprintable() else "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C")).strip()
     return text[:MAX_TAG_CHARS] or None
 
 

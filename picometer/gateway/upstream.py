@@ -16,12 +16,14 @@ from picometer.clock import Clock
 from picometer.config import ProviderConfig, RetryConfig
 from picometer.gateway import forward, retry
 from picometer.gateway.inflow import small_body
+from picometer.gateway.path import Route
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Admitted, Outcome
 
 log = structlog.get_logger("picometer.gateway")
 
-URLS_KEPT = 256  # parsed upstream URLs kept (a query may make each call's URL new: then the oldest go)
+URLS_KEPT = 256  # parsed upstream URLs kept; when full, the cache starts afresh
+URL_KEPT_CHARS = 1024  # a longer path and query is parsed each time, never kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ class Upstream:
         self._owns_transport = transport is None
         self._rand = rand  # backoff jitter; tests pass their own
         self._health: dict[str, retry.Health] = {}  # per provider: retry budget, circuit, retry counts
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[tuple[str, str, bytes], httpx.URL] = {}
 
     def reconfigure(self, retry_config: RetryConfig) -> None:
         self.config = r = retry_config
@@ -92,13 +94,17 @@ class Upstream:
             self._health[provider] = health
         return health
 
-    def _parsed(self, url: str) -> httpx.URL:
-        """Parsed once: calls repeat a few URLs, and parsing one costs more than the rest of the request."""
-        parsed = self._urls.get(url)
+    def _url(self, base_url: str, route: Route, query: bytes) -> httpx.URL:
+        """Parsed once: calls repeat a few URLs, and parsing one costs more than the rest of the request.
+        Only short ones are kept, at most URLS_KEPT, so what clients send cannot grow the cache."""
+        key = (base_url, route.rest, query)
+        parsed = self._urls.get(key)
         if parsed is None:
-            if len(self._urls) >= URLS_KEPT:
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
+            parsed = httpx.URL(forward.upstream_url(base_url, route.upstream_path, query))
+            if len(route.rest) + len(query) <= URL_KEPT_CHARS:
+                if len(self._urls) >= URLS_KEPT:
+                    self._urls.clear()
+                self._urls[key] = parsed
         return parsed
 
     async def call(
@@ -107,7 +113,7 @@ class Upstream:
         """The provider's response, after retrying what is safe to retry; Refusal when there is none."""
         provider, name, cfg = req.provider, req.route.provider, self.config
         sent_query = forward.upstream_query(query, req.provider_key)
-        url = self._parsed(forward.upstream_url(provider.base_url, req.route.upstream_path, sent_query))
+        url = self._url(provider.base_url, req.route, sent_query)
         headers = forward.upstream_headers(
             client_headers, provider, req.provider_key, req.endpoint.shape, key_in_query=forward.has_query_key(query)
         )

@@ -40,6 +40,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/prompt.py
 	$(BIN)/python bench/storage.py
 
 clean:

@@ -18,7 +18,6 @@ from picometer.asgi import Receive
 from picometer.cache.key import call_key
 from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig
-from picometer.conversation import conversation
 from picometer.duration import seconds_until
 from picometer.gateway import refusals
 from picometer.gateway.body import ClientGone, is_streaming, parse_json_object, read_body
@@ -28,20 +27,20 @@ from picometer.gateway.bounds import (
     check_model,
     check_names,
 )
+from picometer.gateway.fingerprint import Fingerprint
 from picometer.gateway.forms import form_fields
-from picometer.gateway.path import InvalidPath, Route, parse_route
+from picometer.gateway.path import InvalidPath, Route, Routes
 from picometer.gateway.refusals import NO_RETRY, Refusal
 from picometer.gateway.rules import Call, Rules
 from picometer.gateway.settle import Admitted, Facts
 from picometer.gateway.stand_ins import StandIns
 from picometer.gateway.tags import Keyring, Tags, presented_key, resolve_tags
 from picometer.metering.budget import Budget, Hold, Refused, refusal_message, to_pico
-from picometer.metering.endpoints import Endpoint, classify
+from picometer.metering.endpoints import Endpoint
 from picometer.metering.fees import limit_tool_uses
 from picometer.metering.limits import OverCap, apply_cap
 from picometer.metering.media import media_reservation
 from picometer.metering.pricing import Pricer
-from picometer.record import prompt_hash, redacted_prompt
 from picometer.store.state import State
 
 log = structlog.get_logger("picometer.gateway")
@@ -49,8 +48,6 @@ log = structlog.get_logger("picometer.gateway")
 
 CANARY_HEADER = "x-picometer-canary"  # a per-process secret: only picometer's own probes are marked canary
 _UNPRICED_WARNED_LIMIT = 1000
-ROUTES_KEPT = 256  # routes of raw paths kept; when full, the cache starts afresh
-ROUTE_KEPT_BYTES = 512  # a longer path is parsed each time, never kept
 
 
 class Turned(Exception):
@@ -64,7 +61,7 @@ class Turned(Exception):
 class _Draft:
     """What admission has learnt so far; frozen into Facts once, when it is done (either way)."""
 
-    __slots__ = ("base", "endpoint", "known", "provider", "route")
+    __slots__ = ("base", "endpoint", "fingerprint", "known", "provider", "route")
 
     def __init__(self, base: Facts) -> None:
         self.base = base
@@ -72,6 +69,7 @@ class _Draft:
         self.route: Route | None = None
         self.provider: ProviderConfig | None = None
         self.endpoint: Endpoint | None = None
+        self.fingerprint: Fingerprint | None = None
 
     def learn(self, **facts: Any) -> None:
         self.known.update(facts)
@@ -83,6 +81,13 @@ class _Draft:
 
     def facts(self) -> Facts:
         return replace(self.base, **self.known) if self.known else self.base
+
+    def refused_facts(self) -> Facts:
+        """The facts of a refused call, its prompt fingerprinted now: no provider will be waited for."""
+        if self.fingerprint is not None:
+            fp = self.fingerprint.take()
+            self.learn(prompt_hash=fp.prompt_hash, conversation=fp.conversation, prompt=fp.prompt)
+        return self.facts()
 
 
 class Admission:
@@ -105,11 +110,11 @@ class Admission:
         self._canary_token = canary_token.encode() if canary_token else None
         self._unpriced_warned: set[tuple[str, str]] = set()
         self.body_bytes_held = 0  # request bodies in memory now, read or being read: bounded by the config
-        self._routes: dict[tuple[bytes, str], tuple[Route | None, Endpoint]] = {}
+        self.routes = Routes(config)
 
     def reconfigure(self, config: Config) -> None:
         self.config, self.keyring, self.rules = config, Keyring(config), Rules(config)
-        self._routes.clear()  # the default provider may have changed
+        self.routes = Routes(config)  # the default provider may have changed
         self.stand_ins = StandIns(config, self.pricer, self.clock)
 
     async def admit(
@@ -123,7 +128,7 @@ class Admission:
             return admitted
         except Refusal as r:
             shape = draft.endpoint.shape if draft.endpoint else None
-            raise Turned(r, draft.facts(), shape, draft.provider.kind if draft.provider else None) from None
+            raise Turned(r, draft.refused_facts(), shape, draft.provider.kind if draft.provider else None) from None
         except ClientGone:
             raise ClientGone(draft.facts()) from None
 
@@ -133,7 +138,7 @@ class Admission:
         cfg = self.config
         method = scope["method"]
         try:
-            route, endpoint = self._route(scope.get("raw_path") or scope["path"].encode(), method)
+            route, endpoint = self.routes.find(scope.get("raw_path") or scope["path"].encode(), method)
         except InvalidPath as e:
             d.learn(tags=resolve_tags(headers, None, None, cfg))
             raise refusals.invalid_path(str(e)) from None
@@ -235,10 +240,7 @@ class Admission:
         self._check_model(d, provider, route.provider, model)
         store = cfg.storage.store_prompts
         if store != "none":
-            d.learn(prompt_hash=prompt_hash(body))
-            d.learn(conversation=conversation(body, model))
-        if store == "redacted":
-            d.learn(prompt=redacted_prompt(body))
+            d.fingerprint = Fingerprint(body, model, store == "redacted")
         # Taken before the body is changed below: the key is of the request as the client sent it.
         key_of_answer = call_key(
             cfg.cache, route.provider, endpoint, model, tags.workflow, stream, body, headers, query, presented
@@ -257,13 +259,29 @@ class Admission:
         if guarded and limit_tool_uses(endpoint.shape, endpoint.name, body):
             changed = True
         if changed:
-            content = json.dumps(body, ensure_ascii=False).encode()
+            # An ASCII body is written back as ASCII (twice as fast); one with other text keeps it as UTF-8.
+            content = json.dumps(body, ensure_ascii=content.isascii()).encode()
+
+        def admitted(hold: Hold | None) -> Admitted:  # facts taken last: a cap the hold runs past is among them
+            key, fp = key_of_answer, d.fingerprint
+            return Admitted(
+                d.facts(),
+                route,
+                provider,
+                endpoint,
+                content,
+                body,
+                provider_key,
+                hide,
+                hold,
+                cache_key=key,
+                fingerprint=fp,
+            )
+
         if not guarded:
             hold = self._reserve(d, 0)
         else:
-            asked = Admitted(
-                d.facts(), route, provider, endpoint, content, body, provider_key, hide, None, cache_key=key_of_answer
-            )
+            asked = admitted(None)
             worst = self.stand_ins.worst(asked)
             held = self.budget.reserve(tags.workflow, worst, started, may_downgrade=True)
             if isinstance(held, Refused) and held.cap.downgrade_to:
@@ -272,26 +290,7 @@ class Admission:
                     return cheaper
                 held = self.budget.reserve(tags.workflow, worst, started)  # refused again, and now announced
             hold = self._held(d, held)
-        # Facts taken after the hold: an alert-only cap the call runs past is named in its record.
-        return Admitted(
-            d.facts(), route, provider, endpoint, content, body, provider_key, hide, hold, cache_key=key_of_answer
-        )
-
-    def _route(self, raw_path: bytes, method: str) -> tuple[Route | None, Endpoint]:
-        """The route of a raw path and its endpoint for this method (InvalidPath for a path not in canonical
-        form). Kept for short paths, at most ROUTES_KEPT: calls repeat a few paths."""
-        known = self._routes.get((raw_path, method))
-        if known is not None:
-            return known
-        cfg = self.config
-        default = cfg.providers.get(cfg.server.default_provider)
-        route = parse_route(raw_path, cfg.server.default_provider, default.base_url if default else "")
-        found = route, classify(route.rest if route else "", method)
-        if route is not None and len(raw_path) <= ROUTE_KEPT_BYTES:
-            if len(self._routes) >= ROUTES_KEPT:
-                self._routes.clear()
-            self._routes[(raw_path, method)] = found
-        return found
+        return admitted(hold)
 
     def _downgrade(self, d: _Draft, asked: Admitted, refused: Refused) -> Admitted | None:
         """The call at the cap's downgrade model, held against the budgets, when that fits; None otherwise."""

@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from picometer.config import Config
+from picometer.metering.endpoints import Endpoint, classify
+
 _ESCAPE = re.compile(rb"%(.?.?)")
 _HEX = re.compile(rb"[0-9A-Fa-f]{2}")
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
@@ -89,3 +92,31 @@ def parse_route(raw_path: bytes, default_provider: str, default_base_url: str) -
         rest = parts[1:] if default_base_url.rstrip("/").endswith("/v1") else parts
         return Route(default_provider, "/".join(rest), None)
     return Route(parts[0], "/".join(parts[1:]), None)
+
+
+ROUTES_KEPT = 256  # routes of raw paths kept; when full, the cache starts afresh
+ROUTE_KEPT_BYTES = 512  # a longer path is parsed each time, never kept
+
+
+class Routes:
+    """The routes of one config's paths, and their endpoints: calls repeat a few paths, so the routes of short
+    ones are kept, at most ROUTES_KEPT (a new config gets new Routes)."""
+
+    def __init__(self, config: Config) -> None:
+        self.default = config.server.default_provider
+        provider = config.providers.get(self.default)
+        self.default_base_url = provider.base_url if provider else ""
+        self._kept: dict[tuple[bytes, str], tuple[Route | None, Endpoint]] = {}
+
+    def find(self, raw_path: bytes, method: str) -> tuple[Route | None, Endpoint]:
+        """The route (None: no route) and the endpoint for this method; InvalidPath for a path not in canonical
+        form."""
+        found = self._kept.get((raw_path, method))
+        if found is None:
+            route = parse_route(raw_path, self.default, self.default_base_url)
+            found = route, classify(route.rest if route else "", method)
+            if route is not None and len(raw_path) <= ROUTE_KEPT_BYTES:
+                if len(self._kept) >= ROUTES_KEPT:
+                    self._kept.clear()
+                self._kept[(raw_path, method)] = found
+        return found

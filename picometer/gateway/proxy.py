@@ -33,7 +33,9 @@ from picometer.metering.usage import Usage
 from picometer.record import Record, Recorder
 from picometer.throttle import Throttled
 
-WATCH_AFTER_S = 0.05  # how far into a call the client starts being watched for a hang-up
+# A call not answered this far in waits on a model: from here on its client is watched for a hang-up, and its
+# prompt is fingerprinted while the provider works.
+WAITING_S = 0.05
 MAX_BATCHES_REMEMBERED = 4096  # batch result paths kept to count each once; the oldest forgotten first
 
 log = Throttled(structlog.get_logger("picometer.gateway"))  # a bug hit by every request: one line a minute
@@ -152,7 +154,7 @@ class Proxy:
         self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Callable[[], Record]
     ) -> None:
         """Forward while watching the client: if it hangs up first, the upstream call is cancelled too. The
-        watch starts WATCH_AFTER_S into the call: one answered sooner costs no watcher at all."""
+        watch starts WAITING_S into the call: one answered sooner costs no watcher at all."""
         task = asyncio.current_task()
         assert task is not None
         hung_up = False
@@ -165,12 +167,14 @@ class Proxy:
                 hung_up = True
                 task.cancel()
 
-        def watch() -> None:
+        def waiting() -> None:
             nonlocal watcher
             watcher = asyncio.ensure_future(_wait_disconnect(receive))
             watcher.add_done_callback(on_disconnect)
+            if req.fingerprint is not None:
+                req.fingerprint.take()
 
-        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, watch)
+        timer = asyncio.get_running_loop().call_later(WAITING_S, waiting)
         try:
             await self._forward(req, o, scope, send, finish)
         except asyncio.CancelledError:

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from picometer.config import ProviderConfig, Secret
+from picometer.gateway.fingerprint import Fingerprint
 from picometer.gateway.path import Route
 from picometer.gateway.tags import Tags
 from picometer.metering.batch import BatchMeter
@@ -72,6 +73,7 @@ class Admitted:
     client_shape: str | None = None  # a substitute speaking another API: the shape its answer is translated to
     client_usage: bool = False  # the client asked for its stream's usage (translated streams carry it only then)
     cache_key: str | None = None  # where its answer is kept in the cache ([cache]), when it may be
+    fingerprint: Fingerprint | None = None  # its prompt's, taken while the provider works (store_prompts)
 
 
 @dataclass(slots=True)
@@ -147,12 +149,15 @@ def build_record(
         rec.prompt_version, rec.correlation_id = tags.prompt_version, tags.correlation_id
     rec.provider, rec.endpoint, rec.model, rec.stream = facts.provider, facts.endpoint, facts.model, facts.stream
     rec.canary, rec.budget, rec.prompt_hash, rec.prompt = facts.canary, facts.budget, facts.prompt_hash, facts.prompt
+    rec.conversation = facts.conversation
+    if admitted is not None and admitted.fingerprint is not None:
+        fp = admitted.fingerprint.take()
+        rec.prompt_hash, rec.conversation, rec.prompt = fp.prompt_hash, fp.conversation, fp.prompt
     rec.downgraded_from, rec.fallback_from, rec.fallback_reason = (
         facts.downgraded_from,
         facts.fallback_from,
         facts.fallback_reason,
     )
-    rec.conversation = facts.conversation
     rec.status, rec.error_type = verdict(o)
     rec.http_status, rec.attempts = o.http_status, o.attempts
     rec.response_model, rec.ttft_ms, rec.latency_ms = o.response_model, o.ttft_ms, latency_ms

@@ -1,0 +1,55 @@
+"""A call's prompt fingerprint is taken off the request path (while the provider works, or when the record is
+built), and every record still carries it: answered fast or slow, refused, redacted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from picometer.conversation import conversation
+from picometer.gateway.fingerprint import Fingerprint
+from picometer.record import prompt_hash, redacted_prompt
+from tests.servers import GatewayServer
+
+BODY = {
+    "model": "gpt-4o-mini",
+    "max_tokens": 20,
+    "messages": [
+        {"role": "system", "content": "You file support tickets."},
+        {"role": "user", "content": "Mail ana@example.org about the invoice, or call +49 170 1234567 ü"},
+    ],
+}
+
+
+def call(gw: GatewayServer, headers: dict[str, str] | None = None, workflow: str = "tickets") -> httpx.Response:
+    return httpx.post(
+        f"{gw.url}/w/{workflow}/openai/chat/completions", json=BODY, headers=headers or {}, trust_env=False, timeout=30
+    )
+
+
+def expected(body: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    return prompt_hash(body), conversation(body, "gpt-4o-mini"), redacted_prompt(body)
+
+
+def test_fast_slow_and_refused_calls_all_carry_the_fingerprint(make_gateway: Callable[..., GatewayServer]) -> None:
+    gw = make_gateway(storage={"store_prompts": "redacted"}, workflows={"capped": {"daily_usd": 0.000001}})
+    assert call(gw).status_code == 200  # answered at once: fingerprinted when the record is built
+    assert call(gw, {"x-sim-latency-ms": "300"}).status_code == 200  # fingerprinted while the provider works
+    assert call(gw, workflow="capped").status_code == 429  # refused: fingerprinted with its refusal
+    fast, slow, refused = gw.records(3)
+    assert (refused["status"], refused["error_type"]) == ("blocked", "budget_exceeded")
+    for rec in (fast, slow, refused):
+        assert (rec["prompt_hash"], rec["conversation"], rec["prompt"]) == expected(BODY)
+    assert "ana@example.org" not in fast["prompt"] and "[email]" in fast["prompt"]
+
+
+def test_the_fingerprint_is_of_the_prompt_as_sent() -> None:
+    body: dict[str, Any] = {**BODY, "messages": list(BODY["messages"])}
+    fp = Fingerprint(body, "gpt-4o-mini", redact=False)
+    body["max_tokens"] = 5  # what admission sets later is not the prompt
+    body["messages"] = [{"role": "user", "content": "another prompt"}]
+    taken = fp.take()
+    assert (taken.prompt_hash, taken.conversation) == expected(BODY)[:2] and taken.prompt is None
+    assert fp.take() is taken and taken.prompt_hash == prompt_hash(BODY), "taken once"

@@ -324,10 +324,10 @@ def return_big_blocks() -> None:
     """Blocks of MMAP_THRESHOLD and more (a big request body, an 8 MB answer) go back to the system once freed.
     glibc raises its threshold after freeing the first such block, so the next ones come from the heap, where
     small allocations made after them keep the memory held: 17 MB more RSS after three 9 MB bodies. Not glibc
-    (musl, macOS): nothing to do."""
-    import ctypes
+    (musl, macOS, a Python without ctypes): nothing to do, and never a reason not to start."""
+    with contextlib.suppress(ImportError, OSError, AttributeError, TypeError):
+        import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 

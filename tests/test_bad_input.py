@@ -99,6 +99,25 @@ def test_emoji_and_non_ascii_workflow_names(gateway: GatewayServer) -> None:
     assert "🌱-café".encode() in raw, "the log keeps names as readable UTF-8"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b'"caf\\u00e9 \\ud800"', '"café \\ud800"'.encode()],
+    ids=["ascii-with-escapes", "utf8-with-a-lone-surrogate-escape"],
+)
+def test_a_body_picometer_writes_again_keeps_any_text(gateway: GatewayServer, content: bytes) -> None:
+    # A stream: picometer adds stream_options to the body, so it writes the body again.
+    body = b'{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": ' + content + b"}]}"
+    r = httpx.post(
+        f"{gateway.url}/openai/chat/completions",
+        content=body,
+        headers={"content-type": "application/json"},
+        trust_env=False,
+    )
+    assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+    (record,) = gateway.records(1)
+    assert record["status"] == "ok" and record["input_tokens"] > 0
+
+
 def test_control_characters_in_tags_are_removed(gateway: GatewayServer) -> None:
     post(f"{gateway.url}/openai/chat/completions", json=CHAT, headers={"x-picometer-workflow": "evil\tline"})
     # in a path a control character is refused outright: the path is not in canonical form

@@ -3,14 +3,17 @@ built), and every record still carries it: answered fast or slow, refused, redac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from picometer.conversation import conversation
 from picometer.gateway.fingerprint import Fingerprint
-from picometer.record import prompt_hash, redacted_prompt
+from picometer.record import prompt_hash, redact, redacted_prompt
 from tests.servers import GatewayServer
 
 BODY = {
@@ -53,3 +56,28 @@ def test_the_fingerprint_is_of_the_prompt_as_sent() -> None:
     taken = fp.take()
     assert (taken.prompt_hash, taken.conversation) == expected(BODY)[:2] and taken.prompt is None
     assert fp.take() is taken and taken.prompt_hash == prompt_hash(BODY), "taken once"
+
+
+def test_redaction_removes_keys_addresses_and_numbers() -> None:
+    text = "key sk-abcdefgh12345678, Bearer abc.def-ghi, mail ana@x.org+bob@y.co.uk or call +49 (170) 123-4567."
+    assert redact(text) == "key [key], Bearer [key], mail [email][email] or call [number]."
+    assert redact("a" * 40_000 + " b@c.de") == "a" * 40_000 + " [email]", "a long run without @ is no address"
+    assert redact("a" * 100 + "@c.de") == "a" * 36 + "[email]", "at most 64 characters before the @"
+
+
+# The patterns as they were before addresses were bounded: for text whose runs fit in an address's bounds,
+# redaction must not change.
+UNBOUNDED = (
+    (re.compile(r"\b(sk|pm|sk-ant|xox[abp])-[A-Za-z0-9_\-]{8,}"), "[key]"),
+    (re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]{8,}"), "Bearer [key]"),
+    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"), "[email]"),
+    (re.compile(r"\+?\d[\d\s().-]{7,}\d"), "[number]"),
+)
+
+
+@given(st.text(st.sampled_from("ab1_.+-@ é\n("), max_size=60))
+def test_bounded_address_pattern_redacts_as_the_unbounded_one(text: str) -> None:
+    expected = text
+    for pattern, replacement in UNBOUNDED:
+        expected = pattern.sub(replacement, expected)
+    assert redact(text) == expected

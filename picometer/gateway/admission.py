@@ -6,7 +6,6 @@ but reading the request body."""
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 from typing import Any
@@ -20,7 +19,7 @@ from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig
 from picometer.duration import seconds_until
 from picometer.gateway import refusals
-from picometer.gateway.body import ClientGone, is_streaming, parse_json_object, read_body
+from picometer.gateway.body import ClientGone, is_streaming, json_bytes, parse_json_object, read_body
 from picometer.gateway.bounds import (
     OutOfBounds,
     check_body,
@@ -259,8 +258,7 @@ class Admission:
         if guarded and limit_tool_uses(endpoint.shape, endpoint.name, body):
             changed = True
         if changed:
-            # An ASCII body is written back as ASCII (twice as fast); one with other text keeps it as UTF-8.
-            content = json.dumps(body, ensure_ascii=content.isascii()).encode()
+            content = json_bytes(body, content.isascii())
 
         def admitted(hold: Hold | None) -> Admitted:  # facts taken last: a cap the hold runs past is among them
             key, fp = key_of_answer, d.fingerprint

@@ -51,6 +51,17 @@ def is_streaming(endpoint: Endpoint, fields: Mapping[str, Any]) -> bool:
     return fields.get("stream") is True or fields.get("stream") == "true"
 
 
+def json_bytes(body: Mapping[str, Any], ascii_only: bool) -> bytes:
+    """A body written again for the provider: ASCII when the client's was (twice as fast to write), UTF-8 when
+    it held other text; a lone surrogate (sent as a "\\ud800" escape) stays an escape, as UTF-8 cannot carry it."""
+    if not ascii_only:
+        try:
+            return json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            pass
+    return json.dumps(body).encode()
+
+
 def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise Refusal(400, "invalid_request_error", "the request body is empty; this endpoint needs a JSON object")

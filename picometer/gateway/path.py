@@ -1,4 +1,5 @@
-"""One canonical form of a request path, and the route it names. Pure.
+"""One canonical form of a request path, and the route it names (pure), and the routes a config's calls use
+(kept for short paths).
 
 Metering is decided on this form and exactly this form goes upstream, so no spelling of a metered
 endpoint can reach a provider unmetered: anything that could be read two ways (dot segments, empty

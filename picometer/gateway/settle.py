@@ -47,6 +47,7 @@ class Facts:
     canary: bool = False
     tags: Tags | None = None
     budget: str | None = None  # the cap that refused it, or an alert-only cap it runs past
+    # A refused call's prompt fingerprint; an admitted call's is in Admitted.fingerprint, taken later.
     prompt_hash: str | None = None
     prompt: str | None = None
     conversation: str | None = None  # picometer.conversation: what an agent loop re-sends unchanged

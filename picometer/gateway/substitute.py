@@ -11,11 +11,11 @@ CannotSubstitute, with the reason, and the call keeps its own fate (refused, or 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from picometer.config import Config, ProviderConfig
+from picometer.gateway.body import json_bytes
 from picometer.gateway.path import Route
 from picometer.gateway.settle import Admitted
 from picometer.metering.endpoints import ANTHROPIC, GEMINI, OLLAMA, OPENAI, Endpoint, classify
@@ -88,7 +88,7 @@ def substitute(req: Admitted, target: Target, config: Config) -> Admitted:
         route=Route(target.provider, path, req.route.workflow),
         provider=provider,
         endpoint=new_endpoint,
-        content=json.dumps(new_body, ensure_ascii=False).encode(),
+        content=json_bytes(new_body, ascii_only=False),
         body=new_body,
         provider_key=key if key is not None else req.provider_key,
         hide_usage_chunk=hide,

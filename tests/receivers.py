@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import email.header
+import errno
 import json
 import threading
 import time
@@ -67,7 +68,7 @@ class Receiver:
 
             do_PUT = do_GET = do_POST
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _bound(port, Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         base = f"http://127.0.0.1:{self.port}"
@@ -220,3 +221,16 @@ def too_many(retry_after_s: int) -> Answer:
     """A plain HTTP 429 with Retry-After in seconds (ntfy's rate limiter, a proxy)."""
     status, headers, body = _json(429, {"code": 42901, "http": 429, "error": "limit reached: too many requests"})
     return status, {**headers, "retry-after": str(retry_after_s)}, body
+
+
+def _bound(port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server on `port` (0: any). A port chosen earlier and bound only now may be held for a moment by a
+    connection's local end, as ports chosen by the system are shared with outgoing connections: try for 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or not port or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -9,6 +9,7 @@ import email.header
 import hashlib
 import hmac
 import json
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -440,8 +441,17 @@ def test_a_budget_alert_reaches_every_channel_once_with_the_workflow_and_amounts
 def test_channels_down_for_a_while_get_their_alerts_once_and_in_order_across_a_restart(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    hook_port = free_port()  # the webhook's receiver is not even listening while it is down
-    with Receiver("ntfy", NTFY_TOKEN) as nt, Receiver("gotify", GOTIFY_TOKEN) as go, Receiver("discord") as dc:
+    # The webhook's receiver is not even listening while it is down: its port is held by a socket bound without
+    # listening (calls to it are refused), so no outgoing connection takes it as its local port meanwhile.
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    hook_port = held.getsockname()[1]
+    with (
+        held,
+        Receiver("ntfy", NTFY_TOKEN) as nt,
+        Receiver("gotify", GOTIFY_TOKEN) as go,
+        Receiver("discord") as dc,
+    ):
         answering = (nt, go, dc)
         for fake in answering:
             fake.down = True  # 503
@@ -464,6 +474,7 @@ def test_channels_down_for_a_while_get_their_alerts_once_and_in_order_across_a_r
             until(lambda: queued(tmp_path) == dict.fromkeys(SERVICES, 3))
             for fake in answering:
                 fake.down = False
+            held.close()
             with Receiver("webhook", port=hook_port) as hook:
                 for fake in (*answering, hook):
                     fake.wait_taken(3, timeout=90)

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from picometer.config import StorageConfig
 from picometer.record import Record, rfc3339_ms
+from picometer.store import usagelog
 from picometer.store.usagelog import UsageLog, log_files, read_records
 from tests.clocks import ManualClock
 from tests.servers import GatewayServer
@@ -154,3 +156,14 @@ def test_a_clock_behind_the_newest_file_still_names_the_next_file_after_it(tmp_p
     files = log_files(tmp_path / "logs")
     assert len(files) == 2 and files[-1].name.startswith(second.path.name)
     assert [r["request_id"] for r, _ in read_records(tmp_path / "logs")] == ["a", "b"]
+
+
+def test_a_file_compressed_after_it_was_listed_is_read_in_its_gz_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A replay or a heal lists the files while rotation's worker compresses one: none may be skipped.
+    (tmp_path / "usage-20261130-120000.jsonl").write_text('{"n": 1}\n{"n": 2}\n', encoding="utf-8")
+    listed = log_files(tmp_path)
+    usagelog._compress(listed[0])
+    monkeypatch.setattr(usagelog, "log_files", lambda _: listed)
+    assert [r["n"] for r, _ in read_records(tmp_path)] == [1, 2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import io
 import json
 import os
 import re
@@ -71,7 +72,7 @@ def read_records(
             return
         offset = 0
         try:
-            with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
+            with _opened(path) as f:
                 for line in f:
                     offset += len(line)
                     if after is not None and stem == after.stem and offset <= after.offset:
@@ -88,6 +89,17 @@ def read_records(
                         yield record, Position(stem, offset)
         except (OSError, EOFError) as e:  # a truncated .gz: keep what was readable
             log.warning("usage file partly unreadable", path=str(path), error=str(e))
+
+
+def _opened(path: Path) -> io.BufferedIOBase:
+    """A usage file to read. One compressed since it was listed (rotation's worker: the .gz in place, then the
+    .jsonl gone) is read in its .gz form, so a replay or a heal while the daemon runs skips no file."""
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return gzip.open(path.with_name(path.name + ".gz"), "rb")
 
 
 def _compress(path: Path) -> None:

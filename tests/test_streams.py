@@ -152,3 +152,37 @@ def test_sdk_streams_on_a_healthy_provider_raise_no_error_alerts(sim: SimServer,
     gw.daemon.watch()
     kinds = {str(a.kind) for a in gw.daemon.alerts}
     assert not kinds & {"slo_burn_fast", "slo_burn_slow", "error_rate"}, kinds
+
+
+@pytest.mark.parametrize(
+    "options",
+    [None, "null", '{"include_usage": false}', '{"include_obfuscation": false}'],
+    ids=["absent", "null", "usage-false", "other-option"],
+)
+def test_picometer_asks_for_the_usage_whatever_the_client_sent(gateway: GatewayServer, options: str | None) -> None:
+    # A body written by hand: key order and spacing as a client might send them; no stream_options, or its own.
+    extra = "" if options is None else f', "stream_options": {options}'
+    body = '{\n  "model": "gpt-4o-mini",\n  "stream": true,\n  "messages": [{"role": "user", "content": "hi"}]' + extra
+    r = httpx.post(
+        f"{gateway.url}/openai/chat/completions",
+        content=(body + "\n}").encode(),
+        headers={"content-type": "application/json"},
+        trust_env=False,
+    )
+    assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+    assert '"usage": {' not in r.text, "the usage chunk picometer asked for is not the client's"
+    (record,) = gateway.records(1)
+    assert (record["status"], record["usage_source"]) == ("ok", "provider") and record["output_tokens"] > 0
+
+
+def test_the_usage_ask_is_written_into_the_clients_bytes() -> None:
+    from picometer.gateway.body import written_again
+
+    content = b'  {"model":"m","stream":true,"messages":[]}'
+    body = {**json.loads(content), "stream_options": {"include_usage": True}}
+    out = written_again(body, content, usage_asked_only=True)
+    assert out == b'  {"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}'
+    assert json.loads(out) == body
+    bom = b"\xef\xbb\xbf" + content.strip()
+    assert json.loads(written_again(body, bom, usage_asked_only=True)) == body, "a BOM: written again whole"
+    assert json.loads(written_again(body, content, usage_asked_only=False)) == body

@@ -19,7 +19,7 @@ from picometer.clock import Clock
 from picometer.config import Config, ProviderConfig
 from picometer.duration import seconds_until
 from picometer.gateway import refusals
-from picometer.gateway.body import ClientGone, is_streaming, json_bytes, parse_json_object, read_body
+from picometer.gateway.body import ClientGone, is_streaming, parse_json_object, read_body, written_again
 from picometer.gateway.bounds import (
     OutOfBounds,
     check_body,
@@ -245,20 +245,21 @@ class Admission:
             cfg.cache, route.provider, endpoint, model, tags.workflow, stream, body, headers, query, presented
         )
         changed = self._cap_tokens(d, body, provider)
-        hide = False
+        hide = spliced = False
         # OpenAI-shaped streams report usage only when asked: ask, and hide the extra chunk from the client.
         if stream and endpoint.name in ("chat/completions", "completions"):
             options = body.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
+                spliced = "stream_options" not in body  # a new key alone is written into the client's bytes
                 body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-                hide = changed = True
+                hide, changed = True, changed or not spliced
         # A free provider's paid fallbacks may answer: then the call is guarded like any paid one.
         guarded = bool(model) and (not provider.free or bool(provider.fallback)) and self.budget.guards(tags.workflow)
         # Per-use tool fees need a limit for the worst case to be one: set ours where the request has none.
         if guarded and limit_tool_uses(endpoint.shape, endpoint.name, body):
             changed = True
-        if changed:
-            content = json_bytes(body, content.isascii())
+        if changed or spliced:
+            content = written_again(body, content, usage_asked_only=not changed)
 
         def admitted(hold: Hold | None) -> Admitted:  # facts taken last: a cap the hold runs past is among them
             key, fp = key_of_answer, d.fingerprint

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.oracle import independent_cost
@@ -47,7 +49,7 @@ def test_openai_stream_without_usage_request_hides_the_added_chunk(sim: SimServe
     assert rec["status"] == "ok" and rec["error_type"] is None
     assert rec["output_tokens"] > 0 and rec["input_tokens"] > 0
     # the upstream saw the include_usage we added
-    assert b'"include_usage": true' in sim.sim.seen[-1].body
+    assert json.loads(sim.sim.seen[-1].body)["stream_options"] == {"include_usage": True}
 
 
 def test_openai_stream_with_usage_request_keeps_the_chunk(sim: SimServer, gateway: GatewayServer) -> None:

@@ -316,7 +316,7 @@ def run(config: Config, simulate: bool = False) -> None:
     asyncio.run(main())
 
 
-MMAP_THRESHOLD = 128 * 1024  # glibc's own default, kept fixed
+MMAP_THRESHOLD = 512 * 1024  # above the 256 KiB buffer asyncio reads each socket into: those stay on the heap
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 

@@ -143,3 +143,23 @@ def test_anthropic_text_deltas_are_skimmed_and_the_terminal_event_never() -> Non
     assert not meter.skim(delta + stop) and not meter.skim(stop)
     twice = b"event: content_block_delta\nevent: content_block_delta\ndata: {}\n\n"
     assert not meter.skim(twice + b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+def test_text_deltas_framed_like_the_first_are_counted_as_the_parser_counts_them() -> None:
+    """After one plain delta, a chunk framed the same with other text is taken on its frame alone; text with a
+    quote or an escape, two events at once or another frame still go through the full skim, and every way
+    counts what the parser counts."""
+
+    def chunk(text: str) -> bytes:
+        return sse({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]})
+
+    first = sse({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+    stream = [first, chunk("Hello"), chunk(" wörld 🌍"), chunk('a "quote"'), chunk("tab\there"), chunk("x") + chunk("y")]
+    stream += [sse({"id": "c1", "model": "m", "choices": [{"index": 1, "delta": {"content": "other"}}]})]
+    skimmed = StreamMeter("openai", "chat/completions")
+    for event in SSEParser().feed(first):
+        skimmed.observe(event)
+    assert all(skimmed.skim(c) for c in stream[1:])
+    assert skimmed._frame == (chunk("Hello").split(b"Hello")[0], chunk("Hello").split(b"Hello")[1])
+    assert skimmed.text_chars == metered("openai", "chat/completions", stream, False)[4]
+    assert not skimmed.skim(chunk("z")[:-1]) and not skimmed.skim(chunk("z").replace(b"\n", b"\r\n"))

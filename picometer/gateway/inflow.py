@@ -4,7 +4,7 @@ than `max_response_bytes` in all, so one answer cannot take a Pi's memory (a gzi
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import httpx
 
@@ -36,6 +36,15 @@ def undecoded(response: httpx.Response) -> bool:
         "",
         "identity",
     )
+
+
+def raw_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
+    """An undecoded body's chunks as the transport hands them over: aiter_raw without its generator and chunker
+    per chunk (the hot loop of a stream). Read once; the caller closes the response."""
+    response.is_stream_consumed = True
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    return stream
 
 
 async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[bytes]:

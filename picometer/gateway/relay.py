@@ -13,7 +13,7 @@ import httpx
 from picometer.asgi import Message, Send
 from picometer.gateway import forward
 from picometer.gateway.cost_in_body import TAIL_BYTES, answer_with_cost, event_data_with_cost
-from picometer.gateway.inflow import TooLarge, Undecodable, pieces, undecoded
+from picometer.gateway.inflow import TooLarge, Undecodable, pieces, raw_chunks, undecoded
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Outcome
 from picometer.gateway.translated import Translation
@@ -268,7 +268,7 @@ class Relay:
         # A body as sent (most streams) is read raw and counted here: one layer less for every chunk.
         raw, size = undecoded(response), 0
         try:
-            async for chunk in response.aiter_raw() if raw else pieces(response, limit):
+            async for chunk in raw_chunks(response) if raw else pieces(response, limit):
                 if raw:
                     size += len(chunk)
                     if size > limit:

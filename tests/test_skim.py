@@ -154,7 +154,8 @@ def test_text_deltas_framed_like_the_first_are_counted_as_the_parser_counts_them
         return sse({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]})
 
     first = sse({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-    stream = [first, chunk("Hello"), chunk(" wörld 🌍"), chunk('a "quote"'), chunk("tab\there"), chunk("x") + chunk("y")]
+    stream = [first, chunk("Hello"), chunk(" wörld 🌍"), chunk('a "quote"'), chunk("tab\there")]
+    stream += [chunk("x") + chunk("y")]
     stream += [sse({"id": "c1", "model": "m", "choices": [{"index": 1, "delta": {"content": "other"}}]})]
     skimmed = StreamMeter("openai", "chat/completions")
     for event in SSEParser().feed(first):

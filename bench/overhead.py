@@ -55,7 +55,8 @@ def serve_bare(port: int, upstream: str) -> None:
     import httpx as hx
 
     from picometer.daemon import uvicorn_server
-    from picometer.gateway.forward import new_transport, response_headers
+    from picometer.gateway.forward import response_headers
+    from picometer.gateway.pool import new_transport
     from picometer.preflight import bind_socket
     from picometer.simulator import Receive, Scope, Send, request_body
 

@@ -302,7 +302,7 @@ def test_a_quiet_providers_rare_failures_all_get_their_retries(
 def test_a_full_local_pool_is_overloaded_not_a_provider_outage(
     chaos: Callable[..., GatewayServer], sim: SimServer
 ) -> None:
-    from picometer.gateway.forward import new_transport
+    from picometer.gateway.pool import new_transport
 
     gw = chaos(connect_timeout_s=0.3)
     gw.daemon.gateway.upstream._transport = new_transport(max_connections=2)

@@ -4,15 +4,18 @@ built), and every record still carries it: answered fast or slow, refused, redac
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from picometer.conversation import conversation
 from picometer.gateway.fingerprint import Fingerprint
+from picometer.gateway.upstream import Upstream
 from picometer.record import prompt_hash, redact, redacted_prompt
 from tests.servers import GatewayServer
 
@@ -81,3 +84,31 @@ def test_bounded_address_pattern_redacts_as_the_unbounded_one(text: str) -> None
     for pattern, replacement in UNBOUNDED:
         expected = pattern.sub(replacement, expected)
     assert redact(text) == expected
+
+
+def test_the_fingerprint_is_taken_once_the_request_is_out_while_the_provider_works(
+    make_gateway: Callable[..., GatewayServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's connections take it as the call starts waiting for its answer, even for an answer that comes
+    at once: never after the answer is in."""
+    steps: list[tuple[str, float]] = []
+    take, attempt = Fingerprint.take, Upstream._attempt
+
+    def taking(self: Fingerprint) -> Fingerprint:
+        if self._parts is not None:
+            steps.append(("taken", time.monotonic()))
+        return take(self)
+
+    async def attempting(self: Upstream, *args: Any) -> Any:
+        result = await attempt(self, *args)
+        steps.append(("answered", time.monotonic()))
+        return result
+
+    monkeypatch.setattr(Fingerprint, "take", taking)
+    monkeypatch.setattr(Upstream, "_attempt", attempting)
+    gw = make_gateway()
+    assert call(gw).status_code == 200 and call(gw, {"x-sim-latency-ms": "300"}).status_code == 200
+    assert [name for name, _ in steps] == ["taken", "answered"] * 2
+    assert steps[3][1] - steps[2][1] > 0.2, "the slow call's was taken while the provider worked on it"
+    for rec in gw.records(2):
+        assert (rec["prompt_hash"], rec["conversation"]) == expected(BODY)[:2]

@@ -1,8 +1,7 @@
-"""What goes upstream and what comes back: URLs, headers, and the shared connection pool."""
+"""What goes upstream and what comes back: URLs and headers."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable
 from urllib.parse import quote
 
@@ -29,17 +28,6 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding", b"expect", b"x-request-id"}
 _RESPONSE_DROP = HOP_BY_HOP | {b"content-length", b"content-encoding", b"date", b"server"}
 _AUTH = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key"})
-
-
-def new_transport(max_connections: int = 256) -> httpx.AsyncHTTPTransport:
-    """One connection pool for all providers: keep-alive saves a TLS handshake per call on a Pi.
-
-    A bare transport, not an AsyncClient: a client keeps a cookie jar, and cookies one caller's
-    response set must never ride along on another caller's request. No redirects, no env proxies either.
-    """
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=32, keepalive_expiry=60)
-    # TCP_NODELAY: headers and body go out in two writes; without it Nagle and delayed ACK cost ~40 ms a call.
-    return httpx.AsyncHTTPTransport(limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
 def upstream_url(base_url: str, path: str, query: bytes) -> str:

@@ -33,8 +33,7 @@ from picometer.metering.usage import Usage
 from picometer.record import Record, Recorder
 from picometer.throttle import Throttled
 
-# A call not answered this far in waits on a model: from here on its client is watched for a hang-up, and its
-# prompt is fingerprinted while the provider works.
+# A call not answered this far in waits on a model: from here on its client is watched for a hang-up.
 WAITING_S = 0.05
 MAX_BATCHES_REMEMBERED = 4096  # batch result paths kept to count each once; the oldest forgotten first
 
@@ -171,8 +170,6 @@ class Proxy:
             nonlocal watcher
             watcher = asyncio.ensure_future(_wait_disconnect(receive))
             watcher.add_done_callback(on_disconnect)
-            if req.fingerprint is not None:
-                req.fingerprint.take()
 
         timer = asyncio.get_running_loop().call_later(WAITING_S, waiting)
         try:

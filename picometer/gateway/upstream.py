@@ -14,7 +14,7 @@ import structlog
 
 from picometer.clock import Clock
 from picometer.config import ProviderConfig, RetryConfig
-from picometer.gateway import forward, retry
+from picometer.gateway import forward, pool, retry
 from picometer.gateway.inflow import small_body
 from picometer.gateway.path import Route
 from picometer.gateway.refusals import Refusal
@@ -67,7 +67,7 @@ class Upstream:
     @property
     def transport(self) -> httpx.AsyncBaseTransport:
         if self._transport is None:
-            self._transport = forward.new_transport()
+            self._transport = pool.new_transport()
         return self._transport
 
     async def aclose(self) -> None:
@@ -138,11 +138,15 @@ class Upstream:
             timeouts = forward.timeouts_for(provider)
             # A bare Request skips the client's header/cookie/URL merging: we pass everything it needs.
             request = httpx.Request(method, url, headers=headers, content=req.content, extensions={"timeout": timeouts})
+            # Its prompt is fingerprinted once the request is out, while the provider works on it.
+            waiting = pool.WHILE_WAITING.set(req.fingerprint.take if req.fingerprint is not None else None)
             try:
                 response, failure = await self._attempt(request, name, provider)
             except BaseException:
                 health.circuit.release()  # cancelled (client gone, total timeout): neither success nor failure
                 raise
+            finally:
+                pool.WHILE_WAITING.reset(waiting)
             if failure is None:
                 assert response is not None
                 status = response.status_code

@@ -57,19 +57,24 @@ async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[b
         return
     decoder = _decoder(response.headers.get("content-encoding", ""))
     total = 0
+    if decoder is None:  # as sent: the transport's chunks, counted
+        async for raw in raw_chunks(response):
+            total += len(raw)
+            if limit is not None and total > limit:
+                raise TooLarge(f"more than {limit} bytes")
+            if raw:
+                yield raw
+        return
     async for raw in response.aiter_raw():
-        if decoder is None:
-            out = [raw]
-        else:
-            out, data = [], raw
-            try:
-                while data:
-                    out.append(decoder.decompress(data, PIECE_BYTES))
-                    data = decoder.unconsumed_tail
-                    if limit is not None and total + sum(map(len, out)) > limit:
-                        break
-            except zlib.error as e:
-                raise Undecodable(f"a corrupt compressed body ({e})") from None
+        out, data = [], raw
+        try:
+            while data:
+                out.append(decoder.decompress(data, PIECE_BYTES))
+                data = decoder.unconsumed_tail
+                if limit is not None and total + sum(map(len, out)) > limit:
+                    break
+        except zlib.error as e:
+            raise Undecodable(f"a corrupt compressed body ({e})") from None
         for piece in out:
             total += len(piece)
             if limit is not None and total > limit:

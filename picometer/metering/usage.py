@@ -80,18 +80,20 @@ def openai_usage(u: Mapping[str, Any], tier: Any = None, tools: Mapping[str, int
     if "prompt_tokens" in u or "completion_tokens" in u:
         input_tokens = _int(u.get("prompt_tokens"))
         output_tokens = _int(u.get("completion_tokens"))
+        prompt, completion = _details(u, "prompt_tokens_details"), _details(u, "completion_tokens_details")
         # DeepSeek reports its cache hits as prompt_cache_hit_tokens; others under prompt_tokens_details.
-        cached = _int(dig(u, "prompt_tokens_details", "cached_tokens")) or _int(u.get("prompt_cache_hit_tokens"))
-        cache_write = _int(dig(u, "prompt_tokens_details", "cache_write_tokens"))
-        reasoning = _int(dig(u, "completion_tokens_details", "reasoning_tokens"))
-        audio_in = _int(dig(u, "prompt_tokens_details", "audio_tokens"))
-        audio_out = _int(dig(u, "completion_tokens_details", "audio_tokens"))
+        cached = _int(prompt.get("cached_tokens")) or _int(u.get("prompt_cache_hit_tokens"))
+        cache_write = _int(prompt.get("cache_write_tokens"))
+        reasoning = _int(completion.get("reasoning_tokens"))
+        audio_in = _int(prompt.get("audio_tokens"))
+        audio_out = _int(completion.get("audio_tokens"))
     else:
         input_tokens = _int(u.get("input_tokens"))
         output_tokens = _int(u.get("output_tokens"))
-        cached = _int(dig(u, "input_tokens_details", "cached_tokens"))
-        cache_write = _int(dig(u, "input_tokens_details", "cache_write_tokens"))
-        reasoning = _int(dig(u, "output_tokens_details", "reasoning_tokens"))
+        details = _details(u, "input_tokens_details")
+        cached = _int(details.get("cached_tokens"))
+        cache_write = _int(details.get("cache_write_tokens"))
+        reasoning = _int(_details(u, "output_tokens_details").get("reasoning_tokens"))
         audio_in = audio_out = 0
     cached = min(cached, input_tokens)
     return Usage(
@@ -100,12 +102,21 @@ def openai_usage(u: Mapping[str, Any], tier: Any = None, tools: Mapping[str, int
         cache_write_tokens=min(cache_write, input_tokens - cached),
         output_tokens=output_tokens,
         reasoning_tokens=min(reasoning, output_tokens),
-        reported_cost_usd=_reported_cost(u),
+        reported_cost_usd=_reported_cost(u) if "cost" in u else None,
         audio_input_tokens=min(audio_in, input_tokens),
         audio_output_tokens=min(audio_out, output_tokens),
-        tool_calls=_tools(tools or {}),
+        tool_calls=_tools(tools) if tools else (),
         service_tier=_tier(tier),
     )
+
+
+_NO_DETAILS: dict[str, Any] = {}
+
+
+def _details(u: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A usage's nested counts (prompt_tokens_details...), or none when it is not a JSON object."""
+    found = u.get(key) if isinstance(u, dict) else None
+    return found if isinstance(found, dict) else _NO_DETAILS
 
 
 def _reported_cost(u: Mapping[str, Any]) -> float | None:

@@ -8,7 +8,7 @@ decides usage and cost.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,47 @@ class Admitted:
     client_usage: bool = False  # the client asked for its stream's usage (translated streams carry it only then)
     cache_key: str | None = None  # where its answer is kept in the cache ([cache]), when it may be
     fingerprint: Fingerprint | None = None  # its prompt's, taken while the provider works (store_prompts)
+    # Its record's fields from the request alone, made while the provider works (each copy makes its own).
+    prepared: Prepared = field(default_factory=lambda: Prepared(), init=False, repr=False, compare=False)
+
+    def while_waiting(self) -> Prepared:
+        """What the record needs from the request alone: made once the request is out (gateway.pool), or at the
+        latest when the record is built."""
+        p = self.prepared
+        if p.record is None:
+            p.bound = _output_bound(self)
+            p.tools = request_tools(self.body)
+            p.record = draft_record(self.facts, self.fingerprint.take() if self.fingerprint is not None else None)
+        return p
+
+
+class Prepared:
+    __slots__ = ("bound", "record", "tools")
+
+    def __init__(self) -> None:
+        self.record: Record | None = None  # the request's fields filled in; the outcome's are added later
+        self.bound: int | None = None  # the most output tokens the call allowed (None: no limit)
+        self.tools: tuple[str, ...] = ()  # the tool types the request offers (per-use fees)
+
+
+def draft_record(facts: Facts, fp: Fingerprint | None) -> Record:
+    """A record with the fields the facts (and the prompt's fingerprint) give."""
+    rec = Record(ts=rfc3339_ms(facts.started), request_id=facts.request_id)
+    tags = facts.tags
+    if tags is not None:
+        rec.workflow, rec.env, rec.tenant = tags.workflow, tags.env, tags.tenant
+        rec.prompt_version, rec.correlation_id = tags.prompt_version, tags.correlation_id
+    rec.provider, rec.endpoint, rec.model, rec.stream = facts.provider, facts.endpoint, facts.model, facts.stream
+    rec.canary, rec.budget, rec.prompt_hash, rec.prompt = facts.canary, facts.budget, facts.prompt_hash, facts.prompt
+    rec.conversation = facts.conversation
+    if fp is not None:
+        rec.prompt_hash, rec.conversation, rec.prompt = fp.prompt_hash, fp.conversation, fp.prompt
+    rec.downgraded_from, rec.fallback_from, rec.fallback_reason = (
+        facts.downgraded_from,
+        facts.fallback_from,
+        facts.fallback_reason,
+    )
+    return rec
 
 
 @dataclass(slots=True)
@@ -143,22 +184,11 @@ def build_record(
     latency_ms: float,
 ) -> Record:
     """The usage-log line for this request."""
-    rec = Record(ts=rfc3339_ms(facts.started), request_id=facts.request_id)
-    tags = facts.tags
-    if tags is not None:
-        rec.workflow, rec.env, rec.tenant = tags.workflow, tags.env, tags.tenant
-        rec.prompt_version, rec.correlation_id = tags.prompt_version, tags.correlation_id
-    rec.provider, rec.endpoint, rec.model, rec.stream = facts.provider, facts.endpoint, facts.model, facts.stream
-    rec.canary, rec.budget, rec.prompt_hash, rec.prompt = facts.canary, facts.budget, facts.prompt_hash, facts.prompt
-    rec.conversation = facts.conversation
-    if admitted is not None and admitted.fingerprint is not None:
-        fp = admitted.fingerprint.take()
-        rec.prompt_hash, rec.conversation, rec.prompt = fp.prompt_hash, fp.conversation, fp.prompt
-    rec.downgraded_from, rec.fallback_from, rec.fallback_reason = (
-        facts.downgraded_from,
-        facts.fallback_from,
-        facts.fallback_reason,
-    )
+    if admitted is not None:
+        rec = admitted.while_waiting().record
+        assert rec is not None
+    else:
+        rec = draft_record(facts, None)
     rec.status, rec.error_type = verdict(o)
     rec.http_status, rec.attempts = o.http_status, o.attempts
     rec.response_model, rec.ttft_ms, rec.latency_ms = o.response_model, o.ttft_ms, latency_ms
@@ -215,8 +245,8 @@ def usage_cost(
 
 def _quote(admitted: Admitted, usage: Usage, models: tuple[str | None, ...], pricer: Pricer, now: datetime) -> Quote:
     """A token call's price: the one step behind both the record's cost and the cost in the answer."""
-    shape = admitted.endpoint.shape or "openai"
-    return pricer.cost(admitted.provider, models, usage, now, shape=shape, request_tools=request_tools(admitted.body))
+    shape, tools = admitted.endpoint.shape or "openai", admitted.while_waiting().tools
+    return pricer.cost(admitted.provider, models, usage, now, shape=shape, request_tools=tools)
 
 
 def _charge_batch(rec: Record, m: BatchMeter, repeat: bool) -> None:
@@ -247,8 +277,8 @@ def _charge_media(rec: Record, admitted: Admitted, o: Outcome) -> None:
 
 
 def _write_usage(rec: Record, u: Usage) -> None:
-    for field in TOKEN_FIELDS:
-        setattr(rec, field, getattr(u, field))
+    for name in TOKEN_FIELDS:
+        setattr(rec, name, getattr(u, name))
     rec.tool_calls = dict(u.tool_calls) or None
     rec.service_tier = u.service_tier
 
@@ -270,15 +300,20 @@ def fallback_record(facts: Facts, o: Outcome, admitted: Admitted | None, latency
     return rec
 
 
+def _output_bound(admitted: Admitted) -> int | None:
+    """The most output tokens the request allows, thinking and every choice included; None when unbounded."""
+    endpoint = admitted.endpoint
+    if admitted.body is None or endpoint.shape is None:
+        return None
+    limit = output_limit(admitted.body, limit_fields(endpoint.shape, endpoint.name))
+    thinking = thinking_allowance(admitted.body, endpoint.shape)
+    return None if limit is None else (limit + thinking) * choices(admitted.body, endpoint.name)
+
+
 def _within_request(usage: Usage, admitted: Admitted) -> Usage:
     """A provider never writes more than the call allowed: output beyond the request's own limit is a provider
     bug (or garbage), held to that limit and logged, so one bad answer cannot charge a fortune."""
-    endpoint = admitted.endpoint
-    if admitted.body is None or endpoint.shape is None:
-        return usage
-    limit = output_limit(admitted.body, limit_fields(endpoint.shape, endpoint.name))
-    thinking = thinking_allowance(admitted.body, endpoint.shape)
-    bound = None if limit is None else (limit + thinking) * choices(admitted.body, endpoint.name)
+    bound = admitted.while_waiting().bound
     if bound is None or usage.output_tokens <= bound:
         return usage
     log.warning(

@@ -138,8 +138,8 @@ class Upstream:
             timeouts = forward.timeouts_for(provider)
             # A bare Request skips the client's header/cookie/URL merging: we pass everything it needs.
             request = httpx.Request(method, url, headers=headers, content=req.content, extensions={"timeout": timeouts})
-            # Its prompt is fingerprinted once the request is out, while the provider works on it.
-            waiting = pool.WHILE_WAITING.set(req.fingerprint.take if req.fingerprint is not None else None)
+            # Its record's request fields (and its prompt fingerprint) are made once it is out, as the provider works.
+            waiting = pool.WHILE_WAITING.set(req.while_waiting)
             try:
                 response, failure = await self._attempt(request, name, provider)
             except BaseException:

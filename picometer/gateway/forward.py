@@ -92,11 +92,11 @@ def response_headers(upstream: httpx.Headers) -> list[tuple[bytes, bytes]]:
 
 
 def timeouts_for(provider: ProviderConfig) -> dict[str, float]:
-    """httpcore's per-request timeouts. Until the response starts, the read timeout must allow the
-    whole first-byte wait; the caller lowers "read" to timeout_s (the gap between chunks) after that."""
+    """httpcore's per-request timeouts. Until the response starts, "read" is the first-byte wait (the provider
+    has the whole request then); the caller sets it to timeout_s (the gap between chunks) after that."""
     return {
         "connect": provider.connect_timeout_s,
         "pool": provider.connect_timeout_s,
-        "read": max(provider.first_byte_timeout_s, provider.timeout_s),
+        "read": provider.first_byte_timeout_s,
         "write": provider.timeout_s,
     }

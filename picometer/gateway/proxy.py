@@ -4,7 +4,7 @@ and one record with its reservation settled, whatever happens on the way."""
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -76,7 +76,7 @@ class Proxy:
 
     async def overloaded(self, scope: Scope, send: Send) -> None:
         """More calls in flight than [server].max_in_flight: refused at once, before the body is read."""
-        facts = Facts(os.urandom(8).hex(), self.clock.now(), self.clock.monotonic())
+        facts = Facts(_request_id(), self.clock.now(), self.clock.monotonic())
         o = Outcome(blocked="overloaded", http_status=503)
         self._finish(facts, o, None)
         headers = header_map(scope["headers"])
@@ -86,7 +86,7 @@ class Proxy:
         await respond(send, 503, body, facts.request_id, [(b"retry-after", b"1")])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        facts = Facts(os.urandom(8).hex(), self.clock.now(), self.clock.monotonic())
+        facts = Facts(_request_id(), self.clock.now(), self.clock.monotonic())
         headers = header_map(scope["headers"])
         o = Outcome()
         try:
@@ -372,6 +372,11 @@ def is_stream(content_type: str, shape: str) -> bool:
 def _internal(headers: dict[str, str], path: str, shape: str | None = None) -> bytes:
     message = "picometer failed on this request (a bug); its log has the details under this request id"
     return error_body(shape_for_refusal(shape, None, headers, path), "internal_error", message, 500)
+
+
+def _request_id() -> str:
+    """16 hex digits naming a call in its record, its headers and the logs: unique, not secret (no syscall)."""
+    return f"{random.getrandbits(64):016x}"
 
 
 async def _wait_disconnect(receive: Receive) -> None:

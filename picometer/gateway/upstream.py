@@ -187,11 +187,10 @@ class Upstream:
     ) -> tuple[httpx.Response | None, _Failure | None]:
         """One call: (a response to pass on, None), (a retryable failure response, why) or (None, why)."""
         response = None
-        try:
-            async with asyncio.timeout(provider.first_byte_timeout_s):
-                response = await self.transport.handle_async_request(request)
-                if response.status_code in retry.RETRY_STATUSES:
-                    response = await small_body(response)  # tells a quota from a rate limit
+        try:  # the first-byte wait is the read timeout until the answer starts (forward.timeouts_for): no timer
+            response = await self.transport.handle_async_request(request)
+            if response.status_code in retry.RETRY_STATUSES:
+                response = await small_body(response)  # tells a quota from a rate limit
         except (TimeoutError, httpx.HTTPError) as e:
             if response is not None:
                 await response.aclose()

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import math
 import operator
 import re
 from collections import deque
@@ -82,16 +83,33 @@ class Record:
     prompt: str | None = None  # only with store_prompts = "redacted", and then redacted
 
     def to_json(self) -> str:
-        # Flat fields only: one C getter does what asdict() does at a fraction of the cost.
-        data = dict(zip(RECORD_FIELDS, _values(self), strict=True))
-        if data["prompt"] is None:
-            del data["prompt"]
-        return _encode(data)
+        """The line as json.dumps(ensure_ascii=False, separators=(",", ":")) writes it, field by field: the
+        keys are fixed, so each value is encoded alone (a third faster than encoding a dict of them)."""
+        values = _values(self)  # flat fields: one C getter does what asdict() does at a fraction of the cost
+        if values[-1] is None:  # the prompt, only kept with store_prompts = "redacted"
+            values = values[:-1]
+        return "{" + ",".join([key + _value(v) for key, v in zip(_KEYS, values, strict=False)]) + "}"
 
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+assert RECORD_FIELDS[-1] == "prompt"
 _values = operator.attrgetter(*RECORD_FIELDS)
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_KEYS = tuple(_encode(name) + ":" for name in RECORD_FIELDS)
+_text = json.encoder.encode_basestring  # the C function the encoder itself uses for a str, ensure_ascii=False
+
+
+def _value(v: Any) -> str:
+    kind = type(v)
+    if kind is str:
+        return _text(v)
+    if v is None:
+        return "null"
+    if kind is bool:
+        return "true" if v else "false"
+    if kind is int or (kind is float and math.isfinite(v)):
+        return repr(v)  # what the encoder writes for them
+    return _encode(v)  # the rest (a dict, NaN) as the encoder writes it
 
 
 def rfc3339_ms(at: datetime) -> str:

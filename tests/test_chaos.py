@@ -166,6 +166,26 @@ def test_a_stream_that_stalls_midway_is_cut_after_the_idle_timeout(
     assert rec["usage_source"] == "estimated" and rec["output_tokens"] > 0
 
 
+@pytest.mark.parametrize("total", [0.02, 0.4])  # shorter than the hang-up watch's start, and longer
+def test_a_call_past_total_timeout_is_a_504_and_a_stream_past_it_is_cut(
+    chaos: Callable[..., GatewayServer], sim: SimServer, total: float
+) -> None:
+    gw = chaos(total_timeout_s=total)
+    r = call(gw, {"x-sim-latency-ms": "3000"})
+    assert r.status_code == 504
+    error = r.json()["error"]
+    assert error["code"] == "upstream_timeout" and f"total_timeout_s = {total:g} s" in error["message"]
+    rec = only_record(gw)
+    assert (rec["status"], rec["error_type"], rec["http_status"]) == ("error", "timeout", 504)
+    if total > 0.1:  # time enough for the stream's first events to reach the client
+        got = broken_stream(f"{gw.url}/openai/chat/completions", {**CHAT, "stream": True}, {"x-sim-fault": "stall"})
+        assert b"data:" in got and b"[DONE]" not in got, "the stream under way is cut off, as the provider's would be"
+        cut = gw.records(2)[1]
+        assert (cut["status"], cut["error_type"], cut["http_status"]) == ("error", "timeout", 200)
+        assert call(gw).status_code == 200, "a call in time still passes"
+        assert sim.sim.requests == 3, "a timeout is never retried"
+
+
 def test_a_connection_reset_midstream_is_not_retried(chaos: Callable[..., GatewayServer], sim: SimServer) -> None:
     gw = chaos()
     got = broken_stream(f"{gw.url}/openai/chat/completions", {**CHAT, "stream": True}, {"x-sim-fault": "cut"})

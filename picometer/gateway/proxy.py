@@ -152,12 +152,17 @@ class Proxy:
     async def _forward_guarded(
         self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Callable[[], Record]
     ) -> None:
-        """Forward while watching the client: if it hangs up first, the upstream call is cancelled too. The
-        watch starts WAITING_S into the call: one answered sooner costs no watcher at all."""
+        """Forward while watching the client and the clock, on one timer per call: WAITING_S in, the watch on the
+        client starts (a call answered sooner costs no watcher at all), and at total_timeout_s the call is cut off.
+        If the client hangs up first, the upstream call is cancelled too."""
         task = asyncio.current_task()
         assert task is not None
-        hung_up = False
+        loop = asyncio.get_running_loop()
+        hung_up = timed_out = False
         watcher: asyncio.Future[None] | None = None
+        total = req.provider.total_timeout_s
+        deadline = loop.time() + total
+        timer: asyncio.TimerHandle
 
         def on_disconnect(w: asyncio.Future[None]) -> None:
             nonlocal hung_up
@@ -166,81 +171,88 @@ class Proxy:
                 hung_up = True
                 task.cancel()
 
+        def over() -> None:
+            nonlocal timed_out
+            timed_out = True
+            task.cancel()
+
         def waiting() -> None:
-            nonlocal watcher
+            nonlocal watcher, timer
             watcher = asyncio.ensure_future(_wait_disconnect(receive))
             watcher.add_done_callback(on_disconnect)
+            timer = loop.call_at(deadline, over)
 
-        timer = asyncio.get_running_loop().call_later(WAITING_S, waiting)
+        timer = loop.call_later(WAITING_S, waiting) if total > WAITING_S else loop.call_at(deadline, over)
         try:
             await self._forward(req, o, scope, send, finish)
         except asyncio.CancelledError:
-            if not hung_up:
+            if not (hung_up or timed_out):
                 raise
             task.uncancel()
-            raise ClientGone from None
+            if hung_up:
+                raise ClientGone from None
+            self._timed_out(req, o)
         finally:
             timer.cancel()
             if watcher is not None:
                 watcher.remove_done_callback(on_disconnect)
                 watcher.cancel()
 
+    def _timed_out(self, asked: Admitted, o: Outcome) -> None:
+        """Past total_timeout_s: a reply under way is cut off, as the provider's would be; else a 504."""
+        o.break_off("timeout")
+        if o.started_reply:
+            return
+        o.failure = "timeout"
+        name, limit = asked.route.provider, asked.provider.total_timeout_s
+        raise Refusal(504, "upstream_timeout", f"provider {name!r} did not finish within total_timeout_s = {limit:g} s")
+
     async def _forward(
         self, asked: Admitted, o: Outcome, scope: Scope, send: Send, finish: Callable[[], Record]
     ) -> None:
         o.forwarded = True
+        response, req = await self._answer(asked, o, scope)
+        provider, endpoint = req.provider, req.endpoint
+        relay = Relay(
+            o,
+            send,
+            req.facts.request_id,
+            finish,
+            lambda: self._elapsed_ms(req.facts),
+            self._cost_of(req),
+            Translation.of(req, self.clock),
+        )
         try:
-            async with asyncio.timeout(asked.provider.total_timeout_s):
-                response, req = await self._answer(asked, o, scope)
-                provider, endpoint = req.provider, req.endpoint
-                relay = Relay(
-                    o,
-                    send,
-                    req.facts.request_id,
-                    finish,
-                    lambda: self._elapsed_ms(req.facts),
-                    self._cost_of(req),
-                    Translation.of(req, self.clock),
+            o.http_status = o.upstream_status = response.status_code
+            content_type = response.headers.get("content-type", "")
+            if endpoint.shape is not None and is_stream(content_type, endpoint.shape):
+                await relay.stream(
+                    response,
+                    endpoint.shape,
+                    endpoint.name,
+                    req.hide_usage_chunk,
+                    not endpoint.flat,
+                    provider.max_response_bytes,
                 )
-                try:
-                    o.http_status = o.upstream_status = response.status_code
-                    content_type = response.headers.get("content-type", "")
-                    if endpoint.shape is not None and is_stream(content_type, endpoint.shape):
-                        await relay.stream(
-                            response,
-                            endpoint.shape,
-                            endpoint.name,
-                            req.hide_usage_chunk,
-                            not endpoint.flat,
-                            provider.max_response_bytes,
-                        )
-                    elif endpoint.metered:
-                        await relay.json(
-                            response,
-                            req.route.provider,
-                            endpoint.shape,
-                            not endpoint.flat,
-                            provider.max_response_bytes,
-                            self.answers_held,
-                        )
-                    elif endpoint.batch_results:
-                        key = f"{req.route.provider}/{req.route.rest}"
-                        o.batch_repeat = key in self._batches_read
-                        await relay.raw(response, self._batch_meter(req, endpoint.shape or "openai"))
-                        if o.complete and o.batch is not None and o.batch.results:
-                            self._remember_batch(key)
-                    else:
-                        await relay.raw(response)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            o.break_off("timeout")
-            if o.started_reply:
-                return  # the client's reply is cut off, as the provider's would be
-            o.failure = "timeout"
-            name, limit = asked.route.provider, asked.provider.total_timeout_s
-            message = f"provider {name!r} did not finish within total_timeout_s = {limit:g} s"
-            raise Refusal(504, "upstream_timeout", message) from None
+            elif endpoint.metered:
+                await relay.json(
+                    response,
+                    req.route.provider,
+                    endpoint.shape,
+                    not endpoint.flat,
+                    provider.max_response_bytes,
+                    self.answers_held,
+                )
+            elif endpoint.batch_results:
+                key = f"{req.route.provider}/{req.route.rest}"
+                o.batch_repeat = key in self._batches_read
+                await relay.raw(response, self._batch_meter(req, endpoint.shape or "openai"))
+                if o.complete and o.batch is not None and o.batch.results:
+                    self._remember_batch(key)
+            else:
+                await relay.raw(response)
+        finally:
+            await response.aclose()
 
     async def _answer(self, asked: Admitted, o: Outcome, scope: Scope) -> tuple[httpx.Response, Admitted]:
         """The provider's response; when it failed in a way another provider may not (retries exhausted on a

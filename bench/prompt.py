@@ -1,7 +1,7 @@
 """make bench: what a prompt's size costs on the request path. Admission (route, tags, the JSON body, its depth
 bound, the reservation) and the prompt's fingerprints (prompt_hash, conversation), in process, for the bench's
-one-line chat and for an agent's 100 KB prompt. The fingerprints are taken while the provider works (from 50 ms
-into a call) or when the record is built: for a model call they are off the request path."""
+one-line chat and for an agent's 100 KB prompt. The fingerprints are taken once the request is out, while the
+provider works (gateway.pool), or when the record is built: for a model call they are off the request path."""
 
 from __future__ import annotations
 

@@ -10,12 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from picometer.config import config_from_dict
-from picometer.local_time import period_start
+from picometer.local_time import period_key, period_start
 from picometer.metering.budget import (
     Budget,
     Cap,
     Event,
     Hold,
+    Ledger,
     Refused,
     cap_status,
     caps_from_config,
@@ -302,3 +303,21 @@ def test_workflow_policies_inherit_the_global_ones() -> None:
 def test_period_start_is_local_midnight() -> None:
     assert period_start(date(2026, 3, 29), BERLIN) == datetime(2026, 3, 28, 23, tzinfo=UTC)
     assert period_start(date(2026, 3, 30), BERLIN) == datetime(2026, 3, 29, 22, tzinfo=UTC)
+
+
+@given(
+    st.sampled_from(["day", "month"]),
+    st.lists(st.integers(-3 * 86400, 70 * 86400), min_size=1, max_size=30),
+    st.sampled_from([BERLIN, ZoneInfo("America/New_York"), UTC]),
+)
+def test_a_ledger_rolled_by_its_period_end_is_in_the_period_the_calendar_says(
+    period: str, offsets: list[int], zone: ZoneInfo
+) -> None:
+    """Within a period a ledger only compares the time with the period's end; at any time, DST days and a
+    wall clock going back included, it holds the period the calendar arithmetic gives (never an older one)."""
+    quick, slow = Ledger(Cap("global", period, 100, True)), Ledger(Cap("global", period, 100, True))
+    for offset in offsets:
+        now = NOW + timedelta(seconds=offset)
+        quick.roll_to(now, zone)
+        slow.roll(period_key(period, now, zone))
+        assert quick.key == slow.key

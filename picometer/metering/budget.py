@@ -82,11 +82,12 @@ def caps_from_config(config: Config) -> dict[str | None, tuple[Cap, Cap]]:
 class Ledger:
     """One cap's running state for its current period."""
 
-    __slots__ = ("blocked_announced", "cap", "downgrade_announced", "fired", "key", "reserved", "spent")
+    __slots__ = ("blocked_announced", "cap", "downgrade_announced", "ends", "fired", "key", "reserved", "spent")
 
     def __init__(self, cap: Cap) -> None:
         self.cap = cap
         self.key: date | None = None
+        self.ends: datetime | None = None  # when the period `key` names is over
         self.spent = 0
         self.reserved = 0
         self.fired: set[float] = set()
@@ -96,10 +97,18 @@ class Ledger:
     def roll(self, key: date) -> None:
         # Periods only move forward: a wall clock that jumps back stays in the newest period seen.
         if self.key is None or key > self.key:
-            self.key, self.spent, self.reserved = key, 0, 0
+            self.key, self.spent, self.reserved, self.ends = key, 0, 0, None
             self.fired = set()
             self.blocked_announced = False
             self.downgrade_announced = False
+
+    def roll_to(self, now: datetime, zone: tzinfo) -> None:
+        """roll() into the period holding `now`: within the period already held, one comparison."""
+        if self.ends is not None and now < self.ends:
+            return  # also when the wall clock went back: periods only move forward
+        self.roll(period_key(self.cap.period, now, zone))
+        assert self.key is not None
+        self.ends = resets_at(self.cap.period, self.key, zone)
 
     def room(self) -> int:
         return self.cap.limit - self.spent - self.reserved
@@ -187,7 +196,7 @@ class Budget:
 
     def roll(self, now: datetime) -> None:
         for lg in self.ledgers():
-            lg.roll(period_key(lg.cap.period, now, self.zone))
+            lg.roll_to(now, self.zone)
 
     def seed(self, now: datetime, spent_since: Callable[[datetime, str | None], float]) -> None:
         """Start from what the durable records say was spent this period; thresholds passed are not re-announced."""
@@ -234,7 +243,7 @@ class Budget:
         `may_downgrade`: a refusal by a cap with a downgrade model is not announced (the caller tries that next)."""
         ledgers = self.applicable(workflow)
         for lg in ledgers:
-            lg.roll(period_key(lg.cap.period, now, self.zone))
+            lg.roll_to(now, self.zone)
         # Caps this call does not fit in; one at its limit already counts (an alert-only cap run past).
         refusals = [lg for lg in ledgers if lg.cap.limit and (worst > lg.room() or lg.room() < 0)]
         if worst > 0:  # a free call is never refused by a dollar cap

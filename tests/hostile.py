@@ -106,6 +106,14 @@ class HostileServer:
                 await w.drain()
             w.write(_chunk(tail) + b"0\r\n\r\n")
             await w.drain()
+        elif kind == "slow_1xx":  # interim answers every 0.2 s for 3 s, then a real one: bytes, but no answer
+            for _ in range(15):
+                w.write(b"HTTP/1.1 102 Processing\r\n\r\n")
+                await w.drain()
+                await asyncio.sleep(0.2)
+            body = b'{"id": "x", "model": "gpt-4o-mini", "choices": [], "usage": {"prompt_tokens": 1}}'
+            w.write(_head("application/json") + _chunk(body) + b"0\r\n\r\n")
+            await w.drain()
         elif kind == "absurd_usage":
             body = (
                 b'{"id": "x", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [], '

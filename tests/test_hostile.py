@@ -109,3 +109,20 @@ def test_after_every_hostile_answer_no_hold_is_left_and_calls_still_pass(setup: 
     assert day["reserved_usd"] == 0, "a hostile answer leaked its budget hold"
     ok = httpx.post(f"{url}/openai/chat/completions", json=CHAT, trust_env=False, timeout=30)
     assert ok.status_code == 200
+
+
+def test_interim_answers_do_not_stretch_the_first_byte_wait(make_gateway: Any) -> None:
+    """A provider sending 102 Processing every 0.2 s sends bytes, but no answer: first_byte_timeout_s still ends
+    the wait, counted from when the request went out, not from its last byte."""
+    with HostileServer() as evil:
+        evil_provider = {"kind": "openai", "base_url": f"{evil.url}/v1", "first_byte_timeout_s": 0.5}
+        gw = make_gateway(providers={"evil": evil_provider})
+        started = time.monotonic()
+        r = httpx.post(
+            f"{gw.url}/evil/chat/completions", json=CHAT, headers={"x-hostile": "slow_1xx"}, trust_env=False, timeout=30
+        )
+        waited = time.monotonic() - started
+    assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+    assert waited < 2.5, "cut off at first_byte_timeout_s, not after the provider's 3 s of interim answers"
+    rec = gw.records(1)[0]
+    assert (rec["status"], rec["error_type"], rec["attempts"]) == ("error", "timeout", 1)

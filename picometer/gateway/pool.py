@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
@@ -15,6 +16,9 @@ import httpx
 
 # The current call's work for when its request is out; taken (and cleared) by the first read of its answer.
 WHILE_WAITING: ContextVar[Callable[[], object] | None] = ContextVar("picometer_while_waiting", default=None)
+# When (time.monotonic) the current attempt's answer must have started: every read before then waits at most
+# until it, so a provider sending bytes that are no answer (1xx, a header at a time) cannot stretch the wait.
+ANSWER_BY: ContextVar[float | None] = ContextVar("picometer_answer_by", default=None)
 
 # TCP_NODELAY: headers and body go out in two writes; without it Nagle and delayed ACK cost ~40 ms a call.
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -81,6 +85,10 @@ class _Stream(httpcore.AsyncNetworkStream):
             WHILE_WAITING.set(None)
             with contextlib.suppress(Exception):  # not done here, it is done (or fails, recorded) with the record
                 work()
+        by = ANSWER_BY.get()
+        if by is not None:
+            left = max(by - time.monotonic(), 0.0)
+            timeout = left if timeout is None else min(timeout, left)
         return await self._inner.read(max_bytes, timeout)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:

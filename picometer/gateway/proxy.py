@@ -183,12 +183,16 @@ class Proxy:
             timer = loop.call_at(deadline, over)
 
         timer = loop.call_later(WAITING_S, waiting) if total > WAITING_S else loop.call_at(deadline, over)
+        cancels = task.cancelling()  # the ones made elsewhere (a server shutting down) are not ours to take back
         try:
             await self._forward(req, o, scope, send, finish)
         except asyncio.CancelledError:
             if not (hung_up or timed_out):
                 raise
-            task.uncancel()
+            for _ in range(hung_up + timed_out):  # each of ours taken back once
+                task.uncancel()
+            if task.cancelling() > cancels:
+                raise
             if hung_up:
                 raise ClientGone from None
             self._timed_out(req, o)
@@ -203,8 +207,7 @@ class Proxy:
         o.break_off("timeout")
         if o.started_reply:
             return
-        o.failure = "timeout"
-        name, limit = asked.route.provider, asked.provider.total_timeout_s
+        o.failure, name, limit = "timeout", asked.route.provider, asked.provider.total_timeout_s
         raise Refusal(504, "upstream_timeout", f"provider {name!r} did not finish within total_timeout_s = {limit:g} s")
 
     async def _forward(

@@ -297,6 +297,8 @@ class Relay:
                 if out:
                     await self._send({"type": "http.response.body", "body": out, "more_body": True})
                 self._after(meter)
+            if raw:
+                await response.aclose()  # read to the end: its connection goes back to the pool now
             tail = held
             for ev in parser.close():
                 if translator is not None:

@@ -6,6 +6,7 @@ import asyncio
 import math
 import random
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -140,12 +141,14 @@ class Upstream:
             request = httpx.Request(method, url, headers=headers, content=req.content, extensions={"timeout": timeouts})
             # Its record's request fields (and its prompt fingerprint) are made once it is out, as the provider works.
             waiting = pool.WHILE_WAITING.set(req.while_waiting)
+            answer_by = pool.ANSWER_BY.set(time.monotonic() + provider.first_byte_timeout_s)
             try:
                 response, failure = await self._attempt(request, name, provider)
             except BaseException:
                 health.circuit.release()  # cancelled (client gone, total timeout): neither success nor failure
                 raise
             finally:
+                pool.ANSWER_BY.reset(answer_by)
                 pool.WHILE_WAITING.reset(waiting)
             if failure is None:
                 assert response is not None
@@ -187,7 +190,7 @@ class Upstream:
     ) -> tuple[httpx.Response | None, _Failure | None]:
         """One call: (a response to pass on, None), (a retryable failure response, why) or (None, why)."""
         response = None
-        try:  # the first-byte wait is the read timeout until the answer starts (forward.timeouts_for): no timer
+        try:  # the first-byte wait bounds each read until the answer starts (pool.ANSWER_BY): no timer
             response = await self.transport.handle_async_request(request)
             if response.status_code in retry.RETRY_STATUSES:
                 response = await small_body(response)  # tells a quota from a rate limit

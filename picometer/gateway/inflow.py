@@ -40,7 +40,7 @@ def undecoded(response: httpx.Response) -> bool:
 
 def raw_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
     """An undecoded body's chunks as the transport hands them over: aiter_raw without its generator and chunker
-    per chunk (the hot loop of a stream). Read once; the caller closes the response once it has read it all."""
+    per chunk (the hot loop of a stream). Read once; the caller closes the response."""
     response.is_stream_consumed = True
     stream = response.stream
     assert isinstance(stream, httpx.AsyncByteStream)
@@ -64,7 +64,6 @@ async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[b
                 raise TooLarge(f"more than {limit} bytes")
             if raw:
                 yield raw
-        await response.aclose()  # read to the end: its connection goes back to the pool before the answer is sent
         return
     async for raw in response.aiter_raw():
         out, data = [], raw

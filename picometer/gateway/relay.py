@@ -28,6 +28,9 @@ from picometer.translate import StreamTranslator, Untranslatable
 
 PARSE_LIMIT = 1_000_000  # answers above this are read from their head and tail, not parsed whole
 TRANSLATED_LIMIT = 8_000_000  # a chat answer translated to the client's API: far more than any chat answer
+# An answer this size goes to the client in one write (socket buffers hold it): its upstream connection can wait
+# until after that; a bigger one is given back first (closing a response costs a few turns of the event loop).
+SENT_AT_ONCE = 65_536
 
 
 class AnswersHeld:
@@ -130,6 +133,10 @@ class Relay:
             raise self._bad(f"provider {provider!r} answered with {e}") from None
         finally:
             held.give(taken)
+        if (
+            sum(map(len, parts)) > SENT_AT_ONCE
+        ):  # a slow client may take a while over it: the connection goes back first
+            await response.aclose()
         await self._whole(response, provider, shape, strict, parts)
 
     async def _whole(
@@ -297,8 +304,6 @@ class Relay:
                 if out:
                     await self._send({"type": "http.response.body", "body": out, "more_body": True})
                 self._after(meter)
-            if raw:
-                await response.aclose()  # read to the end: its connection goes back to the pool now
             tail = held
             for ev in parser.close():
                 if translator is not None:

@@ -1,5 +1,6 @@
-"""The one connection pool to the providers, whose connections do a call's deferred work (its prompt fingerprint)
-at the moment the request has gone out and the provider is working on it: time the call spends waiting anyway."""
+"""The one connection pool to the providers. Its connections do a call's deferred work (its prompt fingerprint, its
+record's draft) the moment the request has gone out, while the provider works on it: time the call spends waiting
+anyway. They also hold every read before the answer starts to the attempt's first-byte deadline."""
 
 from __future__ import annotations
 

@@ -133,9 +133,8 @@ class Relay:
             raise self._bad(f"provider {provider!r} answered with {e}") from None
         finally:
             held.give(taken)
-        if (
-            sum(map(len, parts)) > SENT_AT_ONCE
-        ):  # a slow client may take a while over it: the connection goes back first
+        # All of it read (`taken` bytes): one a slow client may take a while over gives its connection back first.
+        if taken > SENT_AT_ONCE:
             await response.aclose()
         await self._whole(response, provider, shape, strict, parts)
 

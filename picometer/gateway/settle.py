@@ -56,6 +56,17 @@ class Facts:
     fallback_reason: str | None = None
 
 
+class Prepared:
+    """What a call's record needs from its request alone (Admitted.while_waiting)."""
+
+    __slots__ = ("bound", "record", "tools")
+
+    def __init__(self) -> None:
+        self.record: Record | None = None  # the request's fields filled in; the outcome's are added later
+        self.bound: int | None = None  # the most output tokens the call allowed (None: no limit)
+        self.tools: tuple[str, ...] = ()  # the tool types the request offers (per-use fees)
+
+
 @dataclass(frozen=True, slots=True)
 class Admitted:
     """A request that passed every check: what goes upstream, and what it is held to."""
@@ -76,7 +87,7 @@ class Admitted:
     cache_key: str | None = None  # where its answer is kept in the cache ([cache]), when it may be
     fingerprint: Fingerprint | None = None  # its prompt's, taken while the provider works (store_prompts)
     # Its record's fields from the request alone, made while the provider works (each copy makes its own).
-    prepared: Prepared = field(default_factory=lambda: Prepared(), init=False, repr=False, compare=False)
+    prepared: Prepared = field(default_factory=Prepared, init=False, repr=False, compare=False)
 
     def while_waiting(self) -> Prepared:
         """What the record needs from the request alone: made once the request is out (gateway.pool), or at the
@@ -87,15 +98,6 @@ class Admitted:
             p.tools = request_tools(self.body)
             p.record = draft_record(self.facts, self.fingerprint.take() if self.fingerprint is not None else None)
         return p
-
-
-class Prepared:
-    __slots__ = ("bound", "record", "tools")
-
-    def __init__(self) -> None:
-        self.record: Record | None = None  # the request's fields filled in; the outcome's are added later
-        self.bound: int | None = None  # the most output tokens the call allowed (None: no limit)
-        self.tools: tuple[str, ...] = ()  # the tool types the request offers (per-use fees)
 
 
 def draft_record(facts: Facts, fp: Fingerprint | None) -> Record:

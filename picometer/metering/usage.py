@@ -115,7 +115,7 @@ _NO_DETAILS: dict[str, Any] = {}
 
 def _details(u: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     """A usage's nested counts (prompt_tokens_details...), or none when it is not a JSON object."""
-    found = u.get(key) if isinstance(u, dict) else None
+    found = dig(u, key)
     return found if isinstance(found, dict) else _NO_DETAILS
 
 

@@ -64,3 +64,14 @@ def test_crlf_split_between_cr_and_lf_is_one_line_end() -> None:
 def test_non_utf8_data_is_replaced_not_fatal() -> None:
     [event] = SSEParser().feed(b"data: caf\xe9\n\n")
     assert event.data == "caf\ufffd"
+
+
+@given(st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b and b"\r" not in b), max_size=6))
+def test_a_chunk_of_one_whole_event_parses_as_any_split_of_it_does(values: list[bytes]) -> None:
+    """Streams send one event per chunk: such a chunk (one data line) takes a shorter path, to the same events."""
+    data = b"".join(b"data:" + v + b"\n\n" for v in values)
+    one_by_one, chunked = SSEParser(), SSEParser()
+    by_event = [e for v in values for e in chunked.feed(b"data:" + v + b"\n\n")] + chunked.close()
+    by_byte = [e for i in range(len(data)) for e in one_by_one.feed(data[i : i + 1])] + one_by_one.close()
+    assert by_event == by_byte
+    assert len(by_event) == len(values) and b"".join(e.raw for e in by_event) == data

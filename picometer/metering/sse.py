@@ -41,6 +41,9 @@ class SSEParser:
 
     def feed(self, chunk: bytes, *, final: bool = False) -> list[SSEEvent]:
         if not self._pending and not self._raw and b"\r" not in chunk and b"\r" not in self._buf:
+            one_line = chunk.endswith(b"\n\n") and chunk.find(b"\n") == len(chunk) - 2
+            if one_line and not self._buf and chunk.startswith(b"data:"):
+                return [self._one_data_event(chunk)]
             events = self._feed_lf(chunk)
         else:
             events = self._feed_lines(chunk, final)
@@ -92,6 +95,12 @@ class SSEParser:
         self._raw += data[pos:start]  # blank lines with no event after them yet
         self._buf = bytearray(data[start:])
         return events
+
+    @staticmethod
+    def _one_data_event(chunk: bytes) -> SSEEvent:
+        """A chunk that is one whole event of one data line (most chunks of a stream): no line loop."""
+        value = chunk[5:-2].decode("utf-8", errors="replace")
+        return SSEEvent("", value[1:] if value.startswith(" ") else value, chunk)
 
     def close(self) -> list[SSEEvent]:
         """End of stream: a trailing event without its blank line is still an event."""

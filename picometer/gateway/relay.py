@@ -271,6 +271,7 @@ class Relay:
         held = b""  # bytes before the first whole event (bounded by the parser's event limit)
         send, skim = self._send, meter.skim  # the loop below runs for every chunk of every stream
         skimmed = parser if translator is None and isinstance(parser, SSEParser) else None
+        skimming = False  # the reply has started and the parser holds nothing: a chunk may be skimmed
         # A body as sent (most streams) is read raw and counted here: one layer less for every chunk.
         raw, size = undecoded(response), 0
         try:
@@ -279,12 +280,12 @@ class Relay:
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(f"more than {limit} bytes")
-                if o.ttft_ms is None:  # checked here too: a call saved on every later chunk
-                    self._first_byte()
-                if skimmed is not None and o.started_reply and skimmed.idle and skim(chunk):
+                if skimming and skim(chunk):
                     # Whole events of plain text (most of a stream): passed on as they came, nothing parsed.
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     continue
+                if o.ttft_ms is None:  # the first chunk is never skimmed
+                    self._first_byte()
                 events = parser.feed(chunk)
                 if translator is not None:
                     out = b"".join(self._translated(ev, meter, translator) for ev in events)
@@ -303,6 +304,7 @@ class Relay:
                 if out:
                     await self._send({"type": "http.response.body", "body": out, "more_body": True})
                 self._after(meter)
+                skimming = skimmed is not None and o.started_reply and skimmed.idle  # a skimmed chunk keeps it so
             tail = held
             for ev in parser.close():
                 if translator is not None:

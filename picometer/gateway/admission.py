@@ -79,7 +79,8 @@ class _Draft:
         return tags
 
     def facts(self) -> Facts:
-        return replace(self.base, **self.known) if self.known else self.base
+        base = self.base  # only its arrival is set (Proxy): the rest is what admission learnt
+        return Facts(base.request_id, base.started, base.t0, **self.known) if self.known else base
 
     def refused_facts(self) -> Facts:
         """The facts of a refused call, its prompt fingerprinted now: no provider will be waited for."""

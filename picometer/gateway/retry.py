@@ -126,12 +126,17 @@ class RetryBudget:
     floor: int = 20  # retries always allowed per window: a quiet provider's rare failure is still retried
     slots: int = 12
     _counts: dict[int, list[int]] = field(default_factory=dict)  # slot -> [first attempts, retries]
+    _now: tuple[int, list[int]] | None = None  # the current slot and its counts: most calls land in it
 
     def _slot(self, now: float) -> list[int]:
         slot = int(now // (self.window_s / self.slots))
+        if self._now is not None and self._now[0] == slot:
+            return self._now[1]
         for old in [s for s in self._counts if s <= slot - self.slots]:
             del self._counts[old]
-        return self._counts.setdefault(slot, [0, 0])
+        counts = self._counts.setdefault(slot, [0, 0])
+        self._now = (slot, counts)
+        return counts
 
     def _totals(self) -> tuple[int, int]:
         return sum(c[0] for c in self._counts.values()), sum(c[1] for c in self._counts.values())

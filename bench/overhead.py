@@ -37,19 +37,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_sim(port: int) -> None:
+def serve_sim(port: int, chunk_delay_s: float = 0.0) -> None:
     import asyncio
 
     from picometer.daemon import uvicorn_server
     from picometer.preflight import bind_socket
-    from picometer.simulator import Simulator
+    from picometer.simulator import SimSettings, Simulator
 
-    server = uvicorn_server(Simulator(), log_level="error")
+    server = uvicorn_server(Simulator(SimSettings(chunk_delay_s=chunk_delay_s)), log_level="error")
     asyncio.run(server.serve(sockets=[bind_socket("127.0.0.1", port)]))
 
 
-def serve_bare(port: int, upstream: str) -> None:
-    """A pass-through proxy with picometer's own server and connection pool, and nothing else: the floor."""
+def serve_bare(port: int, upstream: str, paced: str) -> None:
+    """A pass-through proxy with picometer's own server and connection pool, and nothing else: the floor.
+    /openai/... goes to `upstream`, /paced/... to `paced`."""
     import asyncio
 
     import httpx as hx
@@ -67,9 +68,12 @@ def serve_bare(port: int, upstream: str) -> None:
         if body is None:
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"host", b"content-length")]
-        request = hx.Request(
-            scope["method"], upstream + scope["path"].removeprefix("/openai"), headers=headers, content=body
-        )
+        path: str = scope["path"]
+        if path.startswith("/paced/"):
+            url = paced + path.removeprefix("/paced")
+        else:
+            url = upstream + path.removeprefix("/openai")
+        request = hx.Request(scope["method"], url, headers=headers, content=body)
         response = await transport.handle_async_request(request)
         await send(
             {
@@ -168,6 +172,38 @@ def abuse_from_the_provider(url: str) -> None:
     asyncio.run(big_answers())
 
 
+PACED_ROUNDS = int(os.environ.get("BENCH_PACED_ROUNDS", "200"))
+PACE_S = 0.002  # between a paced stream's chunks: a fast model; real ones leave 10-50 ms
+# The paced client asks for the usage chunk itself, so all three get the same events: the simulator paces every
+# event, and the usage chunk picometer would otherwise ask for would cost a pause a real provider does not make.
+PACED = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def timed_paced(client: httpx.Client, url: str) -> tuple[float, float]:
+    """A stream whose chunks come PACE_S apart, as a model writes them: (first byte, last byte) in ms."""
+    start = time.perf_counter()
+    first = None
+    with client.stream("POST", url, json=PACED) as r:
+        for _ in r.iter_bytes():
+            first = first or time.perf_counter()
+    end = time.perf_counter()
+    assert r.status_code == 200 and first is not None, r.status_code
+    return (first - start) * 1000, (end - start) * 1000
+
+
+def measure_paced(client: httpx.Client, urls: list[str]) -> list[tuple[list[float], list[float]]]:
+    """Each URL's (first-byte, last-byte) latencies over PACED_ROUNDS rounds, taking turns as measure() does."""
+    sinks: list[tuple[list[float], list[float]]] = [([], []) for _ in urls]
+    for i in range(10 + PACED_ROUNDS):
+        k = i % len(urls)
+        for url, sink in list(zip(urls, sinks, strict=True))[k:] + list(zip(urls, sinks, strict=True))[:k]:
+            first, last = timed_paced(client, url)
+            if i >= 10:
+                sink[0].append(first)
+                sink[1].append(last)
+    return sinks
+
+
 PAUSE_S = 0.001  # between calls: what one proxy does after its reply never lands in the next one's timing
 
 
@@ -197,17 +233,17 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sim", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--bare", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--sim", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sim:
-        serve_sim(args.sim)
+        serve_sim(int(args.sim[0]), float(args.sim[1]))
         return
     if args.bare:
-        serve_bare(int(args.bare[0]), args.bare[1])
+        serve_bare(int(args.bare[0]), args.bare[1], args.bare[2])
         return
 
-    sim_port, pm_port, bare_port = free_port(), free_port(), free_port()
+    sim_port, paced_port, pm_port, bare_port = free_port(), free_port(), free_port(), free_port()
     evil = HostileServer().__enter__()  # a broken provider, in a thread of this process
     work = Path(tempfile.mkdtemp(prefix="picometer-bench-"))
     config = work / "config.toml"
@@ -221,14 +257,19 @@ log_dir = "{work / "logs"}"
 [providers.openai]
 kind = "openai"
 base_url = "http://127.0.0.1:{sim_port}/v1"
+[providers.paced]
+kind = "openai"
+base_url = "http://127.0.0.1:{paced_port}/v1"
 [providers.evil]
 kind = "openai"
 base_url = "{evil.url}/v1"
 max_response_bytes = 20000000
 """
     )
-    sim = subprocess.Popen([sys.executable, __file__, "--sim", str(sim_port)])
-    bare = subprocess.Popen([sys.executable, __file__, "--bare", str(bare_port), f"http://127.0.0.1:{sim_port}/v1"])
+    sim = subprocess.Popen([sys.executable, __file__, "--sim", str(sim_port), "0"])
+    paced = subprocess.Popen([sys.executable, __file__, "--sim", str(paced_port), str(PACE_S)])
+    upstreams = [f"http://127.0.0.1:{sim_port}/v1", f"http://127.0.0.1:{paced_port}/v1"]
+    bare = subprocess.Popen([sys.executable, __file__, "--bare", str(bare_port), *upstreams])
     daemon = subprocess.Popen(
         [sys.executable, "-m", "picometer", "run", "--config", str(config)], stderr=subprocess.DEVNULL
     )
@@ -236,12 +277,13 @@ max_response_bytes = 20000000
     # as a real provider is on another machine.
     pinned = (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity")
     if pinned:
-        for process, core in ((daemon, 1), (bare, 1), (sim, 0)):
+        for process, core in ((daemon, 1), (bare, 1), (sim, 0), (paced, 0)):
             os.sched_setaffinity(process.pid, {core})
         os.sched_setaffinity(0, {0})
     try:
         to_healthy = wait_healthy(f"http://127.0.0.1:{pm_port}/-/health")
         wait_healthy(f"http://127.0.0.1:{sim_port}/v1/models")
+        wait_healthy(f"http://127.0.0.1:{paced_port}/v1/models")
         wait_healthy(f"http://127.0.0.1:{bare_port}/openai/models")
         time.sleep(1.0)
         idle_rss = rss_mb(daemon.pid)
@@ -257,6 +299,8 @@ max_response_bytes = 20000000
                 (d, b, v), (b_cpu, v_cpu) = measure(client, [direct, floor, via], stream, [bare.pid, daemon.pid])
                 rows.append(("streaming" if stream else "non-streaming", d, b, v))
                 cpus.append((b_cpu, v_cpu))
+            paced_urls = [u.replace("/openai/", "/paced/") for u in (floor, via)]
+            pace = measure_paced(client, [f"http://127.0.0.1:{paced_port}/v1/chat/completions", *paced_urls])
         loaded_rss = rss_mb(daemon.pid)
         raw = b"".join(p.read_bytes() for p in sorted((work / "logs").glob("usage-*.jsonl")))
         records = raw.count(b"\n")
@@ -267,9 +311,9 @@ max_response_bytes = 20000000
         provider_abused_rss, peak_rss = rss_mb(daemon.pid), rss_mb(daemon.pid, "VmHWM")
     finally:
         evil.__exit__()
-        for process in (daemon, sim, bare):
+        for process in (daemon, sim, paced, bare):
             process.terminate()
-        for process in (daemon, sim, bare):
+        for process in (daemon, sim, paced, bare):
             process.wait(10)
 
     print(
@@ -294,6 +338,15 @@ max_response_bytes = 20000000
             f"{name}: picometer's added p50 is {pm_added / bare_added:.2f}x the bare proxy's; "
             f"CPU per call {v_cpu:.0f} µs against the bare proxy's {b_cpu:.0f} µs"
         )
+    print()
+    print(
+        f"streaming, paced ({PACE_S * 1000:g} ms between chunks, as a model writes them), "
+        f"{PACED_ROUNDS} interleaved rounds: p50 ms"
+    )
+    print(f"{'':<15}{'':>6}{'direct':>11}{'bare':>9}{'via':>8}{'bare adds':>11}{'picometer adds':>16}")
+    for label, part in (("first byte", 0), ("last byte", 1)):
+        d50, b50, v50 = (pct(sink[part], 0.5) for sink in pace)
+        print(f"{label:<15}{'':>6}{d50:>11.2f}{b50:>9.2f}{v50:>8.2f}{b50 - d50:>11.2f}{v50 - d50:>16.2f}")
     print()
     print(f"time to healthy (process start to /-/health 200): {to_healthy * 1000:.0f} ms")
     print(f"RSS idle after start: {idle_rss:.1f} MB; after {records} requests: {loaded_rss:.1f} MB")

@@ -1,9 +1,9 @@
-"""make bench: what picometer adds to a call, measured against a direct call and against a bare pass-through
-proxy (the same server and HTTP client stack, no metering) in the same run.
+"""make bench: what picometer adds to a call, measured against a direct call and against a bare pass-through proxy
+(the same server and HTTP client stack, no metering) in the same run.
 
-The simulated provider, the bare proxy and the daemon each run in their own process; this process is the
-client. Direct, bare and picometer calls take turns (the order rotates every round), so all see the same
-machine state.
+The simulated provider (and a second one pacing its streams as a model writes them), the bare proxy and the
+daemon each run in their own process; this process is the client. Direct, bare and picometer calls take turns
+(the order rotates every round), so all see the same machine state.
 """
 
 from __future__ import annotations
@@ -197,6 +197,7 @@ def measure_paced(client: httpx.Client, urls: list[str]) -> list[tuple[list[floa
     for i in range(10 + PACED_ROUNDS):
         k = i % len(urls)
         for url, sink in list(zip(urls, sinks, strict=True))[k:] + list(zip(urls, sinks, strict=True))[:k]:
+            time.sleep(PAUSE_S)
             first, last = timed_paced(client, url)
             if i >= 10:
                 sink[0].append(first)

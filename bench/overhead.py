@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -172,6 +173,20 @@ def abuse_from_the_provider(url: str) -> None:
     asyncio.run(big_answers())
 
 
+PAUSE_S = 0.001  # between calls: what one proxy does after its reply never lands in the next one's timing
+
+
+def in_turns(rounds: int, urls: list[str]) -> Iterator[tuple[int, int, str]]:
+    """(round, which URL, URL) for every call of `rounds` rounds: the URLs take turns, the order rotating every
+    round, each call PAUSE_S after the one before."""
+    order = list(enumerate(urls))
+    for i in range(rounds):
+        k = i % len(urls)
+        for which, url in order[k:] + order[:k]:
+            time.sleep(PAUSE_S)
+            yield i, which, url
+
+
 PACED_ROUNDS = int(os.environ.get("BENCH_PACED_ROUNDS", "200"))
 PACE_S = 0.002  # between a paced stream's chunks: a fast model; real ones leave 10-50 ms
 # The paced client asks for the usage chunk itself, so all three get the same events: the simulator paces every
@@ -194,18 +209,12 @@ def timed_paced(client: httpx.Client, url: str) -> tuple[float, float]:
 def measure_paced(client: httpx.Client, urls: list[str]) -> list[tuple[list[float], list[float]]]:
     """Each URL's (first-byte, last-byte) latencies over PACED_ROUNDS rounds, taking turns as measure() does."""
     sinks: list[tuple[list[float], list[float]]] = [([], []) for _ in urls]
-    for i in range(10 + PACED_ROUNDS):
-        k = i % len(urls)
-        for url, sink in list(zip(urls, sinks, strict=True))[k:] + list(zip(urls, sinks, strict=True))[:k]:
-            time.sleep(PAUSE_S)
-            first, last = timed_paced(client, url)
-            if i >= 10:
-                sink[0].append(first)
-                sink[1].append(last)
+    for i, which, url in in_turns(10 + PACED_ROUNDS, urls):
+        first, last = timed_paced(client, url)
+        if i >= 10:
+            sinks[which][0].append(first)
+            sinks[which][1].append(last)
     return sinks
-
-
-PAUSE_S = 0.001  # between calls: what one proxy does after its reply never lands in the next one's timing
 
 
 def cpu_s(pid: int) -> float:
@@ -220,15 +229,12 @@ def measure(
     """Each URL's latencies, and each process's CPU per call (µs) over the measured rounds."""
     sinks: list[list[float]] = [[] for _ in urls]
     cpu: list[float] = []
-    for i in range(WARMUP + ROUNDS):
-        if i == WARMUP:
+    for i, which, url in in_turns(WARMUP + ROUNDS, urls):
+        if i == WARMUP and not cpu:  # the CPU counts start with the first measured round
             cpu = [cpu_s(pid) for pid in pids]
-        k = i % len(urls)
-        for url, sink in list(zip(urls, sinks, strict=True))[k:] + list(zip(urls, sinks, strict=True))[:k]:
-            time.sleep(PAUSE_S)
-            ms = timed(client, url, stream)
-            if i >= WARMUP:
-                sink.append(ms)
+        ms = timed(client, url, stream)
+        if i >= WARMUP:
+            sinks[which].append(ms)
     return sinks, [(cpu_s(pid) - before) / ROUNDS * 1e6 for pid, before in zip(pids, cpu, strict=True)]
 
 

@@ -35,7 +35,7 @@ def relayed(ctype: str, parts: list[bytes]) -> list[tuple[str, bool]]:
         sent.append((message["type"] + (".end" if last else ""), response.is_closed))
 
     record = Record(ts="2026-11-30T00:00:00.000Z", request_id="r", status="ok")
-    relay = Relay(Outcome(), send, "r", lambda: record, lambda: 1.0)
+    relay = Relay(Outcome(), send, "r", lambda write=True: record, lambda: 1.0)
 
     asyncio.run(relay.json(response, "openai", "openai", True, 10**6, AnswersHeld(10**6)))
     return sent

@@ -23,7 +23,7 @@ from picometer.gateway.cached import Capture, replay
 from picometer.gateway.cost_in_body import carries_cost
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
 from picometer.gateway.relay import AnswersHeld, CostOf, Relay
-from picometer.gateway.settle import Admitted, Facts, Outcome, build_record, fallback_record, usage_cost
+from picometer.gateway.settle import Admitted, Facts, Finish, Outcome, build_record, fallback_record, usage_cost
 from picometer.gateway.translated import Translation
 from picometer.gateway.upstream import Upstream
 from picometer.metering.batch import BatchMeter
@@ -109,9 +109,9 @@ class Proxy:
             await respond(send, 500, _internal(headers, scope["path"]), facts.request_id)
             return
 
-        def finish() -> Record:
+        def finish(write: bool = True) -> Record:
             live = o.served or req  # a fallback's request once one answers
-            return self._finish(live.facts, o, live)
+            return self._finish(live.facts, o, live, write)
 
         capture = None
         try:
@@ -150,7 +150,7 @@ class Proxy:
                 capture.release()
 
     async def _forward_guarded(
-        self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Callable[[], Record]
+        self, req: Admitted, o: Outcome, scope: Scope, receive: Receive, send: Send, finish: Finish
     ) -> None:
         """Forward while watching the client and the clock, on one timer per call: WAITING_S in, the watch on the
         client starts (a call answered sooner costs no watcher at all), and at total_timeout_s the call is cut off.
@@ -210,9 +210,7 @@ class Proxy:
         o.failure, name, limit = "timeout", asked.route.provider, asked.provider.total_timeout_s
         raise Refusal(504, "upstream_timeout", f"provider {name!r} did not finish within total_timeout_s = {limit:g} s")
 
-    async def _forward(
-        self, asked: Admitted, o: Outcome, scope: Scope, send: Send, finish: Callable[[], Record]
-    ) -> None:
+    async def _forward(self, asked: Admitted, o: Outcome, scope: Scope, send: Send, finish: Finish) -> None:
         o.forwarded = True
         response, req = await self._answer(asked, o, scope)
         provider, endpoint = req.provider, req.endpoint
@@ -341,18 +339,21 @@ class Proxy:
         if len(self._batches_read) > MAX_BATCHES_REMEMBERED:
             self._batches_read.popitem(last=False)
 
-    def _finish(self, facts: Facts, o: Outcome, req: Admitted | None) -> Record:
-        """Build the record, settle the reservation and hand the record to storage, exactly once per request."""
-        if o.record is not None:
-            return o.record
-        try:
-            rec = build_record(
-                facts, o, admitted=req, pricer=self.pricer, now=self.clock.now(), latency_ms=self._elapsed_ms(facts)
-            )
-        except Exception:  # never a lost record or a hold that stays: charge what was held, and say so
-            log.exception("building the record failed", request_id=facts.request_id)
-            rec = fallback_record(facts, o, req, self._elapsed_ms(facts))
-        o.record = rec
+    def _finish(self, facts: Facts, o: Outcome, req: Admitted | None, write: bool = True) -> Record:
+        """Build the record, settle the reservation and hand the record to storage, exactly once per request.
+        `write=False`: built and priced only (a whole answer's head needs its cost); a later call writes it."""
+        rec = o.record
+        if rec is None:
+            ms = self._elapsed_ms(facts)
+            try:
+                rec = build_record(facts, o, admitted=req, pricer=self.pricer, now=self.clock.now(), latency_ms=ms)
+            except Exception:  # never a lost record or a hold that stays: charge what was held, and say so
+                log.exception("building the record failed", request_id=facts.request_id)
+                rec = fallback_record(facts, o, req, ms)
+            o.record = rec
+        if not write or o.written:
+            return rec
+        o.written = True
         if req is not None and req.hold is not None:
             self.budget.settle(req.hold, to_pico(rec.cost_usd or 0.0), self.clock.now())
         self.stats.requests += 1

@@ -15,7 +15,7 @@ from picometer.gateway import forward
 from picometer.gateway.cost_in_body import TAIL_BYTES, answer_with_cost, event_data_with_cost
 from picometer.gateway.inflow import TooLarge, Undecodable, pieces, raw_chunks, undecoded
 from picometer.gateway.refusals import Refusal
-from picometer.gateway.settle import Outcome
+from picometer.gateway.settle import Finish, Outcome
 from picometer.gateway.translated import Translation
 from picometer.metering.answer import AnswerScan
 from picometer.metering.batch import BatchMeter
@@ -23,7 +23,6 @@ from picometer.metering.ndjson import NDJSONParser
 from picometer.metering.sse import EventTooLarge, SSEEvent, SSEParser
 from picometer.metering.stream_meter import StreamMeter
 from picometer.metering.usage import Usage, from_response
-from picometer.record import Record
 from picometer.translate import StreamTranslator, Untranslatable
 
 PARSE_LIMIT = 1_000_000  # answers above this are read from their head and tail, not parsed whole
@@ -68,7 +67,7 @@ class Relay:
         o: Outcome,
         send: Send,
         request_id: str,
-        finish: Callable[[], Record],
+        finish: Finish,
         elapsed_ms: Callable[[], float],
         cost_of: CostOf | None = None,
         translation: Translation | None = None,
@@ -151,7 +150,7 @@ class Relay:
             except Untranslatable as e:
                 raise self._bad(f"the answer of provider {provider!r} cannot be given in the API called: {e}") from None
         self.o.complete = True  # the whole answer is in hand
-        record = self._finish()
+        record = self._finish(write=False)  # priced for the head
         if self._cost_of is not None and self.o.usage is not None and record.status == "ok":
             parts = _pieces_with_cost(parts, record.cost_usd)
         extra = [
@@ -159,6 +158,8 @@ class Relay:
             (b"x-picometer-cost-usd", format_cost(record.cost_usd).encode()),
         ]
         await self._send(self._start(response, extra))
+        # Written while the client reads the head, still before its body (its last byte).
+        self._finish()
         for piece in parts:
             await self._send({"type": "http.response.body", "body": piece, "more_body": True})
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})

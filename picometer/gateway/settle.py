@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -144,7 +144,8 @@ class Outcome:
     batch_repeat: bool = False  # these batch results were read through picometer before: counted then
     text_chars: int = 0  # streamed text seen, for an estimate when the provider reports no usage
     ttft_ms: float | None = None
-    record: Record | None = None  # written: nothing that happens later changes it
+    record: Record | None = None  # built and priced: nothing that happens later changes it
+    written: bool = False  # the record went to storage and its reservation was settled
     served: Admitted | None = None  # the fallback's request, once one is answering instead of the provider asked
     saved_usd: float | None = None  # answered from the cache: what the answer cost when it was bought
 
@@ -155,6 +156,11 @@ class Outcome:
 
     def break_off(self, why: str) -> None:
         self.cut = self.cut or why
+
+
+class Finish(Protocol):
+    def __call__(self, write: bool = True) -> Record:
+        """The call's record, built once; with `write`, also settled and handed to storage (once)."""
 
 
 def verdict(o: Outcome) -> tuple[str, str | None]:

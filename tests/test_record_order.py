@@ -1,0 +1,80 @@
+"""A call's record reaches storage before the client's last byte, so a crash can lose a reply, never its record.
+A whole answer's head goes out first (it carries the cost, priced already): the record is written while the client
+reads it, before the body."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+
+from picometer.asgi import Message
+from picometer.gateway.relay import AnswersHeld, Relay
+from picometer.gateway.settle import Outcome
+from picometer.record import Record
+
+ANSWER = b'{"model": "gpt-4o-mini", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
+STREAM = [
+    b'data: {"model": "gpt-4o-mini", "choices": [{"delta": {"content": "hi"}}]}\n\n',
+    b'data: {"model": "gpt-4o-mini", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
+class Pieces(httpx.AsyncByteStream):
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+
+def steps(ctype: str, parts: list[bytes], stream: bool) -> tuple[list[str], list[Message]]:
+    """Everything in the order it happened: "built", "written", and each message sent to the client."""
+    response = httpx.Response(200, headers=[("content-type", ctype)], stream=Pieces(parts))
+    order: list[str] = []
+    messages: list[Message] = []
+    record = Record(ts="2026-12-01T00:00:00.000Z", request_id="r", status="ok", cost_usd=0.000125)
+    o = Outcome()
+
+    def finish(write: bool = True) -> Record:
+        if o.record is None:
+            o.record = record
+            order.append("built")
+        if write and not o.written:
+            o.written = True
+            order.append("written")
+        return record
+
+    async def send(message: Message) -> None:
+        last = message["type"] == "http.response.body" and not message.get("more_body", False)
+        order.append("end" if last else message["type"].removeprefix("http.response."))
+        messages.append(message)
+
+    relay = Relay(o, send, "r", finish, lambda: 1.0)
+    if stream:
+        asyncio.run(relay.stream(response, "openai", "chat/completions", True, True, 10**6))
+    else:
+        asyncio.run(relay.json(response, "openai", "openai", True, 10**6, AnswersHeld(10**6)))
+    return order, messages
+
+
+def test_a_whole_answer_is_written_after_its_head_and_before_its_body() -> None:
+    order, messages = steps("application/json", [ANSWER], stream=False)
+    assert order == ["built", "start", "written", "body", "end"]
+    head = dict(messages[0]["headers"])
+    assert head[b"x-picometer-cost-usd"] == b"0.000125"  # priced before the head went out
+    assert b"".join(m.get("body", b"") for m in messages[1:]) == ANSWER
+
+
+def test_a_stream_is_written_once_its_terminal_event_is_out_and_before_its_end() -> None:
+    order, messages = steps("text/event-stream", STREAM, stream=True)
+    written = order.index("written")
+    assert order.count("written") == 1 and order.index("built") == written - 1
+    assert order[written - 2 : written] == ["body", "built"] and order[written + 1 :] == ["end"]
+    sent_before = messages[: order.index("built")]  # nothing but messages comes before the record is built
+    before = b"".join(m.get("body", b"") for m in sent_before)
+    assert before.endswith(b"data: [DONE]\n\n")  # the terminal event was out when the record was made
+    assert b'"usage"' not in before  # the usage chunk picometer asked for stays hidden

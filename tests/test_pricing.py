@@ -98,4 +98,40 @@ def test_a_provider_naming_a_new_service_tier_on_every_answer_cannot_grow_the_ra
         tiered = Usage(input_tokens=10, service_tier=f"tier-{i}")
         quote = pricer.cost(provider, ("gpt-4o-mini",), tiered, datetime(2026, 11, 30, tzinfo=UTC))
         assert quote.cost_usd == pytest.approx(10 * 0.15 / 1e6), "an unknown tier is charged the standard price"
-    assert len(pricer._steady) <= _CACHE_LIMIT
+    assert len(pricer._steady) <= _CACHE_LIMIT and len(pricer._plain) <= _CACHE_LIMIT
+
+
+SHARED = Pricer({})  # one pricer for every example: its remembered decisions are what is under test
+
+
+@given(
+    usages(),
+    st.sampled_from([("gpt-4o-mini",), ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"), ("no-such-model", "gpt-4.1")]),
+    st.sampled_from([None, "flex", "priority"]),
+    st.booleans(),
+    st.sampled_from([(), (("web_search", 2),)]),
+    st.sampled_from([0, 7]),
+    st.sampled_from([None, 0.0, 0.25]),
+)
+def test_a_remembered_price_is_the_price_worked_out_afresh(
+    u: Usage,
+    models: tuple[str, ...],
+    tier: str | None,
+    batch: bool,
+    tools: tuple[tuple[str, int], ...],
+    audio: int,
+    reported: float | None,
+) -> None:
+    u = Usage(
+        u.input_tokens,
+        u.cached_input_tokens,
+        u.cache_write_tokens,
+        u.output_tokens,
+        audio_input_tokens=min(audio, u.input_tokens),
+        service_tier=tier,
+        tool_calls=tools,
+        reported_cost_usd=reported,
+    )
+    for provider in (OPENAI, LOCAL):
+        again = [SHARED.cost(provider, models, u, NOW, batch=batch) for _ in range(2)]
+        assert again[0] == again[1] == Pricer({}).cost(provider, models, u, NOW, batch=batch)

@@ -77,12 +77,16 @@ class Pricer:
         self._lookups: dict[tuple[str, str, str], Any] = {}
         # rates of models whose price has no date or time conditions, by (provider, model, price context)
         self._steady: dict[tuple[str, str, tuple[tuple[str, str], ...]], Rates] = {}
+        # The common call's whole decision (no override, steady flat rates, no audio, no tools), by what decides it:
+        # (kind, base_url, the models named, price context) -> (rates, source)
+        self._plain: dict[tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...]], tuple[Rates, str]] = {}
 
     def reconfigure(self, config: Config) -> None:
         """New [prices] in place: every part that holds this pricer charges them from the next call."""
         self._overrides = {name.lower(): p for name, p in config.prices.items()}
         self._lookups.clear()
         self._steady.clear()
+        self._plain.clear()
 
     def _override(self, model: str) -> Rates | None:
         o = self._overrides.get(model.lower())
@@ -117,6 +121,7 @@ class Pricer:
         if len(self._lookups) >= _CACHE_LIMIT:
             self._lookups.clear()
             self._steady.clear()
+            self._plain.clear()
         self._lookups[key] = found
         return found
 
@@ -175,7 +180,15 @@ class Pricer:
         """The price of one call. `models`: most specific first (response model, then request model)."""
         if provider.free:
             return Quote(0.0, "free")
-        names = [m for m in models if m]
+        names = tuple(m for m in models if m)
+        plain = usage.reported_cost_usd is None and not (
+            usage.tool_calls or usage.audio_input_tokens or usage.audio_output_tokens
+        )
+        if plain:
+            ctx = price_context(usage, batch)
+            known = self._plain.get((provider.kind, provider.base_url, names, ctx))
+            if known is not None:  # decided before for the same models: the arithmetic alone
+                return Quote(cost_from_rates(known[0], usage), known[1])
         if usage.reported_cost_usd is not None and not any(self._override(m) for m in names):
             return Quote(usage.reported_cost_usd, "provider")  # its bill includes its tools' fees
         tools = tools_cost(shape, usage.tool_calls, names[0] if names else None, request_tools)
@@ -186,8 +199,14 @@ class Pricer:
         for model in names:
             found = self._genai(provider, model)
             if found is not None:
-                dollars, extra = self._genai_cost(found, usage, at, price_context(usage, batch))
+                ctx = price_context(usage, batch)
+                dollars, extra = self._genai_cost(found, usage, at, ctx)
                 source = f"genai-prices:{found[0].id}/{found[1].id}{extra}"
+                steady = self._steady.get((found[0].id, found[1].id, ctx))
+                if plain and steady is not None and not steady.tiered:
+                    if len(self._plain) >= _CACHE_LIMIT:  # response models are the provider's word: any number
+                        self._plain.clear()
+                    self._plain[(provider.kind, provider.base_url, names, ctx)] = (steady, source)
                 return Quote(round(dollars + tools, 12), source, tools)
         return Quote(None, "unpriced")
 

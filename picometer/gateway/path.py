@@ -9,10 +9,10 @@ segments, backslashes, encoded slashes or dots, double encoding, control charact
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from picometer.config import Config
+from picometer.frozen import frozen
 from picometer.metering.endpoints import Endpoint, classify
 
 _ESCAPE = re.compile(rb"%(.?.?)")
@@ -28,7 +28,7 @@ class InvalidPath(ValueError):
     """The path is not in canonical form; the message says what is wrong with it."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Route:
     provider: str
     rest: str  # canonical, decoded path below the provider's base URL ("chat/completions")

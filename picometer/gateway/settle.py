@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import structlog
 
 from picometer.config import ProviderConfig, Secret
+from picometer.frozen import frozen
 from picometer.gateway.fingerprint import Fingerprint
 from picometer.gateway.path import Route
 from picometer.gateway.tags import Tags
@@ -33,7 +34,7 @@ from picometer.throttle import Throttled
 log = Throttled(structlog.get_logger("picometer.gateway"))  # a buggy provider is wrong on every call
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Facts:
     """What is known of a request when it is recorded, however far it got."""
 
@@ -67,7 +68,7 @@ class Prepared:
         self.tools: tuple[str, ...] = ()  # the tool types the request offers (per-use fees)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Admitted:
     """A request that passed every check: what goes upstream, and what it is held to."""
 

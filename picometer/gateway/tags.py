@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from picometer.config import Config
+from picometer.frozen import frozen
 
 UNTAGGED = "untagged"
 MAX_TAG_CHARS = 256  # longer names are refused before this (gateway.bounds); records keep at most this
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tags:
     workflow: str
     env: str

@@ -15,6 +15,7 @@ from typing import Any
 
 from picometer.config import Config
 from picometer.duration import seconds_until
+from picometer.frozen import frozen
 from picometer.local_time import period_key, period_start, resets_at
 from picometer.numbers import money
 
@@ -118,7 +119,7 @@ class Ledger:
         return {t for t in self.cap.alert_at if self.cap.limit and self.spent >= t * self.cap.limit}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Hold:
     """A reservation: `amount` picodollars held on each ledger, for the period it was made in."""
 

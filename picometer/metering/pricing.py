@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from picometer.config import Config, PriceConfig, ProviderConfig
+from picometer.frozen import frozen
 from picometer.metering.fees import DEAREST_AUDIO, audio_rates, tools_cost
 from picometer.metering.usage import Usage
 
@@ -40,7 +41,7 @@ class Rates:
     audio_output: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Quote:
     cost_usd: float | None  # None: no price known
     source: str

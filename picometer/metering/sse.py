@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from picometer.frozen import frozen
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SSEEvent:
     event: str  # "" when the stream gave no event: field
     data: str

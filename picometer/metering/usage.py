@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from picometer.frozen import frozen
 
 # Request parts billed as input: OpenAI and Anthropic, then Gemini (camelCase as its SDK sends, snake_case as
 # its REST API also takes; `content` and `requests` are the embedding calls').
@@ -26,7 +27,7 @@ PROMPT_FIELDS = (
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text; used only when a provider reports nothing
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Usage:
     input_tokens: int = 0  # includes cached reads, cache writes and audio input
     cached_input_tokens: int = 0

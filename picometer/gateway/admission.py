@@ -207,8 +207,9 @@ class Admission:
             fields = form_fields(content, headers.get("content-type", ""))
         try:
             check_body(fields, endpoint) if body is not None else check_model(fields.get("model"))
-            check_model(endpoint.deployment)
-            check_model(endpoint.model)
+            if endpoint.deployment is not None or endpoint.model is not None:  # names from the path
+                check_model(endpoint.deployment)
+                check_model(endpoint.model)
         except OutOfBounds as e:
             raise Refusal(400, "invalid_request_error", str(e)) from None
         # Gemini names the model in the path; an Azure deployment is priced by its name until the answer names one.
@@ -331,7 +332,7 @@ class Admission:
     def _check_model(self, d: _Draft, provider: ProviderConfig, provider_name: str, model: str | None) -> None:
         if not model and not provider.free:
             raise Refusal(400, "invalid_request_error", "the request has no 'model': say which model to call")
-        if model and not self.pricer.is_priced(provider, model, self.clock.now()):
+        if model and not self.pricer.is_priced(provider, model, d.base.started):
             workflow = self.config.workflows.get(d.tags.workflow)
             policy = (workflow.unpriced if workflow else None) or self.config.budgets.unpriced
             if policy == "block":

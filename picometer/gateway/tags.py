@@ -88,18 +88,21 @@ def clean_tag(raw: str | None) -> str | None:
 
 
 def resolve_tags(headers: Mapping[str, str], path_workflow: str | None, key: KeyMatch | None, config: Config) -> Tags:
+    get = headers.get
     workflow = (
         (key.workflow if key else None)
         or clean_tag(path_workflow)
-        or clean_tag(headers.get("x-picometer-workflow"))
+        or clean_tag(get("x-picometer-workflow"))
         or UNTAGGED
     )
     configured = config.workflows.get(workflow)
-    env = clean_tag(headers.get("x-picometer-env")) or (configured.env if configured else "prod")
+    env = clean_tag(get("x-picometer-env")) or (configured.env if configured else "prod")
+    # Most calls send none of these: an absent one costs no call.
+    tenant, version, correlation = get("x-picometer-tenant"), get("x-picometer-prompt-version"), get("x-request-id")
     return Tags(
-        workflow=workflow,
-        env=env,
-        tenant=clean_tag(headers.get("x-picometer-tenant")),
-        prompt_version=clean_tag(headers.get("x-picometer-prompt-version")),
-        correlation_id=clean_tag(headers.get("x-request-id")),
+        workflow,
+        env,
+        None if tenant is None else clean_tag(tenant),
+        None if version is None else clean_tag(version),
+        None if correlation is None else clean_tag(correlation),
     )

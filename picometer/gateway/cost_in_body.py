@@ -109,3 +109,16 @@ def _usage_bytes(raw: bytes, usage: dict[str, Any], cost: float) -> bytes:
     head = raw[:-1].rstrip()  # raw ends with the object's closing brace
     comma = b"" if head.endswith(b"{") else b", "
     return head + comma + b'"cost": ' + json.dumps(cost).encode() + raw[len(head) :]
+
+
+def pieces_with_cost(parts: list[bytes], cost: float | None) -> list[bytes]:
+    """A whole answer's pieces with `usage.cost` written into its end (where the usage is); as they were when
+    the call has no price or its end holds no usage of its own."""
+    if cost is None:
+        return parts
+    k, size = len(parts), 0
+    while k > 0 and size < TAIL_BYTES:
+        k -= 1
+        size += len(parts[k])
+    tail = answer_with_cost(b"".join(parts[k:]), cost)
+    return parts if tail is None else [*parts[:k], tail]

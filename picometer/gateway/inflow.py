@@ -47,6 +47,15 @@ def raw_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
     return stream
 
 
+async def counted(chunks: AsyncIterator[bytes], limit: int, seen: int) -> AsyncIterator[bytes]:
+    """The rest of an undecoded body, `seen` bytes of it read already: TooLarge once it passes `limit`."""
+    async for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            raise TooLarge(f"more than {limit} bytes")
+        yield chunk
+
+
 async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[bytes]:
     """The decoded body as it arrives; TooLarge once it passes `limit` bytes (None: no limit)."""
     if response.is_stream_consumed:  # read already (a small error body, see small_body): what it holds

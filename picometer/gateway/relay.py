@@ -12,8 +12,8 @@ import httpx
 
 from picometer.asgi import Message, Send
 from picometer.gateway import forward
-from picometer.gateway.cost_in_body import TAIL_BYTES, answer_with_cost, event_data_with_cost
-from picometer.gateway.inflow import TooLarge, Undecodable, pieces, raw_chunks, undecoded
+from picometer.gateway.cost_in_body import event_data_with_cost, pieces_with_cost
+from picometer.gateway.inflow import TooLarge, Undecodable, counted, pieces, raw_chunks, undecoded
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Finish, Outcome
 from picometer.gateway.translated import Translation
@@ -111,13 +111,20 @@ class Relay:
         if self._translation is not None:
             # A translated answer is read whole, then written anew: bounded by its own limit, not the shared pool.
             held, limit = AnswersHeld(sys.maxsize), min(limit, TRANSLATED_LIMIT)
-        stream = pieces(response, limit)
+        # A body as sent (most answers) is read raw and counted here: no generator of ours per answer.
+        raw, size = undecoded(response), 0
+        stream = aiter(raw_chunks(response)) if raw else pieces(response, limit)
         try:
             async for piece in stream:
+                if raw:
+                    size += len(piece)
+                    if size > limit:
+                        raise TooLarge(f"more than {limit} bytes")
                 if not held.take(len(piece), taken):
                     held.give(taken)
                     taken = 0
-                    await self._pass_on(response, stream, [*parts, piece], shape, strict)
+                    rest = counted(stream, limit, size) if raw else stream
+                    await self._pass_on(response, rest, [*parts, piece], shape, strict)
                     return
                 taken += len(piece)
                 parts.append(piece)
@@ -152,7 +159,7 @@ class Relay:
         self.o.complete = True  # the whole answer is in hand
         record = self._finish(write=False)  # priced for the head
         if self._cost_of is not None and self.o.usage is not None and record.status == "ok":
-            parts = _pieces_with_cost(parts, record.cost_usd)
+            parts = pieces_with_cost(parts, record.cost_usd)
         extra = [
             (b"content-length", str(sum(map(len, parts))).encode()),
             (b"x-picometer-cost-usd", format_cost(record.cost_usd).encode()),
@@ -380,16 +387,3 @@ class Relay:
             self._fold(meter)
             self.o.terminal = True
             self._finish()
-
-
-def _pieces_with_cost(parts: list[bytes], cost: float | None) -> list[bytes]:
-    """A whole answer's pieces with `usage.cost` written into its end (where the usage is); as they were when
-    the call has no price or its end holds no usage of its own."""
-    if cost is None:
-        return parts
-    k, size = len(parts), 0
-    while k > 0 and size < TAIL_BYTES:
-        k -= 1
-        size += len(parts[k])
-    tail = answer_with_cost(b"".join(parts[k:]), cost)
-    return parts if tail is None else [*parts[:k], tail]

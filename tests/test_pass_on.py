@@ -5,31 +5,20 @@ the bound is cut off for the client and recorded `bad_response`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import httpx
 
 from picometer.asgi import Message
 from picometer.gateway.relay import AnswersHeld, Relay
 from picometer.gateway.settle import Outcome, verdict
 from picometer.record import Record
+from tests.relayed import answer
 
 PART = b'{"model": "gpt-4o-mini", "pad": "' + b"x" * 1000
 END = b'", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
 
 
-class Pieces(httpx.AsyncByteStream):
-    def __init__(self, parts: list[bytes]) -> None:
-        self.parts = parts
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for part in self.parts:
-            yield part
-
-
 def passed_on(parts: list[bytes], limit: int) -> tuple[Outcome, bytes, bool]:
     """(outcome, the body the client got, whether its response was ended) with another answer holding the pool."""
-    response = httpx.Response(200, headers=[("content-type", "application/json")], stream=Pieces(parts))
+    response = answer("application/json", parts)
     held = AnswersHeld(2000)
     held.take(1500, 0)  # another call's answer: this one cannot be held whole next to it
     o, body, ended = Outcome(), bytearray(), [False]

@@ -5,14 +5,12 @@ reads it, before the body."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import httpx
 
 from picometer.asgi import Message
 from picometer.gateway.relay import AnswersHeld, Relay
 from picometer.gateway.settle import Outcome
 from picometer.record import Record
+from tests.relayed import answer
 
 ANSWER = b'{"model": "gpt-4o-mini", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
 STREAM = [
@@ -22,18 +20,9 @@ STREAM = [
 ]
 
 
-class Pieces(httpx.AsyncByteStream):
-    def __init__(self, parts: list[bytes]) -> None:
-        self.parts = parts
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for part in self.parts:
-            yield part
-
-
 def steps(ctype: str, parts: list[bytes], stream: bool) -> tuple[list[str], list[Message]]:
     """Everything in the order it happened: "built", "written", and each message sent to the client."""
-    response = httpx.Response(200, headers=[("content-type", ctype)], stream=Pieces(parts))
+    response = answer(ctype, parts)
     order: list[str] = []
     messages: list[Message] = []
     record = Record(ts="2026-12-01T00:00:00.000Z", request_id="r", status="ok", cost_usd=0.000125)

@@ -4,30 +4,19 @@ a slow client never holds one of the pool's connections while it takes its time 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import httpx
 
 from picometer.asgi import Message
 from picometer.gateway.relay import AnswersHeld, Relay
 from picometer.gateway.settle import Outcome
 from picometer.record import Record
+from tests.relayed import answer
 
 ANSWER = b'{"model": "gpt-4o-mini", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
 
 
-class Pieces(httpx.AsyncByteStream):
-    def __init__(self, parts: list[bytes]) -> None:
-        self.parts = parts
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for part in self.parts:
-            yield part
-
-
 def relayed(ctype: str, parts: list[bytes]) -> list[tuple[str, bool]]:
     """(message type, whether the upstream response was closed when it went out) for each message sent."""
-    response = httpx.Response(200, headers=[("content-type", ctype)], stream=Pieces(parts))
+    response = answer(ctype, parts)
     sent: list[tuple[str, bool]] = []
 
     async def send(message: Message) -> None:

@@ -12,4 +12,4 @@ T = TypeVar("T")
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: type[T]) -> type[T]:
-    return dataclass(slots=True)(cls)
+    return dataclass(slots=True, unsafe_hash=True)(cls)  # hashed by their fields, as frozen ones are

@@ -53,7 +53,8 @@ async def counted(chunks: AsyncIterator[bytes], limit: int, seen: int) -> AsyncI
         seen += len(chunk)
         if seen > limit:
             raise TooLarge(f"more than {limit} bytes")
-        yield chunk
+        if chunk:
+            yield chunk
 
 
 async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[bytes]:

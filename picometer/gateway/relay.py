@@ -117,6 +117,8 @@ class Relay:
         try:
             async for piece in stream:
                 if raw:
+                    if not piece:
+                        continue
                     size += len(piece)
                     if size > limit:
                         raise TooLarge(f"more than {limit} bytes")
@@ -164,8 +166,9 @@ class Relay:
             (b"content-length", str(sum(map(len, parts))).encode()),
             (b"x-picometer-cost-usd", format_cost(record.cost_usd).encode()),
         ]
+        # Written while the client reads the head, still before its body (its last byte). The head's send never
+        # waits on a client that reads its answers: uvicorn pauses only past 64 KB of earlier ones left unread.
         await self._send(self._start(response, extra))
-        # Written while the client reads the head, still before its body (its last byte).
         self._finish()
         for piece in parts:
             await self._send({"type": "http.response.body", "body": piece, "more_body": True})

@@ -10,8 +10,8 @@ from genai_prices import calc_price
 from hypothesis import given
 from hypothesis import strategies as st
 
-from picometer.config import PriceConfig, ProviderConfig
-from picometer.metering.pricing import _CACHE_LIMIT, Pricer, cost_from_rates
+from picometer.config import PriceConfig, ProviderConfig, config_from_dict
+from picometer.metering.pricing import _CACHE_LIMIT, Pricer, Quote, cost_from_rates
 from picometer.metering.usage import Usage
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -102,15 +102,24 @@ def test_a_provider_naming_a_new_service_tier_on_every_answer_cannot_grow_the_ra
 
 
 SHARED = Pricer({})  # one pricer for every example: its remembered decisions are what is under test
+AZURE = ProviderConfig(kind="openai", base_url="https://x.openai.azure.com/openai")  # gpt-4o-mini at Azure's
 
 
 @given(
     usages(),
-    st.sampled_from([("gpt-4o-mini",), ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"), ("no-such-model", "gpt-4.1")]),
+    st.sampled_from(
+        [
+            ("gpt-4o-mini",),
+            ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+            ("no-such-model", "gpt-4.1"),
+            ("claude-sonnet-4-5",),  # dearer past 200k input tokens: never remembered
+            ("deepseek-chat",),  # prices with a date in them: never remembered
+        ]
+    ),
     st.sampled_from([None, "flex", "priority"]),
     st.booleans(),
     st.sampled_from([(), (("web_search", 2),)]),
-    st.sampled_from([0, 7]),
+    st.sampled_from([(0, 0, 0), (7, 0, 0), (0, 5, 0), (0, 0, 3)]),
     st.sampled_from([None, 0.0, 0.25]),
 )
 def test_a_remembered_price_is_the_price_worked_out_afresh(
@@ -119,19 +128,49 @@ def test_a_remembered_price_is_the_price_worked_out_afresh(
     tier: str | None,
     batch: bool,
     tools: tuple[tuple[str, int], ...],
-    audio: int,
+    extra: tuple[int, int, int],
     reported: float | None,
 ) -> None:
+    audio_in, audio_out, write_1h = extra
     u = Usage(
         u.input_tokens,
         u.cached_input_tokens,
         u.cache_write_tokens,
         u.output_tokens,
-        audio_input_tokens=min(audio, u.input_tokens),
+        audio_input_tokens=min(audio_in, u.input_tokens),
+        audio_output_tokens=min(audio_out, u.output_tokens),
+        cache_write_1h_tokens=min(write_1h, u.cache_write_tokens),
         service_tier=tier,
         tool_calls=tools,
         reported_cost_usd=reported,
     )
-    for provider in (OPENAI, LOCAL):
+    for provider in (OPENAI, AZURE, LOCAL, ANTHROPIC):
         again = [SHARED.cost(provider, models, u, NOW, batch=batch) for _ in range(2)]
         assert again[0] == again[1] == Pricer({}).cost(provider, models, u, NOW, batch=batch)
+
+
+def test_a_reloaded_price_replaces_a_remembered_one() -> None:
+    pricer, u = Pricer({}), Usage(input_tokens=1_000_000)
+    assert pricer.cost(OPENAI, ("gpt-4o-mini",), u, NOW) == pricer.cost(OPENAI, ("gpt-4o-mini",), u, NOW)
+    reloaded = config_from_dict({"prices": {"gpt-4o-mini": {"input": 2.0, "output": 8.0}}})
+    pricer.reconfigure(reloaded)
+    assert pricer.cost(OPENAI, ("gpt-4o-mini",), u, NOW) == Quote(2.0, "config")
+
+
+@pytest.mark.parametrize(
+    "unusual",
+    [
+        Usage(100, 0, 0, 50, audio_input_tokens=20),
+        Usage(100, 0, 0, 50, audio_output_tokens=5),
+        Usage(100, 0, 0, 50, tool_calls=(("web_search", 1),)),
+        Usage(100, 0, 0, 50, reported_cost_usd=0.0),
+        Usage(100, 0, 0, 50, service_tier="priority"),
+    ],
+)
+def test_a_remembered_price_is_not_used_for_a_usage_it_does_not_cover(unusual: Usage) -> None:
+    pricer = Pricer({})
+    pricer.cost(OPENAI, ("gpt-4o-mini",), Usage(100, 0, 0, 50), NOW)  # a plain call: its decision is remembered
+    assert pricer._plain
+    assert pricer.cost(OPENAI, ("gpt-4o-mini",), unusual, NOW) == Pricer({}).cost(
+        OPENAI, ("gpt-4o-mini",), unusual, NOW
+    )

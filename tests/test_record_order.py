@@ -5,11 +5,19 @@ reads it, before the body."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from picometer.asgi import Message
+from picometer.config import ProviderConfig, config_from_dict
+from picometer.gateway.path import Route
+from picometer.gateway.proxy import Proxy
 from picometer.gateway.relay import AnswersHeld, Relay
-from picometer.gateway.settle import Outcome
+from picometer.gateway.settle import Admitted, Facts, Outcome
+from picometer.metering.budget import Hold
+from picometer.metering.endpoints import classify
+from picometer.metering.pricing import Pricer
 from picometer.record import Record
+from tests.clocks import ManualClock
 from tests.relayed import answer
 
 ANSWER = b'{"model": "gpt-4o-mini", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
@@ -67,3 +75,49 @@ def test_a_stream_is_written_once_its_terminal_event_is_out_and_before_its_end()
     before = b"".join(m.get("body", b"") for m in sent_before)
     assert before.endswith(b"data: [DONE]\n\n")  # the terminal event was out when the record was made
     assert b'"usage"' not in before  # the usage chunk picometer asked for stays hidden
+
+
+class Settled:
+    """The budget's side of a call's end: each settlement it was asked for."""
+
+    def __init__(self) -> None:
+        self.holds: list[Hold] = []
+
+    def settle(self, hold: Hold, cost: int, now: datetime) -> None:
+        self.holds.append(hold)
+
+
+def test_a_record_built_before_the_head_is_written_settled_and_counted_once_when_asked() -> None:
+    config = config_from_dict({"providers": {"openai": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}}})
+    written: list[Record] = []
+    budget = Settled()
+    proxy = Proxy(
+        config,
+        clock=ManualClock(),
+        pricer=Pricer({}),
+        recorder=written.append,  # type: ignore[arg-type]
+        budget=budget,  # type: ignore[arg-type]
+        admission=None,  # type: ignore[arg-type]
+        upstream=None,  # type: ignore[arg-type]
+    )
+    facts = Facts("r", datetime(2026, 12, 1, tzinfo=UTC), 1000.0, provider="openai", model="gpt-4o-mini")
+    hold = Hold(5, ())
+    req = Admitted(
+        facts,
+        Route("openai", "chat/completions", None),
+        ProviderConfig(),
+        classify("chat/completions", "POST"),
+        b"{}",
+        {},
+        None,
+        False,
+        hold,
+    )
+    o = Outcome(forwarded=True, reached=True, upstream_status=200, http_status=200, complete=True)
+
+    built = proxy._finish(facts, o, req, write=False)  # priced for the head: nothing written, held or counted yet
+    assert built.status == "ok" and not written and not budget.holds and proxy.stats.requests == 0
+    assert proxy._finish(facts, o, req) is built
+    assert written == [built] and budget.holds == [hold] and proxy.stats.requests == 1
+    proxy._finish(facts, o, req)  # the proxy's last word on every call: never a second record
+    assert written == [built] and budget.holds == [hold] and proxy.stats.requests == 1

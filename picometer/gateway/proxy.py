@@ -342,9 +342,9 @@ class Proxy:
     def _finish(self, facts: Facts, o: Outcome, req: Admitted | None, write: bool = True) -> Record:
         """Build the record, settle the reservation and hand the record to storage, exactly once per request.
         `write=False`: built and priced only (a whole answer's head needs its cost); a later call writes it."""
-        rec, now = o.record, self.clock.now()
+        rec, now = o.record, None
         if rec is None:
-            ms = self._elapsed_ms(facts)
+            ms, now = self._elapsed_ms(facts), self.clock.now()
             try:
                 rec = build_record(facts, o, admitted=req, pricer=self.pricer, now=now, latency_ms=ms)
             except Exception:  # never a lost record or a hold that stays: charge what was held, and say so
@@ -355,7 +355,7 @@ class Proxy:
             return rec
         o.written = True
         if req is not None and req.hold is not None:
-            self.budget.settle(req.hold, to_pico(rec.cost_usd or 0.0), now)
+            self.budget.settle(req.hold, to_pico(rec.cost_usd or 0.0), now or self.clock.now())
         self.stats.requests += 1
         self.stats.by_status[rec.status] = self.stats.by_status.get(rec.status, 0) + 1
         self.stats.cost_usd += rec.cost_usd or 0.0

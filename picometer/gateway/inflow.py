@@ -47,11 +47,12 @@ def raw_chunks(response: httpx.Response) -> AsyncIterable[bytes]:
     return stream
 
 
-async def counted(chunks: AsyncIterator[bytes], limit: int, seen: int) -> AsyncIterator[bytes]:
-    """The rest of an undecoded body, `seen` bytes of it read already: TooLarge once it passes `limit`."""
+async def counted(chunks: AsyncIterator[bytes], limit: int | None, seen: int = 0) -> AsyncIterator[bytes]:
+    """An undecoded body's (rest of its) chunks, `seen` bytes of it read already: TooLarge once it passes `limit`
+    (None: no limit). Empty chunks are dropped."""
     async for chunk in chunks:
         seen += len(chunk)
-        if seen > limit:
+        if limit is not None and seen > limit:
             raise TooLarge(f"more than {limit} bytes")
         if chunk:
             yield chunk
@@ -68,12 +69,8 @@ async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[b
     decoder = _decoder(response.headers.get("content-encoding", ""))
     total = 0
     if decoder is None:  # as sent: the transport's chunks, counted
-        async for raw in raw_chunks(response):
-            total += len(raw)
-            if limit is not None and total > limit:
-                raise TooLarge(f"more than {limit} bytes")
-            if raw:
-                yield raw
+        async for raw in counted(aiter(raw_chunks(response)), limit):
+            yield raw
         return
     async for raw in response.aiter_raw():
         out, data = [], raw

@@ -182,11 +182,11 @@ class Pricer:
         if provider.free:
             return Quote(0.0, "free")
         names = tuple(m for m in models if m)
+        ctx = price_context(usage, batch)
         plain = usage.reported_cost_usd is None and not (
             usage.tool_calls or usage.audio_input_tokens or usage.audio_output_tokens
         )
         if plain:
-            ctx = price_context(usage, batch)
             known = self._plain.get((provider.kind, provider.base_url, names, ctx))
             if known is not None:  # decided before for the same models: the arithmetic alone
                 return Quote(cost_from_rates(known[0], usage), known[1])
@@ -200,7 +200,6 @@ class Pricer:
         for model in names:
             found = self._genai(provider, model)
             if found is not None:
-                ctx = price_context(usage, batch)
                 dollars, extra = self._genai_cost(found, usage, at, ctx)
                 source = f"genai-prices:{found[0].id}/{found[1].id}{extra}"
                 steady = self._steady.get((found[0].id, found[1].id, ctx))

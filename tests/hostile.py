@@ -12,6 +12,13 @@ from functools import cache
 MAX_BYTES = 300_000_000
 PIECE = b"a" * 65_536
 BIG_ANSWER = 8_000_000
+LATE_S = 0.4  # sse_late_first: from the head to the first event
+SSE_EVENTS = [
+    b'data: {"id": "x", "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n',
+    b'data: {"id": "x", "model": "gpt-4o-mini", "choices": [], '
+    b'"usage": {"prompt_tokens": 9, "completion_tokens": 2}}\n\n',
+    b"data: [DONE]\n\n",
+]
 
 
 @cache
@@ -66,13 +73,13 @@ class HostileServer:
                 line.split(": ", 1) for line in head.decode("latin-1").lower().split("\r\n")[1:] if ": " in line
             )
             await reader.readexactly(int(headers.get("content-length", "0")))
-            await self._answer(headers.get("x-hostile", ""), writer)
+            await self._answer(headers.get("x-hostile", ""), writer, reader)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
 
-    async def _answer(self, kind: str, w: asyncio.StreamWriter) -> None:
+    async def _answer(self, kind: str, w: asyncio.StreamWriter, r: asyncio.StreamReader) -> None:
         async def endless(head: bytes, first: bytes, piece: bytes) -> None:
             w.write(head + _chunk(first))
             sent = 0
@@ -88,6 +95,17 @@ class HostileServer:
             await endless(_head("text/event-stream"), line, line * 1000)
         elif kind == "sse_no_newline":
             await endless(_head("text/event-stream"), b"data: ", PIECE)
+        elif kind in ("sse_late_first", "sse_stalled"):  # the head at once; the first event late, or never
+            w.write(_head("text/event-stream"))
+            await w.drain()
+            if kind == "sse_stalled":
+                await asyncio.wait_for(r.read(), 30)  # until picometer hangs up
+                return
+            await asyncio.sleep(LATE_S)
+            for event in SSE_EVENTS:
+                w.write(_chunk(event))
+            w.write(b"0\r\n\r\n")
+            await w.drain()
         elif kind == "gzip_bomb":
             body = gzip_bomb()
             w.write(

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 from picometer.asgi import Message
 from picometer.config import ProviderConfig, config_from_dict
+from picometer.gateway.inflow import AnswersHeld
 from picometer.gateway.path import Route
 from picometer.gateway.proxy import Proxy
-from picometer.gateway.relay import AnswersHeld, Relay
+from picometer.gateway.relay import Relay
 from picometer.gateway.settle import Admitted, Facts, Outcome
 from picometer.metering.budget import Hold
 from picometer.metering.endpoints import classify

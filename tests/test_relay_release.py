@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from picometer.asgi import Message
-from picometer.gateway.relay import AnswersHeld, Relay
+from picometer.gateway.inflow import AnswersHeld
+from picometer.gateway.relay import Relay
 from picometer.gateway.settle import Outcome
 from picometer.record import Record
 from tests.relayed import answer

@@ -10,8 +10,9 @@ import asyncio
 import pytest
 
 from picometer.asgi import Message
+from picometer.gateway.inflow import AnswersHeld
 from picometer.gateway.refusals import Refusal
-from picometer.gateway.relay import AnswersHeld, Relay
+from picometer.gateway.relay import Relay
 from picometer.gateway.settle import Outcome, verdict
 from picometer.record import Record
 from tests.relayed import answer

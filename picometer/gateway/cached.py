@@ -3,13 +3,16 @@ answer caught on its way to the client so the next identical call is free. Store
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from picometer.asgi import Message, Send
-from picometer.cache.store import Entry
+from picometer.cache.store import CacheStore, Entry
+from picometer.clock import Clock
 from picometer.gateway.admin import respond
 from picometer.gateway.cost_in_body import answer_with_cost
-from picometer.gateway.relay import AnswersHeld
+from picometer.gateway.inflow import AnswersHeld
+from picometer.gateway.settle import Admitted, Outcome
 
 
 class Capture:
@@ -62,6 +65,20 @@ class Capture:
         if self.too_big or not self.ended or not 200 <= self.status < 300:
             return None
         return Entry(self.status, self.content_type, b"".join(self.parts), cost_usd, model, provider)
+
+
+def keeper(cache: CacheStore, clock: Clock, req: Admitted, o: Outcome) -> Callable[[Capture], Awaitable[None]]:
+    async def keep(capture: Capture) -> None:
+        """A miss's answer, stored for the next identical call when it came whole, ok, and from the model
+        asked (its record is written before the last byte)."""
+        rec = o.record
+        if rec is None or rec.status != "ok" or o.served is not None or req.cache_key is None:
+            return
+        entry = capture.entry(rec.cost_usd, rec.model or "", rec.provider)
+        if entry is not None:
+            await asyncio.to_thread(cache.put, req.cache_key, entry, clock.now())
+
+    return keep
 
 
 async def replay(send: Send, hit: Entry, request_id: str, zero_cost_in_body: bool) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from picometer.gateway import held_head
 
 _BUSY_BODY = json.dumps(
     {"error": {"type": "overloaded", "code": "overloaded", "message": "too many open connections; try again"}}
@@ -24,6 +27,7 @@ def bounded_protocol(max_connections: int, header_timeout_s: float) -> type[H11P
       last answer) is closed: trickling bytes does not keep it open, as it would uvicorn's keep-alive timer.
     - Past `max_connections`, a new connection takes the place of one that is idle (between requests, or
       still sending its head); when every connection is busy with a request, the new one gets 503.
+    - Each request gets a hold on its response head (gateway.held_head) in scope["extensions"].
     """
 
     class Bounded(H11Protocol):
@@ -57,10 +61,17 @@ def bounded_protocol(max_connections: int, header_timeout_s: float) -> type[H11P
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:  # its request: the hold is made before its task runs
+                extensions: dict[str, Any] = cast(dict[str, Any], cycle.scope).setdefault("extensions", {})
+                if held_head.KEY not in extensions:
+                    extensions[held_head.KEY] = held_head.HeadHold(cycle)
             if not _idle(self):
                 self._disarm()  # a whole request head is in: the request's own timeouts apply from here
 
         def on_response_complete(self) -> None:
+            if self.cycle is not None:  # the hold refers to its cycle: let both go with the request
+                self.cycle.scope.get("extensions", {}).pop(held_head.KEY, None)
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()

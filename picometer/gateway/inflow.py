@@ -11,6 +11,26 @@ import httpx
 PIECE_BYTES = 65_536  # the most one decompression step may produce
 
 
+class AnswersHeld:
+    """Bytes of whole answers held in memory at once, across calls. Past `limit`, an answer is passed on as it
+    arrives (metering.answer), so many big answers at once cannot exhaust a Pi's memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+
+    def take(self, n: int, mine: int) -> bool:
+        """Hold `n` more bytes for a caller already holding `mine`; an answer held alone may pass the limit
+        (up to its provider's max_response_bytes), so a lone big answer still gets its cost header or its 502."""
+        if self.bytes + n > self.limit and self.bytes > mine:
+            return False
+        self.bytes += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.bytes -= n
+
+
 class TooLarge(Exception):
     """The provider sent more than the bound allows."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -16,13 +15,15 @@ from picometer.asgi import Receive, Scope, Send
 from picometer.cache.store import CacheStore
 from picometer.clock import Clock
 from picometer.config import Config
+from picometer.gateway import held_head
 from picometer.gateway.admin import header_map, respond
 from picometer.gateway.admission import Admission, Turned
 from picometer.gateway.body import ClientGone
-from picometer.gateway.cached import Capture, replay
+from picometer.gateway.cached import Capture, keeper, replay
 from picometer.gateway.cost_in_body import carries_cost
+from picometer.gateway.inflow import AnswersHeld
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
-from picometer.gateway.relay import AnswersHeld, CostOf, Relay
+from picometer.gateway.relay import CostOf, Relay
 from picometer.gateway.settle import Admitted, Facts, Finish, Outcome, build_record, fallback_record, usage_cost
 from picometer.gateway.translated import Translation
 from picometer.gateway.upstream import Upstream
@@ -125,7 +126,7 @@ class Proxy:
                     await replay(send, hit, facts.request_id, zero and not req.facts.stream)
                     return
                 if not (req.facts.stream and self.config.server.cost_in_body):  # a stream's cost would replay
-                    keep = self._keeper(req, o)
+                    keep = keeper(self.cache, self.clock, req, o)
                     send = capture = Capture(send, self.answers_held, self.cache.max_bytes // 4, keep)
             await self._forward_guarded(req, o, scope, receive, send, finish)
         except Refusal as r:
@@ -133,7 +134,8 @@ class Proxy:
             o.failure, o.http_status = o.failure or r.code, r.status
             finish()
             shape = shape_for_refusal(req.endpoint.shape, req.provider.kind, headers, scope["path"])
-            await respond(send, r.status, error_body(shape, r.code, r.message, r.status), facts.request_id, r.headers)
+            body = error_body(shape, r.code, r.message, r.status)
+            await respond(held_head.answering(scope, send), r.status, body, facts.request_id, r.headers)
         except ClientGone:
             o.break_off("client_disconnected")
         except Exception:
@@ -142,7 +144,8 @@ class Proxy:
             if not o.started_reply:
                 o.http_status = 500
                 finish()
-                await respond(send, 500, _internal(headers, scope["path"], req.endpoint.shape), facts.request_id)
+                body = _internal(headers, scope["path"], req.endpoint.shape)
+                await respond(held_head.answering(scope, send), 500, body, facts.request_id)
         finally:
             finish()
             self.admission.release(req)
@@ -222,6 +225,7 @@ class Proxy:
             lambda: self._elapsed_ms(req.facts),
             self._cost_of(req),
             Translation.of(req, self.clock),
+            held_head.of(scope),
         )
         try:
             o.http_status = o.upstream_status = response.status_code
@@ -298,19 +302,6 @@ class Proxy:
             return first, asked
         assert failed is not None
         raise failed
-
-    def _keeper(self, req: Admitted, o: Outcome) -> Callable[[Capture], Awaitable[None]]:
-        async def keep(capture: Capture) -> None:
-            """A miss's answer, stored for the next identical call when it came whole, ok, and from the model
-            asked (its record is written before the last byte)."""
-            rec = o.record
-            if rec is None or rec.status != "ok" or o.served is not None or req.cache_key is None:
-                return
-            entry = capture.entry(rec.cost_usd, rec.model or "", rec.provider)
-            if entry is not None:
-                await asyncio.to_thread(self.cache.put, req.cache_key, entry, self.clock.now())
-
-        return keep
 
     # ------------------------------------------------------------ record
 

@@ -13,7 +13,8 @@ import httpx
 from picometer.asgi import Message, Send
 from picometer.gateway import forward
 from picometer.gateway.cost_in_body import event_data_with_cost, pieces_with_cost
-from picometer.gateway.inflow import TooLarge, Undecodable, counted, pieces, raw_chunks, undecoded
+from picometer.gateway.held_head import HeadHold
+from picometer.gateway.inflow import AnswersHeld, TooLarge, Undecodable, counted, pieces, raw_chunks, undecoded
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Finish, Outcome
 from picometer.gateway.translated import Translation
@@ -30,26 +31,6 @@ TRANSLATED_LIMIT = 8_000_000  # a chat answer translated to the client's API: fa
 # An answer this size goes to the client in one write (socket buffers hold it): its upstream connection can wait
 # until after that; a bigger one is given back first (closing a response costs a few turns of the event loop).
 SENT_AT_ONCE = 65_536
-
-
-class AnswersHeld:
-    """Bytes of whole answers held in memory at once, across calls. Past `limit`, an answer is passed on as it
-    arrives (metering.answer), so many big answers at once cannot exhaust a Pi's memory."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.bytes = 0
-
-    def take(self, n: int, mine: int) -> bool:
-        """Hold `n` more bytes for a caller already holding `mine`; an answer held alone may pass the limit
-        (up to its provider's max_response_bytes), so a lone big answer still gets its cost header or its 502."""
-        if self.bytes + n > self.limit and self.bytes > mine:
-            return False
-        self.bytes += n
-        return True
-
-    def give(self, n: int) -> None:
-        self.bytes -= n
 
 
 CostOf = Callable[[Usage, str | None], float | None]  # (usage, the answer's model) -> USD, as the record prices it
@@ -71,18 +52,21 @@ class Relay:
         elapsed_ms: Callable[[], float],
         cost_of: CostOf | None = None,
         translation: Translation | None = None,
+        hold: HeadHold | None = None,
     ) -> None:
         """`cost_of`: set when the answer carries its cost in its body ([server].cost_in_body, OpenAI-shaped);
-        `translation`: set when a substitute answers in another API than the client's."""
+        `translation`: set when a substitute answers in another API than the client's; `hold`: the server's
+        hold on the response head (gateway.held_head), for a stream's head to be written before its first event."""
         self.o, self._send, self._request_id = o, send, request_id
         self._finish, self._elapsed_ms = finish, elapsed_ms
-        self._cost_of, self._translation = cost_of, translation
+        self._cost_of, self._translation, self._hold = cost_of, translation, hold
 
-    def _start(self, response: httpx.Response, extra: list[tuple[bytes, bytes]]) -> Message:
+    def _start(self, response: httpx.Response, extra: list[tuple[bytes, bytes]], started: bool = True) -> Message:
+        """The response head; `started`: it goes to the client now (not held)."""
         headers = forward.response_headers(response.headers)
         headers.append((b"x-picometer-request-id", self._request_id.encode()))
         headers.extend(extra)
-        self.o.started_reply = True
+        self.o.started_reply = started
         return {"type": "http.response.start", "status": response.status_code, "headers": headers}
 
     def _bad(self, message: str, failure: str | None = "bad_response") -> Refusal:
@@ -268,10 +252,14 @@ class Relay:
         limit: int,
     ) -> None:
         """Relay each chunk as it arrives, reading usage from the events on the way. The response starts with
-        the first whole event, so a body that is no SSE stream at all (an endless line) still gets a 502. The
-        call is recorded the moment its terminal event has gone to the client: what either side does after
-        cannot undo it."""
-        o = self.o
+        the first whole event, so a body that is no SSE stream at all (an endless line) still gets a 502; under
+        a server with a head hold, its head is written (and held) while that event is on its way. The call is
+        recorded the moment its terminal event has gone to the client: what either side does after cannot undo
+        it."""
+        o, hold = self.o, self._hold
+        if hold is not None:
+            hold.hold()
+            await self._send(self._start(response, [], started=False))
         parser: SSEParser | NDJSONParser = NDJSONParser() if shape == "ollama" else SSEParser()
         translator = self._translation.stream() if self._translation is not None and response.is_success else None
         meter = StreamMeter(shape, endpoint)
@@ -311,9 +299,9 @@ class Relay:
                         held += out
                         continue
                     out, held = held + out, b""
-                    await self._send(self._start(response, []))
-                if out:
-                    await self._send({"type": "http.response.body", "body": out, "more_body": True})
+                    await self._begin(response, out)
+                elif out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
                 self._after(meter)
                 skimming = skimmed is not None and o.started_reply and skimmed.idle  # a skimmed chunk keeps it so
             tail = held
@@ -325,9 +313,9 @@ class Relay:
                 else:
                     meter.observe(ev)
             if not o.started_reply:
-                await self._send(self._start(response, []))
-            if tail:
-                await self._send({"type": "http.response.body", "body": tail, "more_body": True})
+                await self._begin(response, tail)
+            elif tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
             self._after(meter)
         except httpx.HTTPError as e:
             # The provider cut the stream: leave the client's unfinished too, so it sees a broken stream.
@@ -345,6 +333,16 @@ class Relay:
         o.complete = True
         self._finish()
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _begin(self, response: httpx.Response, first: bytes) -> None:
+        """The reply starts: its head (unless written and held already) and its first event, in one write."""
+        if self._hold is None:
+            await self._send(self._start(response, []))
+        if first:
+            await self._send({"type": "http.response.body", "body": first, "more_body": True})
+        if self._hold is not None:
+            self._hold.release()
+            self.o.started_reply = True
 
     def _translated(self, ev: SSEEvent, meter: StreamMeter, translator: StreamTranslator) -> bytes:
         """One upstream event metered as it came, and what the client gets of it in its own API."""

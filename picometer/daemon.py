@@ -199,6 +199,7 @@ class Daemon:
     async def tick(self) -> None:
         """One pass of the chores that are due: flush, checks, the weekly CSV, fsync, baselines, pruning, each
         on a worker thread, never on the loop. The loop runs it every FLUSH_INTERVAL_S; a test, when it likes."""
+        self.gateway.recorder.drain()  # records of calls still open (each is folded as its call ends)
         await asyncio.to_thread(self.rollups.flush)
         now = self.clock.monotonic()
         if self._due("check", now, CHECK_INTERVAL_S):

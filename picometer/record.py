@@ -166,7 +166,7 @@ class RollupSink(Protocol):
 
 class Recorder:
     """The one path of every finished record: the usage log at once (a crash after the client's last byte must
-    not lose it), then rollups with the log position and the observers on the loop's next turn, off the
+    not lose it), then rollups with the log position and the observers once the call's task has ended, off the
     reply's path: they are memory only, and rebuilt from the log after a crash."""
 
     def __init__(
@@ -177,7 +177,7 @@ class Recorder:
         self._observe = observe  # the anomaly watchers
         self._errors = Throttled(log)  # a broken disk fails every record: one line a minute
         self._later: deque[tuple[Record, Any]] = deque()  # written, not yet folded: at most the calls in flight
-        self._draining = False  # a drain is scheduled on the loop
+        self._draining = False  # a drain is scheduled on the loop (a record written outside any task)
 
     def __call__(self, record: Record) -> None:
         position = None
@@ -186,13 +186,22 @@ class Recorder:
         except Exception:  # a failing log must never fail the request
             self._errors.exception("usage log write failed")
         self._later.append((record, position))
-        if self._draining:
-            return
         try:
-            asyncio.get_running_loop().call_soon(self.drain)
-            self._draining = True
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop (a command, a test): at once
             self.drain()
+            return
+        # Once the call's task has ended: its reply is out, and nothing here competes with its last bytes. A
+        # call kept open after its last event waits for the daemon's next tick at the latest (Daemon.tick).
+        task = asyncio.current_task(loop)
+        if task is not None:
+            task.add_done_callback(self._drain_after)
+        elif not self._draining:
+            loop.call_soon(self.drain)
+            self._draining = True
+
+    def _drain_after(self, task: asyncio.Task[Any]) -> None:
+        self.drain()
 
     def drain(self) -> None:
         """Fold every written record into the rollups and show it to the observers, in order."""

@@ -147,7 +147,7 @@ class GatewayServer:
 
     def settle(self) -> None:
         """Every record written so far folded into the rollups and seen by the observers: the daemon does it on
-        its loop just after each reply; a test reading them from its own thread waits for that here."""
+        its loop once each call has ended; a test reading them from its own thread waits for that here."""
         loop = self._loop.loop
         if loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(_drain(self.daemon), loop).result(timeout=60)

@@ -166,8 +166,8 @@ class RollupSink(Protocol):
 
 class Recorder:
     """The one path of every finished record: the usage log at once (a crash after the client's last byte must
-    not lose it), then rollups with the log position and the observers once the call's task has ended, off the
-    reply's path: they are memory only, and rebuilt from the log after a crash."""
+    not lose it), then rollups with the log position and the observers when a call's task ends (this one's or
+    another's) or at the daemon's tick, off the reply's path: they are memory only, rebuilt from the log."""
 
     def __init__(
         self, usage_log: LogSink, rollups: RollupSink, observe: Callable[[Record], None] | None = None

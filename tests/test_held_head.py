@@ -132,9 +132,12 @@ class Cycle:
         self.transport: Any = Transport()
         self.scope: dict[str, Any] = {}
         self.sent: list[Message] = []
+        self.response_started = self.response_complete = False
 
     async def send(self, message: Message) -> None:
         self.sent.append(message)
+        self.response_started = True
+        self.response_complete = message["type"] == "http.response.body" and not message.get("more_body", False)
         self.transport.write(b"server:" + message.get("body", b"-"))
 
 
@@ -189,3 +192,16 @@ def test_with_nothing_held_answers_go_to_the_server() -> None:
     assert answering({}, server) is server  # plain uvicorn: no hold in the scope
     cycle.scope["extensions"] = {KEY: HeadHold(cycle)}
     assert answering(cycle.scope, server) is server
+
+
+def test_a_replacement_for_a_head_the_server_never_got_is_written_alone() -> None:
+    """Cut off (total_timeout_s) before the held head reached the server: the answer still goes out whole, any
+    status code, and the server is asked for nothing it would refuse."""
+    cycle = Cycle()
+    real = cycle.transport
+    hold = HeadHold(cycle)
+    hold.hold()
+    asyncio.run(hold.instead({"type": "http.response.start", "status": 529, "headers": []}))
+    asyncio.run(hold.instead({"type": "http.response.body", "body": b"{}", "more_body": False}))
+    assert real.writes == [b"HTTP/1.1 529 \r\nconnection: close\r\n\r\n{}"] and real.closed
+    assert cycle.sent == []

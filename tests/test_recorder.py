@@ -1,5 +1,5 @@
 """The Recorder writes each record to the usage log at once and folds it into the rollups and the observers only
-once its call's task has ended (its reply is out); a call still open is folded by the next drain at the latest."""
+when a call's task ends (alone, its own: its reply is out); a call still open is folded by the next drain."""
 
 from __future__ import annotations
 

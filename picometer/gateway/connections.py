@@ -62,7 +62,7 @@ def bounded_protocol(max_connections: int, header_timeout_s: float) -> type[H11P
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:  # its request: the hold is made before its task runs
+            if cycle is not None and not cycle.response_complete:  # a request's hold, made as its head comes in
                 extensions: dict[str, Any] = cast(dict[str, Any], cycle.scope).setdefault("extensions", {})
                 if held_head.KEY not in extensions:
                     extensions[held_head.KEY] = held_head.HeadHold(cycle)
@@ -70,15 +70,20 @@ def bounded_protocol(max_connections: int, header_timeout_s: float) -> type[H11P
                 self._disarm()  # a whole request head is in: the request's own timeouts apply from here
 
         def on_response_complete(self) -> None:
-            if self.cycle is not None:  # the hold refers to its cycle: let both go with the request
-                self.cycle.scope.get("extensions", {}).pop(held_head.KEY, None)
+            self._let_go()
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._let_go()
             super().connection_lost(exc)
+
+        def _let_go(self) -> None:
+            """The hold refers to its cycle: both go with the request, freed at once rather than by the GC."""
+            if self.cycle is not None:
+                self.cycle.scope.get("extensions", {}).pop(held_head.KEY, None)
 
     return Bounded
 

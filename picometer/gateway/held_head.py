@@ -5,7 +5,8 @@ the call spends waiting anyway, and a first event that is no event still gets it
 The daemon's own protocol (gateway.connections) puts a HeadHold in each request's scope["extensions"]. While it
 holds, what the server writes for the response goes to a stand-in for the connection's transport; release()
 sends it in one write. The server takes a held head as sent: an answer that replaces it (a 502 for a first
-event that is none, a 504 at total_timeout_s) is written raw, and the connection is closed after it."""
+event that is none, a 504 at total_timeout_s, a 500) is written raw, and the connection is closed after it. A
+server shutting down while a head is held closes the connection without an answer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from picometer.asgi import Message, Scope, Send
 
 KEY = "picometer.head_hold"
+_PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}  # a code it lacks goes with no phrase, as HTTP allows
 
 
 def of(scope: Scope) -> HeadHold | None:
@@ -88,14 +90,15 @@ class HeadHold:
             return
         assert self._start is not None
         status = self._start["status"]
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
         lines += [name + b": " + value + b"\r\n" for name, value in self._start.get("headers", [])]
         lines.append(b"connection: close\r\n\r\n")
         kept.parts = None  # the held head, and whatever the server writes for it from here on, go nowhere
         if not kept.real.is_closing():
             kept.real.write(b"".join(lines) + b"".join(self._body))
             kept.real.close()
-        await self._cycle.send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self._cycle.response_started and not self._cycle.response_complete:  # the head may never have reached it
+            await self._cycle.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def answering(scope: Scope, send: Send) -> Send:

@@ -335,7 +335,7 @@ class Relay:
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _begin(self, response: httpx.Response, first: bytes) -> None:
-        """The reply starts: its head (unless written and held already) and its first event, in one write."""
+        """The reply starts: its head and its first event (in one write when the head was held)."""
         if self._hold is None:
             await self._send(self._start(response, []))
         if first:

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 import pytest
 
 from picometer.asgi import Message
-from picometer.gateway.held_head import KEY, HeadHold, answering, of
+from picometer.gateway.connections import _BUSY
+from picometer.gateway.held_head import KEY, HeadHold, answering, of, raw_answer
 from tests.hostile import LATE_S, HostileServer
 from tests.servers import SimServer, daemon_process, gateway_config
 
@@ -205,3 +207,18 @@ def test_a_replacement_for_a_head_the_server_never_got_is_written_alone() -> Non
     asyncio.run(hold.instead({"type": "http.response.body", "body": b"{}", "more_body": False}))
     assert real.writes == [b"HTTP/1.1 529 \r\nconnection: close\r\n\r\n{}"] and real.closed
     assert cycle.sent == []
+
+
+def test_answers_written_past_the_server_are_whole_http_answers() -> None:
+    """The busy 503 (gateway.connections) and a held head's replacement, read by a real HTTP parser."""
+    for raw, status in ((_BUSY, 503), (raw_answer(502, [(b"content-length", b"2")], b"{}"), 502)):
+        client = h11.Connection(h11.CLIENT)
+        client.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]))
+        client.send(h11.EndOfMessage())
+        client.receive_data(raw)
+        head = client.next_event()
+        assert isinstance(head, h11.Response) and head.status_code == status
+        assert (b"connection", b"close") in head.headers
+        body = client.next_event()
+        assert isinstance(body, h11.Data) and json.loads(body.data) is not None
+        assert isinstance(client.next_event(), h11.EndOfMessage)

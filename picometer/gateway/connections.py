@@ -14,9 +14,14 @@ from picometer.gateway import held_head
 _BUSY_BODY = json.dumps(
     {"error": {"type": "overloaded", "code": "overloaded", "message": "too many open connections; try again"}}
 ).encode()
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
-    b"connection: close\r\ncontent-length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
+_BUSY = held_head.raw_answer(
+    503,
+    [
+        (b"content-type", b"application/json"),
+        (b"retry-after", b"1"),
+        (b"content-length", str(len(_BUSY_BODY)).encode()),
+    ],
+    _BUSY_BODY,
 )
 
 

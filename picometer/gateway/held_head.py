@@ -89,16 +89,22 @@ class HeadHold:
         if message.get("more_body", False):
             return
         assert self._start is not None
-        status = self._start["status"]
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
-        lines += [name + b": " + value + b"\r\n" for name, value in self._start.get("headers", [])]
-        lines.append(b"connection: close\r\n\r\n")
+        answer = raw_answer(self._start["status"], self._start.get("headers", []), b"".join(self._body))
         kept.parts = None  # the held head, and whatever the server writes for it from here on, go nowhere
         if not kept.real.is_closing():
-            kept.real.write(b"".join(lines) + b"".join(self._body))
+            kept.real.write(answer)
             kept.real.close()
         if self._cycle.response_started and not self._cycle.response_complete:  # the head may never have reached it
             await self._cycle.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def raw_answer(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """A whole HTTP/1.1 answer written past the server, on a connection closed after it; `headers` give its
+    length."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES.get(status, b""))]
+    lines += [name + b": " + value + b"\r\n" for name, value in headers]
+    lines.append(b"connection: close\r\n\r\n")
+    return b"".join(lines) + body
 
 
 def answering(scope: Scope, send: Send) -> Send:

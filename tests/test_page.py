@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from picometer.alert import Alert, Kind
+from picometer.gateway.origin import loopback_host
 from picometer.metering.budget import Cap, cap_status, to_pico
 from picometer.page import charts, render
-from picometer.page.serve import FORM_LIMIT, loopback_host
+from picometer.page.serve import FORM_LIMIT
 from picometer.page.session import MAX_SESSIONS, SESSION_S, Sessions, cookie
 from picometer.watch import slo
 from tests.clocks import ManualClock
@@ -213,9 +214,16 @@ def test_sessions_are_bounded_and_each_has_its_own_csrf_token() -> None:
 def test_cookies_and_host_names_are_read_strictly() -> None:
     assert cookie("a=1; picometer_ui=abc; b=2") == "abc"
     assert cookie("xpicometer_ui=abc") is None and cookie(None) is None
-    for host in ("127.0.0.1:8787", "localhost:8787", "[::1]:8787", "127.0.0.1", "localhost", None):
+    for host in ("127.0.0.1:8787", "localhost:8787", "[::1]:8787", "[::1]", "127.0.0.1", "localhost", None):
         assert loopback_host(host), host
-    for host in ("evil.example:8787", "pi.local", "192.168.1.20:8787", "127.0.0.1.evil.example"):
+    for host in (
+        "evil.example:8787",
+        "pi.local",
+        "192.168.1.20:8787",
+        "127.0.0.1.evil.example",
+        "localhost:1.evil",
+        "[::1]x",
+    ):
         assert not loopback_host(host), host
 
 

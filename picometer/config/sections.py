@@ -44,6 +44,7 @@ class ServerConfig:
     max_body_bytes: int = 10_000_000
     admin_token: str = ""
     client_keys: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()  # web pages (scheme://host[:port]) that may call from a browser
     max_in_flight: int = 64  # requests being served at once; more get 503 overloaded with Retry-After
     max_body_bytes_in_flight: int = 32_000_000  # request bodies held at once, all calls together (memory bound)
     max_answer_bytes_in_flight: int = 16_000_000  # whole answers held at once; past it they are passed on as they come

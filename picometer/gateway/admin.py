@@ -18,8 +18,10 @@ from picometer.clock import Clock
 from picometer.config import Config, is_loopback
 from picometer.duration import parse_duration
 from picometer.gateway.body import ClientGone, parse_json_object, read_body
+from picometer.gateway.origin import loopback_host, origin_allowed
 from picometer.gateway.refusals import Refusal, error_body
 from picometer.gateway.tags import clean_tag, presented_key
+from picometer.gateway.tries import TRIES, WINDOW_S, Tries
 from picometer.store.state import State
 
 log = structlog.get_logger("picometer.gateway")
@@ -68,6 +70,7 @@ class Admin:
         self._known = known  # the workflow names a pause can mean; None: any name goes
         self._ready, self._status, self._run_canary, self._metrics = ready, status, run_canary, metrics
         self._routes = self.routes()
+        self.tries = Tries(clock.monotonic)  # wrong admin tokens per client
 
     def routes(self) -> tuple[AdminRoute, ...]:
         """Every control route in one table: its path (a trailing "/" takes a workflow name after it), the methods
@@ -100,7 +103,7 @@ class Admin:
         except ClientGone:
             return
         except Refusal as r:
-            await respond(send, r.status, error_body("openai", r.code, r.message))
+            await respond(send, r.status, error_body("openai", r.code, r.message), extra=r.headers)
 
     async def _health(self, scope: Scope, receive: Receive) -> Answer:
         ready = self._ready()
@@ -162,9 +165,13 @@ class Admin:
         token = self.config.secrets.get("server.admin_token")
         client = scope.get("client") or ("", 0)
         if token is not None:
+            if wait := self.tries.wait_s(client[0]):
+                raise too_many_tries(wait)
             given = presented_key(headers) or headers.get("x-picometer-admin-token") or ""
             if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.value.encode()):
+                self.tries.wrong(client[0])
                 raise Refusal(401, "invalid_api_key", "this control route needs [server].admin_token as a Bearer token")
+            self.tries.right(client[0])
             return
         if not is_loopback(client[0]):
             raise Refusal(
@@ -172,6 +179,23 @@ class Admin:
                 "permission_denied",
                 "control routes without [server].admin_token answer only on loopback; set admin_token to allow this",
             )
+        if not loopback_host(headers.get("host")) or not origin_allowed(headers.get("origin"), ()):
+            raise Refusal(
+                403,
+                "permission_denied",
+                "control routes without [server].admin_token answer only when asked for by a loopback name "
+                "(http://127.0.0.1:PORT), not from a web page; set admin_token to allow this",
+            )
+
+
+def too_many_tries(wait_s: int) -> Refusal:
+    return Refusal(
+        429,
+        "too_many_attempts",
+        f"{TRIES} wrong admin tokens from this address within {WINDOW_S / 60:.0f} minutes: "
+        f"try again in {-(-wait_s // 60)} min",
+        [(b"retry-after", str(wait_s).encode())],
+    )
 
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -28,6 +28,7 @@ from picometer.gateway.bounds import (
 )
 from picometer.gateway.fingerprint import Fingerprint
 from picometer.gateway.forms import form_fields
+from picometer.gateway.origin import origin_allowed
 from picometer.gateway.path import InvalidPath, Route, Routes
 from picometer.gateway.refusals import NO_RETRY, Refusal
 from picometer.gateway.rules import Call, Rules
@@ -168,6 +169,9 @@ class Admission:
         d.learn(provider=route.provider, endpoint=endpoint.name, tags=tags, canary=canary)
         if self.keyring.required and key is None and not canary:
             raise Refusal(401, "invalid_api_key", "a picometer client key is required: send it as the API key")
+        origin = headers.get("origin")  # a browser's page: see gateway/origin.py
+        if key is None and not canary and not origin_allowed(origin, cfg.server.allowed_origins):
+            raise refusals.origin_not_allowed(origin or "")
         provider_key = cfg.provider_key(route.provider)
         if key is not None and provider_key is None:
             raise Refusal(
@@ -357,12 +361,7 @@ class Admission:
         try:
             return apply_cap(body, d.endpoint.shape, d.endpoint.name, provider.base_url, cap, over_cap)
         except OverCap as e:
-            raise Refusal(
-                400,
-                "max_tokens_over_cap",
-                f"{e.field} = {e.requested} is above the cap of {e.cap} output tokens per request "
-                f'({where}.max_tokens_per_request); ask for at most {e.cap}, or set over_cap = "clamp"',
-            ) from None
+            raise refusals.over_cap(e, where) from None
 
     def _reserve(self, d: _Draft, worst: int) -> Hold:
         """Hold the call's worst-case cost against every cap that applies, or refuse it."""

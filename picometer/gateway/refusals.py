@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from picometer.duration import format_duration, seconds_until
+from picometer.metering.limits import OverCap
 from picometer.record import rfc3339_ms
 from picometer.store.state import Pause
 
@@ -89,6 +90,27 @@ def blocked_by_rule(rule: str) -> Refusal:
         403,
         "blocked_by_rule",
         f"refused by {rule} in the picometer config; to let this call through, edit or remove that rule",
+        [NO_RETRY],
+    )
+
+
+def over_cap(e: OverCap, where: str) -> Refusal:
+    return Refusal(
+        400,
+        "max_tokens_over_cap",
+        f"{e.field} = {e.requested} is above the cap of {e.cap} output tokens per request "
+        f'({where}.max_tokens_per_request); ask for at most {e.cap}, or set over_cap = "clamp"',
+    )
+
+
+def origin_not_allowed(origin: str) -> Refusal:
+    """A browser page that is not on this machine nor in [server].allowed_origins (see gateway/origin.py)."""
+    shown = origin[:100].encode("ascii", "backslashreplace").decode()
+    return Refusal(
+        403,
+        "origin_not_allowed",
+        f"a web page at {shown!r} may not call picometer from a browser: add that origin to "
+        "[server].allowed_origins, or have the page send a picometer client key",
         [NO_RETRY],
     )
 

@@ -17,7 +17,9 @@ from picometer.asgi import Receive, Scope
 from picometer.config import is_loopback
 from picometer.gateway.admin import Headed, header_map
 from picometer.gateway.body import read_body
+from picometer.gateway.origin import loopback_host
 from picometer.gateway.tags import clean_tag
+from picometer.gateway.tries import TRIES, Tries
 from picometer.page import render
 from picometer.page.session import LOOPBACK, MAX_SESSIONS, Sessions, clear_cookie, cookie, set_cookie
 
@@ -40,18 +42,11 @@ SECURITY = [
 ]
 
 
-def loopback_host(host: str | None) -> bool:
-    """Whether a Host header names this machine by a loopback name or address (any port); no header passes."""
-    if not host:
-        return True
-    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
-    return is_loopback(name)
-
-
 class Page:
     def __init__(self, operations: ops.Operations) -> None:
         self.ops = operations
         self.sessions = Sessions(operations.clock)
+        self.tries = Tries(operations.clock.monotonic)  # wrong tokens at the login form, per client
         self._notices: dict[str, tuple[str, bool]] = {}  # session -> what its last action did, shown once
 
     async def __call__(self, scope: Scope, receive: Receive) -> Headed:
@@ -92,11 +87,17 @@ class Page:
         return _see_page()
 
     async def _login(self, receive: Receive, headers: dict[str, str], token: str, client: str) -> Headed:
+        if wait := self.tries.wait_s(client):
+            log.warning("page login refused: too many wrong tokens", client=client)
+            text = f"{TRIES} wrong tokens from this address: try again in {-(-wait // 60)} min."
+            return _html(429, render.message("Too many tries", text), [(b"retry-after", str(wait).encode())])
         form = await _form(receive, headers)
         sid = self.sessions.login(form.get("token", ""), token) if form is not None else None
         if sid is None:
+            self.tries.wrong(client)
             log.warning("page login refused", client=client)
             return _html(401, render.login(refused=True))
+        self.tries.right(client)
         log.info("page login", client=client)
         return _see_page([(b"set-cookie", set_cookie(sid))])
 

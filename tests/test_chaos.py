@@ -139,6 +139,23 @@ def test_insufficient_quota_is_not_retried(chaos: Callable[..., GatewayServer], 
     assert rec["error_type"] == "quota_exceeded" and rec["attempts"] == 1
 
 
+def test_payment_required_is_quota_exceeded_and_not_retried(
+    chaos: Callable[..., GatewayServer], sim: SimServer
+) -> None:
+    gw = chaos()
+    r = call(gw, {"x-sim-fault": "http402"})
+    assert r.status_code == 402 and r.json()["error"]["message"] == "simulated 402", "the provider's own answer"
+    assert sim.sim.requests == 1
+    rec = only_record(gw)
+    assert (rec["status"], rec["http_status"], rec["error_type"], rec["attempts"]) == (
+        "error",
+        402,
+        "quota_exceeded",
+        1,
+    )
+    assert rec["cost_usd"] == 0
+
+
 def test_a_first_byte_slower_than_the_timeout_is_504_and_not_retried(
     chaos: Callable[..., GatewayServer], sim: SimServer
 ) -> None:

@@ -85,6 +85,7 @@ def test_which_answers_are_retried() -> None:
     anthropic = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     assert is_retryable_status(529, json.dumps(anthropic).encode())
     assert error_type_for_status(529) == "overloaded"
+    assert not is_retryable_status(402) and error_type_for_status(402) == "quota_exceeded", "no wait buys credit"
     for status in (408, 409, 500, 502, 503, 504):
         assert is_retryable_status(status)
     for status in (400, 401, 403, 404, 413, 422, 501):

@@ -364,8 +364,6 @@ FALLBACK_REASONS = frozenset(
 
 def fallback_reason(o: Outcome, response: httpx.Response | None) -> str | None:
     """Why the call should go to a fallback, or None when the answer stands."""
-    if response is not None and response.status_code == 402:
-        return "quota_exceeded"  # Anthropic's billing_error: the credit is gone
     if response is not None and response.is_success:
         return None
     return o.failure if o.failure in FALLBACK_REASONS else None

@@ -28,6 +28,8 @@ _QUOTA_WORDS = ("quota", "billing", "spend limit", "spending limit", "credit bal
 def error_type_for_status(status: int, body: bytes = b"") -> str:
     if status == 429:
         return "quota_exceeded" if is_quota(body) else "rate_limited"
+    if status == 402:
+        return "quota_exceeded"  # Payment Required (Anthropic's billing_error, OpenRouter's credits): no wait cures it
     if status == 529:
         return "overloaded"
     if status in (408, 504):

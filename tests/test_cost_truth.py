@@ -583,6 +583,75 @@ def test_openai_responses_tool_calls_stream(replay: ReplayServer, gw: GatewaySer
     assert_tools_record(rec)
 
 
+# --- OpenAI chat on a search model: every call searches, billed per call by context size ------------------------
+
+CHAT_SEARCH_BODY = {
+    "model": "gpt-4o-mini-search-preview",
+    "web_search_options": {"search_context_size": "high"},
+    "messages": MESSAGES,
+}
+CHAT_SEARCH_USAGE = chat_usage(900, 250)
+# openai.com/api/pricing: gpt-4o-mini $0.15 in, $0.60 out per 1M; web search, gpt-4o-mini search, high context,
+# $30.00 / 1k calls (the answer says nothing of the search: one per call)
+CHAT_SEARCH_TOOL_COST = 30.00 / 1000
+CHAT_SEARCH_COST = (900 * 0.15 + 250 * 0.60) / M + CHAT_SEARCH_TOOL_COST
+CHAT_SEARCH_TOKENS = {"input_tokens": 900, "output_tokens": 250}
+CHAT_SEARCH_MODEL = "gpt-4o-mini-search-preview-2025-03-11"
+
+
+def cited_message(text: str) -> dict[str, Any]:
+    citation = {"url": "https://example.org/frost", "title": "Frost tonight", "start_index": 0, "end_index": len(text)}
+    return {**text_message(text), "annotations": [{"type": "url_citation", "url_citation": citation}]}
+
+
+def test_openai_chat_search_model(replay: ReplayServer, gw: GatewayServer) -> None:
+    replay.answer_json(chat_answer(CHAT_SEARCH_MODEL, CHAT_SEARCH_USAGE, cited_message("Frost after 02:00.")))
+    _, rec = post(gw, "openai/chat/completions", CHAT_SEARCH_BODY)
+    assert rec["response_model"] == CHAT_SEARCH_MODEL
+    tools = {"tool_calls": {"web_search": 1}, "tool_cost_usd": CHAT_SEARCH_TOOL_COST}
+    assert_billed(rec, CHAT_SEARCH_COST, CHAT_SEARCH_TOKENS, service_tier="default", **tools)
+
+
+def test_openai_chat_search_model_stream(replay: ReplayServer, gw: GatewayServer) -> None:
+    replay.answer_sse(chat_chunks(CHAT_SEARCH_MODEL, [{"content": "Frost after 02:00."}], CHAT_SEARCH_USAGE))
+    data, rec = post_stream(gw, "openai/chat/completions", CHAT_SEARCH_BODY)
+    assert data[-1] == "[DONE]"
+    tools = {"tool_calls": {"web_search": 1}, "tool_cost_usd": CHAT_SEARCH_TOOL_COST}
+    assert_billed(rec, CHAT_SEARCH_COST, CHAT_SEARCH_TOKENS, service_tier="default", **tools)
+
+
+def test_openai_sdk_chat_search_model_at_the_default_context(replay: ReplayServer, gw: GatewayServer) -> None:
+    usage = chat_usage(700, 120)
+    replay.answer_json(chat_answer("gpt-4o-search-preview-2025-03-11", usage, cited_message("Frost after 02:00.")))
+    client = oa(f"{gw.url}/openai/v1")
+    answer = client.chat.completions.create(model="gpt-4o-search-preview", messages=MESSAGES, web_search_options={})
+    assert answer.choices[0].message.annotations
+    [rec] = gw.records(1)
+    # openai.com/api/pricing: gpt-4o $2.50 in, $10.00 out per 1M; gpt-4o search, medium context (the default), $35 / 1k
+    fee = 35.00 / 1000
+    tools = {"tool_calls": {"web_search": 1}, "tool_cost_usd": fee}
+    cost = (700 * 2.50 + 120 * 10.00) / M + fee
+    assert_billed(rec, cost, {"input_tokens": 700, "output_tokens": 120}, service_tier="default", **tools)
+
+
+def test_a_search_model_call_is_held_with_its_search_under_a_cap(
+    replay: ReplayServer, make_gw: Callable[..., GatewayServer]
+) -> None:
+    gw = make_gw(budgets={"daily_usd": 0.03})
+    body = {**CHAT_SEARCH_BODY, "max_tokens": 50}
+    r = httpx.post(f"{gw.url}/openai/chat/completions", json=body, trust_env=False)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded", "$0.030 of search and tokens"
+    assert replay.requests == [], "refused before the provider"
+    replay.answer_json(chat_answer(CHAT_SEARCH_MODEL, chat_usage(40, 50), cited_message("Frost.")))
+    low = {**body, "web_search_options": {"search_context_size": "low"}}
+    assert httpx.post(f"{gw.url}/openai/chat/completions", json=low, trust_env=False).status_code == 200
+    blocked, ok = gw.records(2)
+    assert (blocked["status"], blocked["error_type"]) == ("blocked", "budget_exceeded")
+    assert ok["tool_calls"] == {"web_search": 1} and ok["cost_usd"] == pytest.approx(
+        25 / 1000 + (40 * 0.15 + 50 * 0.6) / M
+    )
+
+
 # --- 6. Anthropic 1-hour cache writes and thinking, claude-sonnet-4-5 -------------------------------------------
 
 CACHE_BODY = {

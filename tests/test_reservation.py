@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from picometer.config import ProviderConfig
-from picometer.metering.fees import billed_tools, limit_tool_uses, max_tool_uses, request_tools
+from picometer.metering.fees import billed_tools, chat_search, limit_tool_uses, max_tool_uses, request_tools
 from picometer.metering.pricing import Pricer
 from picometer.metering.usage import Usage
 from picometer.metering.worst import worst_usage
@@ -20,6 +20,8 @@ PRICER = Pricer({})
 OPENAI = ProviderConfig(kind="openai", base_url="https://api.openai.com/v1")
 ANTHROPIC = ProviderConfig(kind="anthropic", base_url="https://api.anthropic.com")
 OPENAI_MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-5", "gpt-4.1-mini", "gpt-audio", "gpt-4o-audio-preview", "o3"]
+OPENAI_MODELS += ["gpt-4o-search-preview", "gpt-4o-mini-search-preview"]  # a web search on every chat call
+SEARCH_OPTIONS = [{}, *({"search_context_size": size} for size in ("low", "medium", "high", "unheard-of"))]
 ANTHROPIC_MODELS = ["claude-sonnet-4-5", "claude-3-5-haiku-latest", "claude-opus-4-1"]
 TIERS = [None, "auto", "default", "flex", "priority"]
 
@@ -66,6 +68,8 @@ def requests(draw: st.DrawFn) -> tuple[str, str, str, dict[str, Any]]:
             body = {"model": model, "messages": [{"role": "user", "content": text}], "n": draw(st.integers(1, 3))}
             if limit:
                 body["max_completion_tokens"] = limit
+            if draw(st.booleans()):
+                body["web_search_options"] = draw(st.sampled_from(SEARCH_OPTIONS))
             if draw(st.booleans()):
                 body["modalities"] = ["text", "audio"]
             if draw(st.booleans()):
@@ -120,7 +124,7 @@ def test_no_usage_consistent_with_a_request_costs_more_than_its_reservation(
         reasoning_tokens=data.draw(st.integers(0, out)),
         audio_input_tokens=audio_in,
         audio_output_tokens=audio_out,
-        tool_calls=tuple((n, c) for n, c in calls if c > 0),
+        tool_calls=chat_search(tuple((n, c) for n, c in calls if c > 0), endpoint, model),  # as the record has it
         service_tier=data.draw(st.sampled_from(served_tiers(body))),
     )
     cost = PRICER.cost(provider, (model,), usage, AT, shape=shape, request_tools=request_tools(body)).cost_usd

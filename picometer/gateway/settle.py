@@ -22,7 +22,7 @@ from picometer.gateway.tags import Tags
 from picometer.metering.batch import BatchMeter
 from picometer.metering.budget import Hold, to_usd
 from picometer.metering.endpoints import Endpoint
-from picometer.metering.fees import request_tools
+from picometer.metering.fees import chat_search, request_tools
 from picometer.metering.limits import choices, limit_fields, output_limit, thinking_allowance
 from picometer.metering.media import media_cost
 from picometer.metering.pricing import Pricer, Quote
@@ -321,7 +321,11 @@ def _output_bound(admitted: Admitted) -> int | None:
 
 def _within_request(usage: Usage, admitted: Admitted) -> Usage:
     """A provider never writes more than the call allowed: output beyond the request's own limit is a provider
-    bug (or garbage), held to that limit and logged, so one bad answer cannot charge a fortune."""
+    bug (or garbage), held to that limit and logged, so one bad answer cannot charge a fortune. A chat call to a
+    search model is billed its search, which its answer does not mention."""
+    searched = chat_search(usage.tool_calls, admitted.endpoint.name, admitted.facts.model)
+    if searched is not usage.tool_calls:
+        usage = replace(usage, tool_calls=searched)
     bound = admitted.while_waiting().bound
     if bound is None or usage.output_tokens <= bound:
         return usage

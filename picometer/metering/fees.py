@@ -27,6 +27,20 @@ OPENAI_WEB_SEARCH_PREVIEW = Fee(
 )
 OPENAI_FILE_SEARCH = Fee(0.0025, "openai.com/api/pricing: file search tool calls, $2.50 / 1k calls")
 
+# OpenAI's search models in Chat Completions search the web on every call, billed per call by
+# web_search_options.search_context_size (default medium) on top of the tokens. openai.com/api/pricing, "Web
+# search" (March 2025): gpt-4o search $30 / $35 / $50 per 1k calls (low / medium / high context), gpt-4o-mini
+# search $25 / $27.50 / $30; OpenRouter still lists $35 / 1k for gpt-4o-search-preview. A search model newer than
+# these (gpt-5-search-api, ...) is charged its family's row (mini or not): never less than a known one.
+_SEARCH_MODEL = re.compile(r"(?:.*/)?gpt-[\w.-]*search-(?:preview|api)")
+_CHAT_SEARCH_SOURCE = "openai.com/api/pricing: web search, gpt-4o{} search, {} context, ${} / 1k calls"
+CHAT_SEARCH: dict[tuple[bool, str], Fee] = {
+    (mini, size): Fee(usd / 1000, _CHAT_SEARCH_SOURCE.format("-mini" if mini else "", size, f"{usd:g}"))
+    for mini, table in ((False, {"low": 30, "medium": 35, "high": 50}), (True, {"low": 25, "medium": 27.5, "high": 30}))
+    for size, usd in table.items()
+}
+_CONTEXT = "search_context_size:"  # how request_tools() passes a chat search's context size on
+
 # The most per-use fees one call can run up when the request sets no limit of its own: picometer writes this
 # limit into the request (Anthropic `max_uses`, OpenAI Responses `max_tool_calls`) when a cap guards the call.
 DEFAULT_TOOL_USES = 10
@@ -49,6 +63,9 @@ def tool_fee(shape: str, tool: str, model: str | None, request_tools: Iterable[s
         return WEB_SEARCH
     if tool == "file_search":
         return OPENAI_FILE_SEARCH
+    if is_search_model(model):
+        size = next((t.removeprefix(_CONTEXT) for t in request_tools if t.startswith(_CONTEXT)), "medium")
+        return CHAT_SEARCH[("mini" in (model or "").lower(), size)]
     preview = any(t.startswith("web_search_preview") for t in request_tools)
     if preview and not _REASONING_MODEL.match((model or "").lower()):
         return OPENAI_WEB_SEARCH_PREVIEW
@@ -60,12 +77,35 @@ def tools_cost(shape: str, calls: Iterable[tuple[str, int]], model: str | None, 
     return round(float(sum(n * tool_fee(shape, name, model, asked).usd for name, n in calls)), 12)
 
 
+def is_search_model(model: str | None) -> bool:
+    """One of OpenAI's Chat Completions models that search the web on every call."""
+    return bool(model) and _SEARCH_MODEL.match(str(model).lower()) is not None
+
+
+def chat_search(
+    tool_calls: tuple[tuple[str, int], ...], endpoint: str, model: str | None
+) -> tuple[tuple[str, int], ...]:
+    """A chat call to a search model searched once, though its answer does not say so: the calls billed."""
+    if endpoint != "chat/completions" or not is_search_model(model) or any(n == "web_search" for n, _ in tool_calls):
+        return tool_calls
+    return tuple(sorted((*tool_calls, ("web_search", 1))))
+
+
 def request_tools(body: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The types of the tools a request offers the model."""
-    tools = body.get("tools") if body is not None else None
-    if not isinstance(tools, list):
+    """The types of the tools a request offers the model, and a chat search's context size (as "search_context_size:
+    low|medium|high"; an unknown size is taken as high)."""
+    if body is None:
         return ()
-    return tuple(str(t.get("type")) for t in tools[:128] if isinstance(t, Mapping) and isinstance(t.get("type"), str))
+    tools, options = body.get("tools"), body.get("web_search_options")
+    found = (
+        tuple(str(t.get("type")) for t in tools[:128] if isinstance(t, Mapping) and isinstance(t.get("type"), str))
+        if isinstance(tools, list)
+        else ()
+    )
+    if isinstance(options, Mapping):
+        size = options.get("search_context_size", "medium")
+        found += (_CONTEXT + (size if size in ("low", "medium", "high") else "high"),)
+    return found
 
 
 def billed_tools(shape: str, body: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from picometer.metering.fees import max_tool_uses
+from picometer.metering.fees import chat_search, max_tool_uses
 from picometer.metering.images import request_images
 from picometer.metering.limits import (
     DEFAULT_OUTPUT_ALLOWANCE,
@@ -61,7 +61,7 @@ def worst_usage(
         cache_write_1h_tokens=input_tokens if "1h" in found else 0,
         audio_input_tokens=input_tokens if "audio" in found else 0,
         audio_output_tokens=output_tokens if audio_out else 0,
-        tool_calls=max_tool_uses(shape, body),
+        tool_calls=chat_search(max_tool_uses(shape, body), endpoint, model),
         service_tier=tier if isinstance(tier, str) and tier not in ("auto", "") else DEAREST_TIER,
     )
 

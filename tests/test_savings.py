@@ -5,7 +5,9 @@ bounded labels, together with the refusals by code."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import html
 import io
 import json
 import shutil
@@ -14,6 +16,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +34,7 @@ from picometer.reports.report import build, render
 from picometer.store.rollups import MIGRATIONS, SCHEMA_VERSION, Rollups, totals
 from picometer.store.schema import migrate
 from picometer.store.usagelog import UsageLog
+from picometer.watch.commands import Commands
 from tests.cli import run
 from tests.clocks import ManualClock
 from tests.servers import GatewayServer
@@ -258,6 +262,22 @@ def test_picometer_report_shows_what_the_cache_saved_and_the_fallbacks_and_downg
     assert {c: data["total"][c] for c in SUBSTITUTES} == pytest.approx(
         {"cache_hits": 3, "cost_saved_usd": 0.0056, "fallbacks": 2, "downgrades": 1}
     )
+
+
+def test_the_bots_spend_says_what_the_cache_saved_and_what_stood_in(tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    rollups, usage_log = recorded(tmp_path, mixed_day(now - timedelta(hours=2)), ManualClock(now))
+    operations: Any = SimpleNamespace(rollups=rollups, clock=ManualClock(now), zone=UTC)  # what /spend reads
+    (reply,) = asyncio.run(Commands(operations).answer("/spend 7d", by="test"))
+    rollups.close()
+    usage_log.close()
+    lines = html.unescape(reply).splitlines()
+    assert "<b>Total</b>: $0.010, 10 calls" in lines, reply
+    assert lines[-3:] == [
+        "cache saved $0.0056 over 3 hits (30% of calls)",
+        "fallbacks: 2 calls answered by another provider after the one asked failed (digest 2)",
+        "downgrades: 1 call sent to a cheaper model by a budget cap (nightly 1)",
+    ], "the words `picometer report` prints"
 
 
 def test_a_report_without_cache_hits_or_substitutes_looks_as_before(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ STALE_S = 600  # a command older than this (sent while picometer was down) is no
 
 HELP = """<b>picometer</b> answers:
 /status: spend, budgets, pauses, providers, recent alerts
-/spend [today|week|month]: spend by workflow
+/spend [today|week|month]: spend by workflow, and what the cache saved
 /top: today's most expensive workflows and models
 /budget: every cap, what is used and when it resets
 /canary: run the canary probes now
@@ -121,6 +121,7 @@ class Commands:
             lines.append(f"{esc(str(row['key']))}: {money(row['cost_usd'])}, {count(row['requests'])} calls")
         total = rep["total"]
         lines.append(f"<b>Total</b>: {money(total['cost_usd'])}, {count(total['requests'])} calls")
+        lines += [esc(line) for line in report.substitutes(rep["rows"], total)]  # what the cache saved, fallbacks
         return "\n".join(lines)
 
     async def top(self, args: list[str], by: str) -> str:

@@ -126,6 +126,7 @@ def build(config: Config, base: Clock | None = None) -> Parts:
         alerts=teller.recent,
         meter=meter,
         watchers=watchers,
+        channels=channels,
     )
     page = Page(ops)
     reloadable = (pricer, gateway, alerter, watchers, teller, canary, meter, ops, loops)

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -31,6 +31,9 @@ from picometer.store.usagelog import UsageLog
 from picometer.watch.alerts import Alerter
 from picometer.watch.canary import Canary
 from picometer.watch.watchers import Watchers
+
+if TYPE_CHECKING:  # the CLI imports this module and needs no HTTP client for alert channels
+    from picometer.notify.channels import Channels
 
 log = structlog.get_logger("picometer.ops")
 
@@ -177,11 +180,13 @@ class Operations:
         alerts: Iterable[Alert],
         meter: Meter,
         watchers: Watchers,
+        channels: Channels | None = None,
     ) -> None:
         self.config, self.clock, self.zone = config, clock, zone
         self.budget, self.rollups, self.state, self.outbox = budget, rollups, state, outbox
         self.usage_log, self.canary, self.gateway = usage_log, canary, gateway
         self.alerter, self.alerts, self.meter, self.watchers = alerter, alerts, meter, watchers
+        self.channels = channels  # ntfy, Gotify, Discord, the webhook
         self.bot: Any = None  # watch.telegram.TelegramBot once it runs
         self.loaded_at = clock.now()
         self.last_reload: dict[str, Any] | None = None
@@ -343,6 +348,7 @@ class Operations:
                 "queued": self.outbox.pending(),
                 "failures_in_a_row": self.bot.failures if self.bot is not None else 0,
             },
+            "channels": self.channels.state() if self.channels is not None else {},
             "usage_log": {
                 "path": str(log_.path),
                 "bytes": log_.total_bytes(),

@@ -31,6 +31,7 @@ from picometer.notify.delivery import PARK_S, Channel, Delivery
 from picometer.notify.note import CUT, Address, Note, note_for, utf16_units, wants
 from picometer.notify.verdict import BACKOFF_MAX_S, WAIT_MAX_S, backoff_s, judge, retry_after_s
 from picometer.numbers import money
+from picometer.reports.status_text import status_lines
 from picometer.store.outbox import Outbox
 from picometer.watch.alerts import OVER_AFTER_S
 from tests.clocks import ManualClock
@@ -469,6 +470,10 @@ def test_channels_down_for_a_while_get_their_alerts_once_and_in_order_across_a_r
             until(lambda: queued(tmp_path) == dict.fromkeys(SERVICES, 2))
             for fake in answering:
                 fake.wait_refused(1)
+            until(lambda: all(c["failures_in_a_row"] for c in channels_state(url).values()))
+            assert {n: (c["queued"], c["parked"]) for n, c in channels_state(url).items()} == dict.fromkeys(
+                SERVICES, (2, False)
+            ), "/-/status says which channels are behind, and by how much"
         with daemon_process(config, tmp_path, env) as (url, _):
             fill_to(url, 0.95)
             until(lambda: queued(tmp_path) == dict.fromkeys(SERVICES, 3))
@@ -479,6 +484,8 @@ def test_channels_down_for_a_while_get_their_alerts_once_and_in_order_across_a_r
                 for fake in (*answering, hook):
                     fake.wait_taken(3, timeout=90)
                 until(lambda: queued(tmp_path) == {}, timeout=30)  # every delivery acknowledged in alerts.db
+                caught_up = {"queued": 0, "failures_in_a_row": 0, "parked": False}
+                assert channels_state(url) == {service: caught_up for service in SERVICES}
                 received = {fake.service: fake.texts() for fake in (*answering, hook)}
                 ids = [t.json()["id"] for t in hook.taken()]
     for service, texts in received.items():
@@ -486,6 +493,29 @@ def test_channels_down_for_a_while_get_their_alerts_once_and_in_order_across_a_r
         assert ["30% used" in texts[0], "60% used" in texts[1], "90% used" in texts[2]] == [True] * 3, service
     assert len(set(ids)) == 3
     assert_no_secret_in(tmp_path / "daemon.log", dc.url)
+
+
+def channels_state(url: str) -> dict[str, dict[str, Any]]:
+    return dict(httpx.get(f"{url}/-/status", trust_env=False).json()["channels"])
+
+
+def test_status_lines_name_the_channels_that_are_behind_and_why() -> None:
+    base = {"version": "x", "uptime_s": 1, "listen": "127.0.0.1:1", "requests": 0, "requests_by_status": {},
+            "in_flight": 0, "cost_usd_since_start": 0, "spend_usd": {"today": 0, "month": 0}, "budgets": [],
+            "pauses": []}  # fmt: skip
+    fine = {"queued": 0, "failures_in_a_row": 0, "parked": False}
+    channels = {
+        "ntfy": fine,
+        "gotify": fine,
+        "discord": {"queued": 3, "failures_in_a_row": 4, "parked": False},
+        "webhook": {"queued": 1, "failures_in_a_row": 1, "parked": True},
+    }
+    lines = status_lines({**base, "channels": channels})
+    assert "alert channels delivering: ntfy, gotify" in lines
+    assert "alert channel discord: 4 failures in a row, 3 waiting" in lines
+    assert "alert channel webhook: its address or token was REFUSED (fix it in [notify], then restart picometer), " \
+        "1 waiting" in lines  # fmt: skip
+    assert not any("channel" in line for line in status_lines(base)), "no channels on: not a word"
 
 
 def test_a_rate_limited_channel_waits_as_long_as_the_service_asked(sim: SimServer, tmp_path: Path) -> None:

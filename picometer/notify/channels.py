@@ -10,6 +10,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import httpx
 import structlog
@@ -58,6 +59,16 @@ class Channels:
         forgotten = outbox.keep_channels(tuple(c.name for c in self.on))
         if forgotten:
             log.info("alerts queued for channels that are now off were forgotten", messages=forgotten)
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Each channel that is on, for /-/status: the alerts waiting for it, its failed tries in a row, and whether
+        it is parked (the service refused its address or token)."""
+        out = {}
+        for c in self.on:
+            d = self.deliveries.get(c.name)
+            failures, parked = (d.failures, d.parked) if d is not None else (0, False)
+            out[c.name] = {"queued": self.outbox.pending(c.name), "failures_in_a_row": failures, "parked": parked}
+        return out
 
     def tell(self, note: Note, not_before: datetime) -> None:
         """Queue the note for every channel that wants its severity; it goes at `not_before` (quiet hours)."""

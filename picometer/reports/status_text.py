@@ -34,6 +34,17 @@ def status_lines(data: Mapping[str, Any]) -> list[str]:
         last = probe["last"]
         seen = f"{last['outcome'].upper()} at {last['at']}: {last['detail']}" if last else "not run yet"
         lines.append(f"canary {probe['probe']}: {seen}")
+    channels = data.get("channels") or {}
+    if fine := [n for n, c in channels.items() if not (c["queued"] or c["failures_in_a_row"] or c["parked"])]:
+        lines.append(f"alert channels delivering: {', '.join(fine)}")
+    for name, c in channels.items():
+        if name not in fine:
+            trouble = (
+                "its address or token was REFUSED (fix it in [notify], then restart picometer)"
+                if c["parked"]
+                else (f"{c['failures_in_a_row']} failures in a row" if c["failures_in_a_row"] else "sending")
+            )
+            lines.append(f"alert channel {name}: {trouble}, {c['queued']} waiting")
     for a in data.get("alerts", [])[-5:]:
         lines.append(f"alert {a['kind']} ({a['severity']}) at {a['at']}: {a['message']}")
     reload = data.get("config", {}).get("last_reload")

@@ -128,7 +128,7 @@ def build(config: Config, base: Clock | None = None) -> Parts:
         watchers=watchers,
         channels=channels,
     )
-    page = Page(ops)
+    page = Page(ops, gateway.admin.tries)  # one count of wrong admin tokens for the control routes and the login
     reloadable = (pricer, gateway, alerter, watchers, teller, canary, meter, ops, loops)
     return Parts(
         config, clock, zone, usage_log, rollups, state, outbox, alerter, watchers, teller, budget, pricer,

@@ -125,6 +125,9 @@ def test_status_sends_the_admin_token_when_one_is_set(make_gateway: Any, tmp_pat
     cfg.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\nadmin_token = "env:PM_ADMIN"\n')
     up = run("status", "--config", str(cfg), env={"PM_ADMIN": "admin-token-for-status"})
     assert up.returncode == 0 and "requests 0" in up.stdout, up.stderr
+    wrong = run("status", "--config", str(cfg), env={"PM_ADMIN": "not-the-token"})
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert wrong.stderr.strip() == "picometer refused: this control route needs [server].admin_token as a Bearer token"
 
 
 def test_demo_meters_synthetic_traffic(tmp_path: Path) -> None:

@@ -509,12 +509,14 @@ def test_status_lines_name_the_channels_that_are_behind_and_why() -> None:
         "gotify": fine,
         "discord": {"queued": 3, "failures_in_a_row": 4, "parked": False},
         "webhook": {"queued": 1, "failures_in_a_row": 1, "parked": True},
+        "later": {"queued": 2, "failures_in_a_row": 0, "parked": False},
     }
     lines = status_lines({**base, "channels": channels})
     assert "alert channels delivering: ntfy, gotify" in lines
     assert "alert channel discord: 4 failures in a row, 3 waiting" in lines
     assert "alert channel webhook: its address or token was REFUSED (fix it in [notify], then restart picometer), " \
         "1 waiting" in lines  # fmt: skip
+    assert "alert channel later: 2 waiting (held for quiet hours, or being sent)" in lines
     assert not any("channel" in line for line in status_lines(base)), "no channels on: not a word"
 
 

@@ -202,3 +202,18 @@ def test_no_gemini_bill_consistent_with_a_request_costs_more_than_its_reservatio
     cost = PRICER.cost(GEMINI, (model,), usage, AT, shape="gemini").cost_usd
     assert cost is not None
     assert cost <= reserved + 1e-12, (usage, worst, cost, reserved)
+
+
+def test_a_chat_searchs_context_size_comes_from_its_options_alone() -> None:
+    body = {"tools": [{"type": "search_context_size:huge"}], "web_search_options": {"search_context_size": "low"}}
+    assert request_tools(body) == ("search_context_size:low",), "a tool type cannot pose as the context size"
+    low = PRICER.cost(OPENAI, ("gpt-4o-search-preview",), Usage(tool_calls=(("web_search", 1),)), AT,
+                      request_tools=request_tools(body))  # fmt: skip
+    assert low.tool_cost_usd == 0.030
+    for odd in ({"search_context_size": ["high"]}, {"search_context_size": None}, "high", None):
+        tools = request_tools({"web_search_options": odd})
+        worst = worst_usage(
+            {"web_search_options": odd, "messages": []}, "openai", "chat/completions", "gpt-4o-search-preview"
+        )
+        reserved = PRICER.worst_cost(OPENAI, "gpt-4o-search-preview", worst, AT, request_tools=tools)
+        assert reserved is not None and reserved >= 0.035, odd

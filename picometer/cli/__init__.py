@@ -124,9 +124,15 @@ def status(config_path: str | None, as_json: bool) -> None:
     config = load(config_path, keyless=True)
     url = f"{config.server.url}/-/status"
     try:
-        data = httpx.get(url, timeout=5, trust_env=False, headers=control_headers(config)).json()
+        answer = httpx.get(url, timeout=5, trust_env=False, headers=control_headers(config))
+        data = answer.json()
     except (httpx.HTTPError, ValueError) as e:
         click.echo(f"picometer is down: no answer from {url} ({type(e).__name__})", err=True)
+        sys.exit(1)
+    if answer.status_code != 200:  # a refusal (a wrong admin token, too many of them): its own words
+        error = data.get("error") if isinstance(data, dict) else None
+        said = error.get("message") if isinstance(error, dict) else None
+        click.echo(f"picometer refused: {said or f'HTTP {answer.status_code} from {url}'}", err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))

@@ -19,7 +19,7 @@ from picometer.config.sections import (
 
 RESERVED_PROVIDER_NAMES = frozenset({"v1", "w", "-", "metrics"})
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-ORIGIN_RE = re.compile(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?/?$", re.IGNORECASE)
+ORIGIN_RE = re.compile(r"^[a-z][a-z0-9+.-]*://([a-z0-9._-]+|\[[0-9a-f:.]+\])(:\d{1,5})?/?$", re.IGNORECASE)
 _QUIET_HOURS_RE = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d")
 _TIMEOUT_EXAMPLES = {"timeout_s": 120, "connect_timeout_s": 10, "first_byte_timeout_s": 600, "total_timeout_s": 1800}
 _PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "audio_input", "audio_output")
@@ -100,7 +100,8 @@ def _check_server(c: Config) -> None:
             raise ConfigError(
                 f"[server].allowed_origins[{i}]",
                 f"{origin!r} is not a web origin",
-                'write scheme, host and port only, as a browser sends it: "https://chat.example.org"',
+                'write scheme, host and port only, as a browser sends it: "https://chat.example.org" '
+                '(or "chrome-extension://ID" for an extension)',
             )
 
 

@@ -18,7 +18,7 @@ from picometer.clock import Clock
 from picometer.config import Config, is_loopback
 from picometer.duration import parse_duration
 from picometer.gateway.body import ClientGone, parse_json_object, read_body
-from picometer.gateway.origin import loopback_host, origin_allowed
+from picometer.gateway.origin import local_host, origin_allowed
 from picometer.gateway.refusals import Refusal, error_body
 from picometer.gateway.tags import clean_tag, presented_key
 from picometer.gateway.tries import TRIES, WINDOW_S, Tries
@@ -179,12 +179,12 @@ class Admin:
                 "permission_denied",
                 "control routes without [server].admin_token answer only on loopback; set admin_token to allow this",
             )
-        if not loopback_host(headers.get("host")) or not origin_allowed(headers.get("origin"), ()):
+        if not local_host(headers.get("host")) or not origin_allowed(headers.get("origin"), ()):
             raise Refusal(
                 403,
                 "permission_denied",
-                "control routes without [server].admin_token answer only when asked for by a loopback name "
-                "(http://127.0.0.1:PORT), not from a web page; set admin_token to allow this",
+                "control routes without [server].admin_token answer only when asked for by 127.0.0.1, localhost, "
+                "an IP address or this machine's name, and not from a web page; set admin_token to allow this",
             )
 
 

@@ -28,7 +28,7 @@ from picometer.gateway.bounds import (
 )
 from picometer.gateway.fingerprint import Fingerprint
 from picometer.gateway.forms import form_fields
-from picometer.gateway.origin import origin_allowed
+from picometer.gateway.origin import local_host, origin_allowed
 from picometer.gateway.path import InvalidPath, Route, Routes
 from picometer.gateway.refusals import NO_RETRY, Refusal
 from picometer.gateway.rules import Call, Rules
@@ -169,9 +169,9 @@ class Admission:
         d.learn(provider=route.provider, endpoint=endpoint.name, tags=tags, canary=canary)
         if self.keyring.required and key is None and not canary:
             raise Refusal(401, "invalid_api_key", "a picometer client key is required: send it as the API key")
-        origin = headers.get("origin")  # a browser's page: see gateway/origin.py
-        if key is None and not canary and not origin_allowed(origin, cfg.server.allowed_origins):
-            raise refusals.origin_not_allowed(origin or "")
+        origin, host = headers.get("origin"), headers.get("host")  # a browser's page: see gateway/origin.py
+        if key is None and not canary and not (origin_allowed(origin, cfg.server.allowed_origins) and local_host(host)):
+            raise refusals.origin_not_allowed(origin, host)
         provider_key = cfg.provider_key(route.provider)
         if key is not None and provider_key is None:
             raise Refusal(

@@ -103,16 +103,21 @@ def over_cap(e: OverCap, where: str) -> Refusal:
     )
 
 
-def origin_not_allowed(origin: str) -> Refusal:
-    """A browser page that is not on this machine nor in [server].allowed_origins (see gateway/origin.py)."""
-    shown = origin[:100].encode("ascii", "backslashreplace").decode()
-    return Refusal(
-        403,
-        "origin_not_allowed",
-        f"a web page at {shown!r} may not call picometer from a browser: add that origin to "
-        "[server].allowed_origins, or have the page send a picometer client key",
-        [NO_RETRY],
-    )
+def origin_not_allowed(origin: str | None, host: str | None) -> Refusal:
+    """A call without a client key from another site's web page: its Origin, or the Host a page that rebinds its
+    own name to this machine sends (see gateway/origin.py)."""
+    if origin is not None:
+        why = f"a web page at {_shown(origin)} may not call picometer from a browser: add that origin to "
+        why += "[server].allowed_origins, or have the page send a picometer client key"
+    else:
+        why = f"a call to this machine by the name {_shown(host or '')} may come from another site's web page: "
+        why += "call picometer by 127.0.0.1, localhost, an IP address or this machine's name, or send a client key"
+    return Refusal(403, "origin_not_allowed", why, [NO_RETRY])
+
+
+def _shown(text: str) -> str:
+    """Client text in a message: quoted, at most 100 characters, ASCII."""
+    return repr(text[:100].encode("ascii", "backslashreplace").decode())
 
 
 def unpriced(model: str, provider: str) -> Refusal:

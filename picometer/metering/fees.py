@@ -65,7 +65,7 @@ def tool_fee(shape: str, tool: str, model: str | None, request_tools: Iterable[s
         return OPENAI_FILE_SEARCH
     if is_search_model(model):
         size = next((t.removeprefix(_CONTEXT) for t in request_tools if t.startswith(_CONTEXT)), "medium")
-        return CHAT_SEARCH[("mini" in (model or "").lower(), size)]
+        return CHAT_SEARCH.get(("mini" in (model or "").lower(), size)) or CHAT_SEARCH[(False, "high")]
     preview = any(t.startswith("web_search_preview") for t in request_tools)
     if preview and not _REASONING_MODEL.match((model or "").lower()):
         return OPENAI_WEB_SEARCH_PREVIEW
@@ -91,6 +91,10 @@ def chat_search(
     return tuple(sorted((*tool_calls, ("web_search", 1))))
 
 
+def _tool_type(kind: Any) -> bool:
+    return isinstance(kind, str) and not kind.startswith(_CONTEXT)  # never mistaken for the context size
+
+
 def request_tools(body: Mapping[str, Any] | None) -> tuple[str, ...]:
     """The types of the tools a request offers the model, and a chat search's context size (as "search_context_size:
     low|medium|high"; an unknown size is taken as high)."""
@@ -98,7 +102,7 @@ def request_tools(body: Mapping[str, Any] | None) -> tuple[str, ...]:
         return ()
     tools, options = body.get("tools"), body.get("web_search_options")
     found = (
-        tuple(str(t.get("type")) for t in tools[:128] if isinstance(t, Mapping) and isinstance(t.get("type"), str))
+        tuple(t["type"] for t in tools[:128] if isinstance(t, Mapping) and _tool_type(t.get("type")))
         if isinstance(tools, list)
         else ()
     )

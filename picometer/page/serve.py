@@ -2,7 +2,8 @@
 through the same operations as the CLI and the bot.
 
 Without [server].admin_token the page answers loopback clients only (as the other control routes do), and only
-when they name the host as a loopback address (a web page that rebinds its own name to 127.0.0.1 gets nothing).
+when they name the host by a loopback name, an address or this machine's name (a web page that rebinds its own
+name to 127.0.0.1 gets nothing).
 With one, everyone logs in with it first. Every form carries a CSRF token; a POST without the right one gets 403."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from picometer.asgi import Receive, Scope
 from picometer.config import is_loopback
 from picometer.gateway.admin import Headed, header_map
 from picometer.gateway.body import read_body
-from picometer.gateway.origin import loopback_host
+from picometer.gateway.origin import local_host
 from picometer.gateway.tags import clean_tag
 from picometer.gateway.tries import TRIES, Tries
 from picometer.page import render
@@ -43,10 +44,10 @@ SECURITY = [
 
 
 class Page:
-    def __init__(self, operations: ops.Operations) -> None:
+    def __init__(self, operations: ops.Operations, tries: Tries | None = None) -> None:
         self.ops = operations
         self.sessions = Sessions(operations.clock)
-        self.tries = Tries(operations.clock.monotonic)  # wrong tokens at the login form, per client
+        self.tries = tries or Tries(operations.clock.monotonic)  # wrong tokens per client: the control routes' count
         self._notices: dict[str, tuple[str, bool]] = {}  # session -> what its last action did, shown once
 
     async def __call__(self, scope: Scope, receive: Receive) -> Headed:
@@ -58,7 +59,7 @@ class Page:
             if not is_loopback(client):
                 return _html(403, render.message("Loopback only", "Without [server].admin_token the page answers "
                              "only on this machine; set admin_token to log in from elsewhere."))  # fmt: skip
-            if not loopback_host(headers.get("host")):
+            if not local_host(headers.get("host")):
                 return _html(403, render.message("Loopback only", "Open the page as http://127.0.0.1:PORT/-/ui "
                              "(an SSH tunnel keeps that address), or set [server].admin_token."))  # fmt: skip
             sid = LOOPBACK
@@ -87,11 +88,11 @@ class Page:
         return _see_page()
 
     async def _login(self, receive: Receive, headers: dict[str, str], token: str, client: str) -> Headed:
-        if wait := self.tries.wait_s(client):
+        form = await _form(receive, headers)
+        if wait := self.tries.wait_s(client):  # asked once the form is in: logins sent at once are all counted
             log.warning("page login refused: too many wrong tokens", client=client)
             text = f"{TRIES} wrong tokens from this address: try again in {-(-wait // 60)} min."
             return _html(429, render.message("Too many tries", text), [(b"retry-after", str(wait).encode())])
-        form = await _form(receive, headers)
         sid = self.sessions.login(form.get("token", ""), token) if form is not None else None
         if sid is None:
             self.tries.wrong(client)

@@ -38,13 +38,14 @@ def status_lines(data: Mapping[str, Any]) -> list[str]:
     if fine := [n for n, c in channels.items() if not (c["queued"] or c["failures_in_a_row"] or c["parked"])]:
         lines.append(f"alert channels delivering: {', '.join(fine)}")
     for name, c in channels.items():
-        if name not in fine:
-            trouble = (
-                "its address or token was REFUSED (fix it in [notify], then restart picometer)"
-                if c["parked"]
-                else (f"{c['failures_in_a_row']} failures in a row" if c["failures_in_a_row"] else "sending")
-            )
-            lines.append(f"alert channel {name}: {trouble}, {c['queued']} waiting")
+        waiting = f"{c['queued']} waiting"
+        if c["parked"]:
+            lines.append(f"alert channel {name}: its address or token was REFUSED (fix it in [notify], then restart "
+                         f"picometer), {waiting}")  # fmt: skip
+        elif c["failures_in_a_row"]:
+            lines.append(f"alert channel {name}: {c['failures_in_a_row']} failures in a row, {waiting}")
+        elif c["queued"]:
+            lines.append(f"alert channel {name}: {waiting} (held for quiet hours, or being sent)")
     for a in data.get("alerts", [])[-5:]:
         lines.append(f"alert {a['kind']} ({a['severity']}) at {a['at']}: {a['message']}")
     reload = data.get("config", {}).get("last_reload")

@@ -31,7 +31,7 @@ STALE_S = 600  # a command older than this (sent while picometer was down) is no
 
 HELP = """<b>picometer</b> answers:
 /status: spend, budgets, pauses, providers, recent alerts
-/spend [today|week|month]: spend by workflow, and what the cache saved
+/spend [today|week|month|7d|30d]: spend by workflow, and what the cache saved
 /top: today's most expensive workflows and models
 /budget: every cap, what is used and when it resets
 /canary: run the canary probes now

@@ -58,12 +58,13 @@ def test_a_page_on_another_site_cannot_spend_and_its_refusal_is_recorded(
 def test_pages_on_this_machine_listed_ones_and_non_browsers_are_served(
     sim: SimServer, make_gateway: Callable[..., GatewayServer]
 ) -> None:
-    gw = make_gateway(server={"allowed_origins": ["https://Chat.Example.org"]})
-    for origin in ("http://127.0.0.1:3000", "http://localhost:5173", "http://[::1]:8080", "https://chat.example.org"):
+    gw = make_gateway(server={"allowed_origins": ["https://Chat.Example.org:443", "http://lan.example:80/"]})
+    pages = ("http://127.0.0.1:3000", "http://localhost:5173", "http://[::1]:8080", "https://chat.example.org")
+    for origin in (*pages, "http://lan.example"):  # a browser leaves the default port out
         assert post_chat(gw.url, {"origin": origin}).status_code == 200, origin
     assert post_chat(gw.url, {}).status_code == 200, "an SDK or curl sends no Origin"
     assert post_chat(gw.url, {"origin": "https://chat.example.org.evil.example"}).status_code == 403
-    assert [r["status"] for r in gw.records(wait_for=6)] == ["ok"] * 5 + ["blocked"]
+    assert [r["status"] for r in gw.records(wait_for=7)] == ["ok"] * 6 + ["blocked"]
 
 
 def test_a_page_with_a_client_key_is_served(sim: SimServer, tmp_path: Path) -> None:

@@ -64,8 +64,17 @@ def origin_allowed(origin: str | None, allowed: Collection[str]) -> bool:
     """No Origin (not a browser), a loopback one (a page served on this machine), or one the config lists."""
     if origin is None:
         return True
-    wanted = origin.lower().rstrip("/")
-    if any(wanted == a.lower().rstrip("/") for a in allowed):
+    wanted = _canonical(origin)
+    if any(wanted == _canonical(a) for a in allowed):
         return True
     scheme, sep, host = origin.partition("://")
     return bool(sep and host) and scheme.lower() in ("http", "https") and loopback_host(host)
+
+
+def _canonical(origin: str) -> str:
+    """An origin as browsers send it: lower case, no trailing "/", no default port (":443" on https, ":80" on http)."""
+    text = origin.lower().rstrip("/")
+    for scheme, port in (("https://", ":443"), ("http://", ":80")):
+        if text.startswith(scheme) and text.endswith(port):
+            return text.removesuffix(port)
+    return text

@@ -21,7 +21,7 @@ from picometer.gateway.body import ClientGone, parse_json_object, read_body
 from picometer.gateway.origin import local_host, origin_allowed
 from picometer.gateway.refusals import Refusal, error_body
 from picometer.gateway.tags import clean_tag, presented_key
-from picometer.gateway.tries import TRIES, WINDOW_S, Tries
+from picometer.gateway.tries import TRIES, WINDOW_S, Tries, again_in
 from picometer.store.state import State
 
 log = structlog.get_logger("picometer.gateway")
@@ -192,8 +192,7 @@ def too_many_tries(wait_s: int) -> Refusal:
     return Refusal(
         429,
         "too_many_attempts",
-        f"{TRIES} wrong admin tokens from this address within {WINDOW_S / 60:.0f} minutes: "
-        f"try again in {-(-wait_s // 60)} min",
+        f"{TRIES} wrong admin tokens from this address within {WINDOW_S / 60:.0f} minutes: {again_in(wait_s)}",
         [(b"retry-after", str(wait_s).encode())],
     )
 

@@ -48,7 +48,7 @@ def _own_names() -> frozenset[str]:
 def local_host(host: str | None) -> bool:
     """Whether a Host header is one no other site's page can send: a loopback name, an IP address, or this
     machine's own name. A page that rebinds its own name to 127.0.0.1 sends its own name."""
-    if loopback_host(host) or host is None:
+    if not host or loopback_host(host):
         return True
     name, port_ok = _split(host.lower())
     if not port_ok:

@@ -64,3 +64,8 @@ class Tries:
     def right(self, address: str) -> None:
         """The right token: this client's count starts again."""
         self._wrong.pop(who(address), None)
+
+
+def again_in(wait_s: int) -> str:
+    """When a locked-out client may try again, in whole minutes rounded up."""
+    return f"try again in {-(-wait_s // 60)} min"

@@ -65,7 +65,7 @@ def tool_fee(shape: str, tool: str, model: str | None, request_tools: Iterable[s
         return OPENAI_FILE_SEARCH
     if is_search_model(model):
         size = next((t.removeprefix(_CONTEXT) for t in request_tools if t.startswith(_CONTEXT)), "medium")
-        return CHAT_SEARCH.get(("mini" in (model or "").lower(), size)) or CHAT_SEARCH[(False, "high")]
+        return chat_search_fee(model or "", size)
     preview = any(t.startswith("web_search_preview") for t in request_tools)
     if preview and not _REASONING_MODEL.match((model or "").lower()):
         return OPENAI_WEB_SEARCH_PREVIEW
@@ -75,6 +75,12 @@ def tool_fee(shape: str, tool: str, model: str | None, request_tools: Iterable[s
 def tools_cost(shape: str, calls: Iterable[tuple[str, int]], model: str | None, request_tools: Iterable[str]) -> float:
     asked = tuple(request_tools)
     return round(float(sum(n * tool_fee(shape, name, model, asked).usd for name, n in calls)), 12)
+
+
+def chat_search_fee(model: str, size: str) -> Fee:
+    """A search model's fee per call at this search_context_size (an unknown size at the dearest, "high")."""
+    mini = "mini" in model.lower()
+    return CHAT_SEARCH.get((mini, size)) or CHAT_SEARCH[(False, "high")]
 
 
 def is_search_model(model: str | None) -> bool:

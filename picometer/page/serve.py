@@ -20,7 +20,7 @@ from picometer.gateway.admin import Headed, header_map
 from picometer.gateway.body import read_body
 from picometer.gateway.origin import local_host
 from picometer.gateway.tags import clean_tag
-from picometer.gateway.tries import TRIES, Tries
+from picometer.gateway.tries import TRIES, Tries, again_in
 from picometer.page import render
 from picometer.page.session import LOOPBACK, MAX_SESSIONS, Sessions, clear_cookie, cookie, set_cookie
 
@@ -91,7 +91,7 @@ class Page:
         form = await _form(receive, headers)
         if wait := self.tries.wait_s(client):  # asked once the form is in: logins sent at once are all counted
             log.warning("page login refused: too many wrong tokens", client=client)
-            text = f"{TRIES} wrong tokens from this address: try again in {-(-wait // 60)} min."
+            text = f"{TRIES} wrong tokens from this address: {again_in(wait)}."
             return _html(429, render.message("Too many tries", text), [(b"retry-after", str(wait).encode())])
         sid = self.sessions.login(form.get("token", ""), token) if form is not None else None
         if sid is None:

@@ -49,9 +49,8 @@ def price_lines(
         lines.append("per-use fees: grounding with Google Search is billed by Google per prompt and not charged here")
     elif fees.is_search_model(model) and not provider.free:
         lines.append("every call searches the web, billed per call by web_search_options.search_context_size:")
-        mini = "mini" in model.lower()
         for size in ("low", "medium", "high"):
-            fee = fees.CHAT_SEARCH[(mini, size)]
+            fee = fees.chat_search_fee(model, size)
             lines.append(
                 f"  {size + (' (default)' if size == 'medium' else ''):<19} ${fee.usd:,.4f} a call   {fee.source}"
             )

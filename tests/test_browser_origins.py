@@ -74,6 +74,10 @@ def test_a_page_with_a_client_key_is_served(sim: SimServer, tmp_path: Path) -> N
     with GatewayServer(raw, env={"PM_OPENAI": "sk-provider-key"}) as gw:
         assert post_chat(gw.url, {"origin": EVIL}).status_code == 401, "no key: the key check answers first"
         assert post_chat(gw.url, {"origin": EVIL, "authorization": f"Bearer {key}"}).status_code == 200
+        refused, served = gw.records(wait_for=2)
+        assert (refused["status"], refused["error_type"], refused["cost_usd"]) == ("blocked", "invalid_api_key", 0)
+        assert (served["status"], served["error_type"], served["usage_source"]) == ("ok", None, "provider")
+        assert served["input_tokens"] > 0 and served["output_tokens"] > 0 and served["cost_usd"] > 0
 
 
 def test_a_page_that_rebinds_its_name_to_this_machine_reads_nothing_through_the_proxy(
@@ -88,12 +92,20 @@ def test_a_page_that_rebinds_its_name_to_this_machine_reads_nothing_through_the_
         assert sim.sim.requests == before, "nothing reached the provider"
         for named in ("localhost:8787", "127.0.0.1", socket.gethostname(), "10.0.0.5:8787"):
             assert c.get("/openai/models", headers={"host": named}).status_code == 200, named
+    records = gw.records(wait_for=5)
+    assert [(r["status"], r["error_type"], r["cost_usd"]) for r in records[:1]] == [
+        ("blocked", "origin_not_allowed", 0)
+    ]
+    assert [(r["status"], r["http_status"]) for r in records[1:]] == [("ok", 200)] * 4
 
 
 def test_an_extensions_origin_can_be_allowed(make_gateway: Callable[..., GatewayServer]) -> None:
     gw = make_gateway(server={"allowed_origins": ["chrome-extension://abcdefghijklmnop"]})
     assert post_chat(gw.url, {"origin": "chrome-extension://abcdefghijklmnop"}).status_code == 200
     assert post_chat(gw.url, {"origin": "chrome-extension://other"}).status_code == 403
+    served, refused = gw.records(wait_for=2)
+    assert (served["status"], served["usage_source"]) == ("ok", "provider") and served["cost_usd"] > 0
+    assert (refused["status"], refused["error_type"], refused["cost_usd"]) == ("blocked", "origin_not_allowed", 0)
 
 
 def test_allowed_origins_must_be_origins(make_gateway: Callable[..., GatewayServer]) -> None:

@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import operator
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -83,19 +82,14 @@ class Record:
     prompt: str | None = None  # only with store_prompts = "redacted", and then redacted
 
     def to_json(self) -> str:
-        """The line as json.dumps(ensure_ascii=False, separators=(",", ":")) writes it, field by field: the
-        keys are fixed, so each value is encoded alone (a third faster than encoding a dict of them)."""
-        values = _values(self)  # flat fields: one C getter does what asdict() does at a fraction of the cost
-        if values[-1] is None:  # the prompt, only kept with store_prompts = "redacted"
-            values = values[:-1]
-        return "{" + ",".join([key + _value(v) for key, v in zip(_KEYS, values, strict=False)]) + "}"
+        """The line as json.dumps(ensure_ascii=False, separators=(",", ":")) writes it; the prompt only when kept
+        (store_prompts = "redacted")."""
+        return _line(self)
 
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
 assert RECORD_FIELDS[-1] == "prompt"
-_values = operator.attrgetter(*RECORD_FIELDS)
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_KEYS = tuple(_encode(name) + ":" for name in RECORD_FIELDS)
 _text = json.encoder.encode_basestring  # the C function the encoder itself uses for a str, ensure_ascii=False
 
 
@@ -110,6 +104,35 @@ def _value(v: Any) -> str:
     if kind is int or (kind is float and math.isfinite(v)):
         return repr(v)  # what the encoder writes for them
     return _encode(v)  # the rest (a dict, NaN) as the encoder writes it
+
+
+# Each field's value written by the type it is declared with, any other value by _value: the common cases cost no
+# call of ours. `v` holds the field read.
+_BY_TYPE = {
+    "str": "_text(v) if type(v := r.{0}) is str else _value(v)",
+    "str | None": "'null' if (v := r.{0}) is None else _text(v) if type(v) is str else _value(v)",
+    "int": "repr(v) if type(v := r.{0}) is int else _value(v)",
+    "bool": "('true' if v else 'false') if type(v := r.{0}) is bool else _value(v)",
+}
+
+
+def _line_writer() -> Callable[[Record], str]:
+    """Record.to_json written out field by field, keys and commas as constants, as dataclasses write __init__:
+    every record is written on its call's path, and this takes half the time of a loop over the fields."""
+    *fields, prompt = dataclasses.fields(Record)
+    parts = []
+    for i, f in enumerate(fields):
+        parts.append(repr(("{" if i == 0 else ",") + _encode(f.name) + ":"))
+        parts.append(_BY_TYPE.get(str(f.type), "_value(r.{0})").format(f.name))
+    last = f"'}}' if (v := r.{prompt.name}) is None else {',' + _encode(prompt.name) + ':'!r} + _value(v) + '}}'"
+    source = f"def to_json(r):\n    return ''.join(({', '.join(parts)}, {last}))\n"
+    scope: dict[str, Any] = {"_text": _text, "_value": _value}
+    exec(source, scope)  # our own source, from the dataclass's field names and types
+    writer: Callable[[Record], str] = scope["to_json"]
+    return writer
+
+
+_line = _line_writer()
 
 
 def rfc3339_ms(at: datetime) -> str:

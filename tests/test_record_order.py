@@ -1,6 +1,7 @@
 """A call's record reaches storage before the client's last byte, so a crash can lose a reply, never its record.
 A whole answer's head goes out first (it carries the cost, priced already): the record is written while the client
-reads it, before the body."""
+reads it, before the body. A stream's is written when its terminal event comes, before that event goes out with the
+end of the body."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from picometer.config import ProviderConfig, config_from_dict
 from picometer.gateway.inflow import AnswersHeld
 from picometer.gateway.path import Route
 from picometer.gateway.proxy import Proxy
-from picometer.gateway.relay import Relay
 from picometer.gateway.settle import Admitted, Facts, Outcome
+from picometer.gateway.streamed import StreamRelay
 from picometer.metering.budget import Hold
 from picometer.metering.endpoints import classify
 from picometer.metering.pricing import Pricer
@@ -51,7 +52,7 @@ def steps(ctype: str, parts: list[bytes], stream: bool) -> tuple[list[str], list
         order.append("end" if last else message["type"].removeprefix("http.response."))
         messages.append(message)
 
-    relay = Relay(o, send, "r", finish, lambda: 1.0)
+    relay = StreamRelay(o, send, "r", finish, lambda: 1.0)
     if stream:
         asyncio.run(relay.stream(response, "openai", "chat/completions", True, True, 10**6))
     else:
@@ -67,14 +68,14 @@ def test_a_whole_answer_is_written_after_its_head_and_before_its_body() -> None:
     assert b"".join(m.get("body", b"") for m in messages[1:]) == ANSWER
 
 
-def test_a_stream_is_written_once_its_terminal_event_is_out_and_before_its_end() -> None:
+def test_a_stream_is_written_when_its_terminal_event_comes_and_before_that_event_and_its_end_go_out() -> None:
     order, messages = steps("text/event-stream", STREAM, stream=True)
     written = order.index("written")
     assert order.count("written") == 1 and order.index("built") == written - 1
-    assert order[written - 2 : written] == ["body", "built"] and order[written + 1 :] == ["end"]
-    sent_before = messages[: order.index("built")]  # nothing but messages comes before the record is built
-    before = b"".join(m.get("body", b"") for m in sent_before)
-    assert before.endswith(b"data: [DONE]\n\n")  # the terminal event was out when the record was made
+    assert order[written + 1 :] == ["end"], "the terminal event and the end of the body: one message, right after"
+    assert messages[-1].get("body") == b"data: [DONE]\n\n" and not messages[-1].get("more_body", False)
+    before = b"".join(m.get("body", b"") for m in messages[:-1])
+    assert before.startswith(STREAM[0]) and b"[DONE]" not in before  # the text went first; the end waited
     assert b'"usage"' not in before  # the usage chunk picometer asked for stays hidden
 
 

@@ -3,13 +3,19 @@ a skimmed stream meters exactly as one parsed event by event."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from picometer.asgi import Message
+from picometer.gateway.settle import Outcome
+from picometer.gateway.streamed import StreamRelay
 from picometer.metering.sse import SSEParser
 from picometer.metering.stream_meter import StreamMeter
+from picometer.record import Record
+from tests.relayed import answer
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
 
@@ -161,6 +167,29 @@ def test_text_deltas_framed_like_the_first_are_counted_as_the_parser_counts_them
     for event in SSEParser().feed(first):
         skimmed.observe(event)
     assert all(skimmed.skim(c) for c in stream[1:])
-    assert skimmed._frame == (chunk("Hello").split(b"Hello")[0], chunk("Hello").split(b"Hello")[1])
+    assert skimmed.frame == (chunk("Hello").split(b"Hello")[0], chunk("Hello").split(b"Hello")[1])
     assert skimmed.text_chars == metered("openai", "chat/completions", stream, False)[4]
     assert not skimmed.skim(chunk("z")[:-1]) and not skimmed.skim(chunk("z").replace(b"\n", b"\r\n"))
+
+
+def relayed(shape: str, endpoint: str, chunks: list[bytes]) -> tuple[object, ...]:
+    """What the stream relay meters from these chunks, and what reached the client."""
+    sent: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message.get("body", b""))
+
+    o = Outcome()
+    relay = StreamRelay(o, send, "r", lambda write=True: Record(ts="t", request_id="r"), lambda: 1.0)
+    asyncio.run(relay.stream(answer("text/event-stream", chunks), shape, endpoint, False, True, 10**7))
+    return (o.usage, o.response_model, o.terminal, o.stream_error, o.text_chars), b"".join(sent)
+
+
+@given(openai_chat(), CUTS, st.booleans())
+def test_the_relay_meters_a_stream_as_the_parser_does(events: list[bytes], cuts: list[int], alone: bool) -> None:
+    """Through the relay, whose loop checks chunks framed like the first text delta itself: the same usage,
+    model, terminal event, error and text as parsing every event, and every byte passed on."""
+    chunks = events if alone else grouped(events, cuts)
+    metering, body = relayed("openai", "chat/completions", chunks)
+    assert metering == metered("openai", "chat/completions", chunks, False)
+    assert body == b"".join(chunks)

@@ -95,6 +95,31 @@ def test_raw_httpx_stream_is_ok(gateway: GatewayServer, ms: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "body", "last"),
+    [
+        ("openai/chat/completions", {"model": "gpt-4o-mini", "messages": MESSAGES}, b"data: [DONE]"),
+        ("openai/responses", {"model": "gpt-4o-mini", "input": "Is the soil dry"}, b"event: response.completed"),
+        (
+            "anthropic/v1/messages",
+            {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": MESSAGES},
+            b"event: message_stop",
+        ),
+    ],
+)
+def test_the_clients_stream_ends_at_the_terminal_event_though_the_provider_keeps_its_body_open(
+    gateway: GatewayServer, path: str, body: dict[str, Any], last: bytes
+) -> None:
+    # The provider closes its body 3 s after the terminal event; a client reading to the end of the body (curl,
+    # raw httpx) has it at the terminal event, well within a 1 s read timeout.
+    with stream_post(f"{gateway.url}/{path}", body, tail(3000), timeout=1.0) as r:
+        got = r.read()
+    assert r.status_code == 200 and got.endswith(b"\n\n") and got.strip().split(b"\n\n")[-1].startswith(last)
+    [rec] = gateway.records(1)
+    assert (rec["status"], rec["error_type"], rec["stream"]) == ("ok", None, True)
+    assert rec["input_tokens"] > 0 and rec["output_tokens"] > 0 and rec["cost_usd"] > 0
+
+
+@pytest.mark.parametrize(
     ("path", "body"),
     [
         ("openai/chat/completions", {"model": "gpt-4o-mini", "messages": MESSAGES}),

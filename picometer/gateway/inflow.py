@@ -78,6 +78,22 @@ async def counted(chunks: AsyncIterator[bytes], limit: int | None, seen: int = 0
             yield chunk
 
 
+AFTER_TERMINAL = 65_536  # read past a stream's terminal event so its connection serves again; beyond, it is closed
+
+
+async def dropped(chunks: AsyncIterator[bytes]) -> None:
+    """What a provider sends after its stream's terminal event, read and dropped: a connection read to the end of
+    its body goes back to the pool. One that sends more, or breaks, is closed by the caller instead."""
+    seen = 0
+    try:
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > AFTER_TERMINAL:
+                return
+    except (httpx.HTTPError, TooLarge, Undecodable):
+        return
+
+
 async def pieces(response: httpx.Response, limit: int | None) -> AsyncIterator[bytes]:
     """The decoded body as it arrives; TooLarge once it passes `limit` bytes (None: no limit)."""
     if response.is_stream_consumed:  # read already (a small error body, see small_body): what it holds

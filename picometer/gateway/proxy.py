@@ -23,8 +23,9 @@ from picometer.gateway.cached import Capture, keeper, replay
 from picometer.gateway.cost_in_body import carries_cost
 from picometer.gateway.inflow import AnswersHeld
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
-from picometer.gateway.relay import CostOf, Relay
+from picometer.gateway.relay import CostOf
 from picometer.gateway.settle import Admitted, Facts, Finish, Outcome, build_record, fallback_record, usage_cost
+from picometer.gateway.streamed import StreamRelay
 from picometer.gateway.translated import Translation
 from picometer.gateway.upstream import Upstream
 from picometer.metering.batch import BatchMeter
@@ -217,7 +218,7 @@ class Proxy:
         o.forwarded = True
         response, req = await self._answer(asked, o, scope)
         provider, endpoint = req.provider, req.endpoint
-        relay = Relay(
+        relay = StreamRelay(
             o,
             send,
             req.facts.request_id,

@@ -29,7 +29,7 @@ _TEXT_VALUE = re.compile(
 _NEEDS_JSON = re.compile(r'"(?:usage|error)":\s*\{|"type":\s*"error"')
 _TEXT_BYTES = re.compile(_TEXT_VALUE.pattern.encode())
 _USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
-_PLAIN_TEXT = re.compile(rb'[^"\\\r\n]*')  # a JSON string's bytes with no quote, no escape, no line end
+PLAIN_TEXT = re.compile(rb'[^"\\\r\n]*')  # a JSON string's bytes with no quote, no escape, no line end
 # The event lines of text deltas, by the shape that names its events: a chunk of only these is plain text.
 _DELTA_LINES = {
     "anthropic": (b"event: content_block_delta\n",),
@@ -59,7 +59,7 @@ class StreamMeter:
         self._next_deltas = tuple(b"\n\n" + line for line in self._deltas)  # an event after another
         # The bytes around the text of the first skimmed single-event chunk: a provider frames every text delta of
         # a stream alike (same id, model, index), so a chunk framed the same with plain text between is one too.
-        self._frame: tuple[bytes, bytes] | None = None
+        self.frame: tuple[bytes, bytes] | None = None
 
     def observe(self, event: SSEEvent) -> bool:
         """Fold one event in. True when it is a usage-only chunk (choices empty, usage set)."""
@@ -99,10 +99,10 @@ class StreamMeter:
         once, True. False, with nothing counted, when any event may need parsing (usage, an error, the terminal
         event, another kind of event, data over several lines, CR line ends): the caller then feeds the chunk to
         the parser. Substring tests only: this runs for nearly every chunk of every stream."""
-        frame = self._frame
+        frame = self.frame
         if frame is not None and chunk.startswith(frame[0]) and chunk.endswith(frame[1]):
             start, end = len(frame[0]), len(chunk) - len(frame[1])
-            if start <= end and _PLAIN_TEXT.fullmatch(chunk, start, end) is not None:
+            if start <= end and PLAIN_TEXT.fullmatch(chunk, start, end) is not None:
                 # Framed as the first one, with no quote or escape between: the same event with other text.
                 self.text_chars += end - start if chunk.isascii() else len(chunk[start:end].decode("utf-8", "replace"))
                 return True
@@ -144,7 +144,7 @@ class StreamMeter:
         """The frame of a plain one-event chunk whose only text is one string (the delta's)."""
         found = list(_TEXT_BYTES.finditer(chunk))
         if len(found) == 1:
-            self._frame = (chunk[: found[0].start(1)], chunk[found[0].end(1) :])
+            self.frame = (chunk[: found[0].start(1)], chunk[found[0].end(1) :])
 
     def _plain_text(self, event: SSEEvent) -> bool:
         """A text delta (after the first chunk gave the model): count its text and skip the JSON decoding."""

@@ -30,8 +30,8 @@ class StreamRelay(Relay):
         """Relay each chunk as it arrives, reading usage from the events on the way. The response starts with
         the first whole event, so a body that is no SSE stream at all (an endless line) still gets a 502; under
         a server with a head hold, its head is written (and held) while that event is on its way. The call is
-        recorded the moment its terminal event has gone to the client: what either side does after cannot undo
-        it."""
+        recorded when its terminal event comes, which then goes out with the end of the body: what either side
+        does after cannot undo it."""
         o, hold = self.o, self._hold
         if hold is not None:
             hold.hold()

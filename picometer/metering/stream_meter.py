@@ -59,6 +59,7 @@ class StreamMeter:
         self._next_deltas = tuple(b"\n\n" + line for line in self._deltas)  # an event after another
         # The bytes around the text of the first skimmed single-event chunk: a provider frames every text delta of
         # a stream alike (same id, model, index), so a chunk framed the same with plain text between is one too.
+        # The stream relay (gateway.streamed) checks a chunk against it in its own loop, before calling skim.
         self.frame: tuple[bytes, bytes] | None = None
 
     def observe(self, event: SSEEvent) -> bool:

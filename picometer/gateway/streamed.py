@@ -30,8 +30,8 @@ class StreamRelay(Relay):
         """Relay each chunk as it arrives, reading usage from the events on the way. The response starts with
         the first whole event, so a body that is no SSE stream at all (an endless line) still gets a 502; under
         a server with a head hold, its head is written (and held) while that event is on its way. The call is
-        recorded when its terminal event comes, which then goes out with the end of the body: what either side
-        does after cannot undo it."""
+        recorded the moment its terminal event has gone to the client, and the client's body ends right after it:
+        what either side does after cannot undo it."""
         o, hold = self.o, self._hold
         if hold is not None:
             hold.hold()
@@ -91,11 +91,15 @@ class StreamRelay(Relay):
                     for ev in events:
                         meter.observe(ev)
                 if ends and meter.terminal:
-                    # Recorded, then the terminal event and the end of the body go out in one message: nothing of
-                    # the provider's after it reaches the client, and it need not wait for the provider's end.
+                    # The terminal event goes out, the call is recorded while the client reads it, and the body ends
+                    # at once: nothing of the provider's after it reaches the client, nor does it wait for that.
+                    if o.started_reply:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                    else:
+                        await self._begin(response, held + out)
                     self._after(meter)
                     o.complete = True
-                    await self._end(response, held + out)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
                     await dropped(chunks)
                     return
                 if not o.started_reply:
@@ -148,13 +152,6 @@ class StreamRelay(Relay):
         if self._hold is not None:
             self._hold.release()
             self.o.started_reply = True
-
-    async def _end(self, response: httpx.Response, last: bytes) -> None:
-        """The reply's last bytes and its end: in one message, or with its head when that was not sent yet."""
-        if not self.o.started_reply:
-            await self._begin(response, last)
-            last = b""
-        await self._send({"type": "http.response.body", "body": last, "more_body": False})
 
     def _translated(self, ev: SSEEvent, meter: StreamMeter, translator: StreamTranslator) -> bytes:
         """One upstream event metered as it came, and what the client gets of it in its own API."""

@@ -48,6 +48,8 @@ MAX_TOOL_CALLS = 10_000  # per call: more is a provider bug
 
 def _int(value: Any, ceiling: int = MAX_TOKENS) -> int:
     """A count as the provider wrote it; absurd ones (1e400, 10**30, negative, text) held to a sane range."""
+    if type(value) is int and 0 <= value <= ceiling:  # parsed JSON's counts: no bool, nothing to hold back
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         return min(max(value, 0), ceiling)
     return 0

@@ -7,6 +7,7 @@ price page cited beside each number (never picometer's price code, never genai-p
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -1016,6 +1017,30 @@ def test_token_transcription_is_charged_its_tokens(replay: ReplayServer, gw: Gat
     # openai.com/api/pricing, gpt-4o-transcribe: audio input $6.00, text output $10.00 per 1M tokens
     assert rec["cost_usd"] == pytest.approx((1200 * 6.00 + 80 * 10.00) / 1e6, rel=1e-9)
     assert (rec["audio_input_tokens"], rec["output_tokens"], rec["usage_source"]) == (1200, 80, "provider")
+
+
+def test_streamed_mini_tts_speech_is_charged_the_tokens_its_last_event_reports(
+    replay: ReplayServer, gw: GatewayServer
+) -> None:
+    """Speech asked with stream_format "sse" ends with speech.audio.done and its usage: the tokens billed, priced
+    exactly, instead of the bound a plain audio answer is charged (it says nothing)."""
+    audio = base64.b64encode(b"\x00\x01" * 600).decode()
+    usage = {"input_tokens": 14, "output_tokens": 101, "total_tokens": 115}
+    replay.answer_sse(
+        [{"type": "speech.audio.delta", "audio": audio}] * 3 + [{"type": "speech.audio.done", "usage": usage}]
+    )
+    text = "The greenhouse is at 31 degrees."
+    with sdk(gw).audio.speech.with_streaming_response.create(
+        model="gpt-4o-mini-tts", voice="alloy", input=text, stream_format="sse"
+    ) as r:
+        body = r.read()
+    assert body.count(b"speech.audio.delta") == 3 and b"speech.audio.done" in body
+    [rec] = gw.records(1)
+    assert (rec["endpoint"], rec["status"], rec["usage_source"]) == ("audio/speech", "ok", "provider")
+    assert (rec["input_tokens"], rec["output_tokens"], rec["audio_output_tokens"]) == (14, 101, 101)
+    # openai.com/api/pricing, gpt-4o-mini-tts: text input $0.60, audio output $12.00 per 1M tokens
+    assert rec["cost_usd"] == pytest.approx((14 * 0.60 + 101 * 12.00) / 1e6, rel=1e-9)
+    assert rec["price_source"] == "openai-pricing:gpt-4o-mini-tts(tokens)"
 
 
 def test_speech_is_charged_per_character_of_its_input(replay: ReplayServer, gw: GatewayServer) -> None:

@@ -427,6 +427,23 @@ def test_mini_tts_is_charged_its_bound() -> None:
     assert slow == pytest.approx((1000 + 4 + 64) * 0.60 / M + 2 * 1000 * 10 * 12.00 / M)
 
 
+def test_mini_tts_streamed_is_charged_the_tokens_reported_within_its_bound() -> None:
+    """Speech streamed as SSE ends with its usage: those tokens are charged, never more than the request allows."""
+    fields = {"input": "x" * 100}
+    said = {"usage": {"input_tokens": 30, "output_tokens": 400, "total_tokens": 430}}
+    charge = media_cost("audio/speech", "gpt-4o-mini-tts", fields, 120, said)
+    assert charge.cost_usd == pytest.approx(30 * 0.60 / M + 400 * 12.00 / M)
+    assert charge.source == "openai-pricing:gpt-4o-mini-tts(tokens)"
+    assert (charge.input_tokens, charge.output_tokens, charge.audio_output_tokens) == (30, 400, 400)
+    absurd = media_cost(
+        "audio/speech", "gpt-4o-mini-tts", fields, 120, {"usage": {"input_tokens": 10**9, "output_tokens": 10**9}}
+    )
+    assert (absurd.input_tokens, absurd.output_tokens) == (100 + 64, 100 * 10)  # held to the bound
+    assert absurd.cost_usd == pytest.approx(media_reservation("audio/speech", "gpt-4o-mini-tts", fields, 120))
+    per_char = media_cost("audio/speech", "tts-1", fields, 120, said)
+    assert per_char.cost_usd == pytest.approx(100 * 15.00 / M), "tts-1 is billed per character, whatever it says"
+
+
 @pytest.mark.parametrize(
     ("endpoint", "fields", "body_bytes", "known"),
     [

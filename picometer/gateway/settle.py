@@ -19,6 +19,7 @@ from picometer.frozen import frozen
 from picometer.gateway.fingerprint import Fingerprint
 from picometer.gateway.path import Route
 from picometer.gateway.tags import Tags
+from picometer.metering.audio_prices import SPEECH
 from picometer.metering.batch import BatchMeter
 from picometer.metering.budget import Hold, to_usd
 from picometer.metering.endpoints import Endpoint
@@ -277,9 +278,13 @@ def _charge_media(rec: Record, admitted: Admitted, o: Outcome) -> None:
     if admitted.provider.free:
         rec.cost_usd, rec.price_source = 0.0, "free"
         return
-    charge = media_cost(admitted.endpoint.name, rec.model, admitted.fields or {}, len(admitted.content), o.answer)
+    answer = o.answer
+    if answer is None and o.usage is not None and admitted.endpoint.name == SPEECH:
+        # Speech streamed as SSE: its last event's usage (the stream meter read it) is what the call billed.
+        answer = {"usage": {"input_tokens": o.usage.input_tokens, "output_tokens": o.usage.output_tokens}}
+    charge = media_cost(admitted.endpoint.name, rec.model, admitted.fields or {}, len(admitted.content), answer)
     rec.cost_usd, rec.price_source = charge.cost_usd, charge.source
-    if rec.usage_source == "none" and (charge.input_tokens or charge.output_tokens):
+    if charge.input_tokens or charge.output_tokens:  # the tokens priced, as held to the request's bounds
         rec.usage_source = "provider"
         rec.input_tokens, rec.output_tokens = charge.input_tokens, charge.output_tokens
         rec.audio_input_tokens, rec.audio_output_tokens = charge.audio_input_tokens, charge.audio_output_tokens

@@ -2,8 +2,9 @@
 Pure.
 
 Speech is billed per character (tts-1) or per token (gpt-4o-mini-tts); its answer is audio, so the charge is
-read from the request. Whisper is billed per second of audio, gpt-4o-(mini-)transcribe per token, as the
-answer reports. Every price is OpenAI's list price, cited beside its number as in `metering.media`.
+read from the request, unless the speech was streamed as SSE, whose last event reports the tokens billed.
+Whisper is billed per second of audio, gpt-4o-(mini-)transcribe per token, as the answer reports. Every price
+is OpenAI's list price, cited beside its number as in `metering.media`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from picometer.metering.media_reading import (
     PROMPT_OVERHEAD_TOKENS,
     Tokens,
     body_bytes_within,
+    count,
     get,
     number,
     reported_tokens,
@@ -112,7 +114,8 @@ def _speech_chars(fields: Mapping[str, Any]) -> int:
     return min(max(len(text), 1), MAX_SPEECH_CHARS) if isinstance(text, str) else MAX_SPEECH_CHARS
 
 
-def _speech_token_bound(rates: SpeechTokenRates, fields: Mapping[str, Any]) -> Fraction:
+def _speech_token_bounds(fields: Mapping[str, Any]) -> tuple[int, int]:
+    """The most text input and audio output tokens a speech call can be billed."""
     text, instructions = fields.get("input"), fields.get("instructions")
     most_bytes = MAX_SPEECH_CHARS * MAX_UTF8_BYTES_PER_CHAR
     text_bytes = min(utf8_len(text), most_bytes) if isinstance(text, str) else most_bytes
@@ -122,6 +125,11 @@ def _speech_token_bound(rates: SpeechTokenRates, fields: Mapping[str, Any]) -> F
     speed = number(fields["speed"]) if fields.get("speed") is not None else Fraction(1)
     slowness = max(Fraction(1), 1 / min(max(speed, low), high)) if speed is not None else 1 / low
     audio_out = math.ceil(_speech_chars(fields) * AUDIO_TOKENS_PER_CHAR * slowness)
+    return text_in, audio_out
+
+
+def _speech_token_bound(rates: SpeechTokenRates, fields: Mapping[str, Any]) -> Fraction:
+    text_in, audio_out = _speech_token_bounds(fields)
     return text_in * rates.text_in + audio_out * rates.audio_out
 
 
@@ -134,11 +142,26 @@ def speech_reservation(model: str | None, fields: Mapping[str, Any]) -> Fraction
     return max(speech_reservation(known, fields) for known in (*TTS_USD_PER_CHAR, *SPEECH_TOKEN_RATES))
 
 
-def speech_cost(model: str | None, fields: Mapping[str, Any]) -> MediaCharge:
+def speech_cost(model: str | None, fields: Mapping[str, Any], answer: Any = None) -> MediaCharge:
+    """`answer`: what the answer says it billed, when it says so (speech streamed as SSE ends with
+    speech.audio.done and its usage); plain audio says nothing, and a token model is charged its bound."""
     cost = usd(speech_reservation(model, fields))
     if model in TTS_USD_PER_CHAR:
         return MediaCharge(cost, f"{PRICED}{model}")  # characters are known exactly from the request
-    return MediaCharge(cost, RESERVATION if model is not None else CONSERVATIVE)
+    usage = get(answer, "usage")
+    text_in, audio_out = count(get(usage, "input_tokens")), count(get(usage, "output_tokens"))
+    if model not in SPEECH_TOKEN_RATES or text_in is None or audio_out is None or text_in + audio_out == 0:
+        return MediaCharge(cost, RESERVATION if model is not None else CONSERVATIVE)
+    most_in, most_out = _speech_token_bounds(fields)  # a claim past the request's bound is held to it
+    text_in, audio_out = min(text_in, most_in), min(audio_out, most_out)
+    rates = SPEECH_TOKEN_RATES[model]
+    return MediaCharge(
+        usd(text_in * rates.text_in + audio_out * rates.audio_out),
+        f"{PRICED}{model}(tokens)",
+        input_tokens=text_in,
+        output_tokens=audio_out,
+        audio_output_tokens=audio_out,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -89,14 +89,14 @@ def media_cost(
     endpoint: str, model: str | None, fields: Mapping[str, Any], body_bytes: int, answer: Any
 ) -> MediaCharge:
     """What the call costs, from the request and the provider's parsed JSON answer (None for binary answers
-    like speech audio, or an unparsable body)."""
+    like speech audio, or an unparsable body; for speech streamed as SSE, its usage as an answer's)."""
     name = _endpoint(endpoint)
     fields = fields if isinstance(fields, Mapping) else {}
     priced = _priced_model(model, name)
     if name in IMAGE_ENDPOINTS:
         return image_cost(name, priced, fields, body_bytes, answer)
     if name == SPEECH:
-        return speech_cost(priced, fields)
+        return speech_cost(priced, fields, answer)
     if name in TRANSCRIBE_ENDPOINTS:
         return transcribe_cost(priced, body_bytes, answer)
     return MediaCharge(0.0, "unpriced")  # not an images or audio endpoint

@@ -152,9 +152,9 @@ def test_anthropic_text_deltas_are_skimmed_and_the_terminal_event_never() -> Non
 
 
 def test_text_deltas_framed_like_the_first_are_counted_as_the_parser_counts_them() -> None:
-    """After one plain delta, a chunk framed the same with other text is taken on its frame alone; text with a
-    quote or an escape, two events at once or another frame still go through the full skim, and every way
-    counts what the parser counts."""
+    """Skimming learns the frame of the first plain delta, and the relay takes a chunk framed the same with other
+    text on its frame alone; text with a quote or an escape, two events at once or another frame still go
+    through the full skim, and every way counts what the parser counts."""
 
     def chunk(text: str) -> bytes:
         return sse({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": text}}]})
@@ -169,6 +169,8 @@ def test_text_deltas_framed_like_the_first_are_counted_as_the_parser_counts_them
     assert all(skimmed.skim(c) for c in stream[1:])
     assert skimmed.frame == (chunk("Hello").split(b"Hello")[0], chunk("Hello").split(b"Hello")[1])
     assert skimmed.text_chars == metered("openai", "chat/completions", stream, False)[4]
+    metering, body = relayed("openai", "chat/completions", stream)
+    assert metering[4] == skimmed.text_chars and body == b"".join(stream)
     assert not skimmed.skim(chunk("z")[:-1]) and not skimmed.skim(chunk("z").replace(b"\n", b"\r\n"))
 
 

@@ -29,7 +29,6 @@ _TEXT_VALUE = re.compile(
 _NEEDS_JSON = re.compile(r'"(?:usage|error)":\s*\{|"type":\s*"error"')
 _TEXT_BYTES = re.compile(_TEXT_VALUE.pattern.encode())
 _USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
-PLAIN_TEXT = re.compile(rb'[^"\\\r\n]*')  # a JSON string's bytes with no quote, no escape, no line end
 # The event lines of text deltas, by the shape that names its events: a chunk of only these is plain text.
 _DELTA_LINES = {
     "anthropic": (b"event: content_block_delta\n",),
@@ -59,7 +58,7 @@ class StreamMeter:
         self._next_deltas = tuple(b"\n\n" + line for line in self._deltas)  # an event after another
         # The bytes around the text of the first skimmed single-event chunk: a provider frames every text delta of
         # a stream alike (same id, model, index), so a chunk framed the same with plain text between is one too.
-        # The stream relay (gateway.streamed) checks a chunk against it in its own loop, before calling skim.
+        # The stream relay (gateway.streamed) checks a chunk against it in its own loop: the bulk of every stream.
         self.frame: tuple[bytes, bytes] | None = None
 
     def observe(self, event: SSEEvent) -> bool:
@@ -99,14 +98,8 @@ class StreamMeter:
         """A chunk of whole SSE events that are all plain text deltas (most of a stream): their text counted at
         once, True. False, with nothing counted, when any event may need parsing (usage, an error, the terminal
         event, another kind of event, data over several lines, CR line ends): the caller then feeds the chunk to
-        the parser. Substring tests only: this runs for nearly every chunk of every stream."""
-        frame = self.frame
-        if frame is not None and chunk.startswith(frame[0]) and chunk.endswith(frame[1]):
-            start, end = len(frame[0]), len(chunk) - len(frame[1])
-            if start <= end and PLAIN_TEXT.fullmatch(chunk, start, end) is not None:
-                # Framed as the first one, with no quote or escape between: the same event with other text.
-                self.text_chars += end - start if chunk.isascii() else len(chunk[start:end].decode("utf-8", "replace"))
-                return True
+        the parser. Substring tests only. A chunk framed like the first one skimmed is the stream relay's to check
+        (gateway.streamed), in its own loop: this takes the rest, and learns that frame."""
         events = chunk.count(b"\n\n")
         if (
             not chunk.endswith(b"\n\n")
@@ -137,7 +130,7 @@ class StreamMeter:
             self.text_chars += len(b"".join(_TEXT_BYTES.findall(chunk)))
         else:  # counted in characters, as the parser counts them
             self.text_chars += len("".join(_TEXT_VALUE.findall(chunk.decode("utf-8", errors="replace"))))
-        if frame is None and events == 1:
+        if self.frame is None and events == 1:
             self._learn_frame(chunk)
         return True
 

@@ -117,6 +117,8 @@ def test_the_clients_stream_ends_at_the_terminal_event_though_the_provider_keeps
     [rec] = gateway.records(1)
     assert (rec["status"], rec["error_type"], rec["stream"]) == ("ok", None, True)
     assert rec["input_tokens"] > 0 and rec["output_tokens"] > 0 and rec["cost_usd"] > 0
+    # the provider's counts (the 4 cached tokens it was asked to report among them), priced as they bill
+    assert_ok_with(rec, body["model"], path.split("/")[0], rec["input_tokens"], rec["output_tokens"], 4)
 
 
 @pytest.mark.parametrize(

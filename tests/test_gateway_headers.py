@@ -133,3 +133,22 @@ def test_a_cookie_set_for_one_caller_never_rides_on_another_callers_request(
     assert first.headers["set-cookie"].startswith("sim_session="), "the caller still gets its cookie"
     post(f"{gateway.url}/openai/chat/completions", json=CHAT)
     assert "cookie" not in sim.sim.seen[-1].headers
+
+
+def test_the_provider_gets_its_own_host_and_the_length_of_the_body_it_is_sent(
+    sim: SimServer, gateway: GatewayServer
+) -> None:
+    """picometer writes the Host and Content-Length headers itself (the client's name picometer, and a body it
+    changed has another length): the provider's address, and the bytes it received."""
+    provider = httpx.URL(sim.url)
+    stream = {**CHAT, "stream": True}  # picometer asks for the stream's usage: the body it sends is longer
+    with httpx.stream("POST", f"{gateway.url}/openai/chat/completions", json=stream, trust_env=False) as r:
+        r.read()
+    seen = sim.sim.seen[-1]
+    assert b'"include_usage"' in seen.body
+    assert seen.headers["host"] == f"{provider.host}:{provider.port}"
+    assert int(seen.headers["content-length"]) == len(seen.body)
+    assert httpx.get(f"{gateway.url}/openai/models", trust_env=False).status_code == 200
+    listed = sim.sim.seen[-1]
+    assert listed.method == "GET" and "content-length" not in listed.headers, "a GET carries no body, nor says so"
+    assert listed.headers["host"] == f"{provider.host}:{provider.port}"

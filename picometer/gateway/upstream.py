@@ -25,6 +25,7 @@ log = structlog.get_logger("picometer.gateway")
 
 URLS_KEPT = 256  # parsed upstream URLs kept; when full, the cache starts afresh
 URL_KEPT_CHARS = 1024  # a longer path and query is parsed each time, never kept
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # given an empty body, httpx says so: Content-Length: 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,11 @@ class Upstream:
         headers = forward.upstream_headers(
             client_headers, provider, req.provider_key, req.endpoint.shape, key_in_query=forward.has_query_key(query)
         )
+        content = req.content
+        # The headers httpx adds for a body given whole, added here once: a Request given its stream skips httpx's
+        # body encoding and its header merging (a fifth of the Request's cost), on every attempt.
+        framing = [(b"Content-Length", str(len(content)).encode())] if content or method in _BODY_METHODS else []
+        sent = httpx.Headers([(b"Host", url.netloc), *headers, *framing])
         health = self.health(name)
         tries = 0  # at this provider (a fallback gets its own); o.attempts counts them all for the record
         while True:
@@ -138,7 +144,10 @@ class Upstream:
             o.reached = True
             timeouts = forward.timeouts_for(provider)
             # A bare Request skips the client's header/cookie/URL merging: we pass everything it needs.
-            request = httpx.Request(method, url, headers=headers, content=req.content, extensions={"timeout": timeouts})
+            request = httpx.Request(
+                method, url, headers=sent, stream=httpx.ByteStream(content), extensions={"timeout": timeouts}
+            )
+            request.read()  # what httpx does for a body given whole: `request.content` then reads it (no copy)
             # Its record's request fields (and its prompt fingerprint) are made once it is out, as the provider works.
             waiting = pool.WHILE_WAITING.set(req.while_waiting)
             answer_by = pool.ANSWER_BY.set(time.monotonic() + provider.first_byte_timeout_s)

@@ -58,6 +58,11 @@ class HeadHold:
         self._body: list[bytes] = []
 
     @property
+    def cycle(self) -> Any:
+        """The server's request cycle this hold is over (gateway.chunked writes a stream's chunks to it)."""
+        return self._cycle
+
+    @property
     def holding(self) -> bool:
         """A head is held: the client has nothing of this response yet."""
         return self._kept is not None and self._kept.parts is not None

@@ -227,6 +227,7 @@ class Proxy:
             self._cost_of(req),
             Translation.of(req, self.clock),
             held_head.of(scope),
+            direct=not isinstance(send, Capture),  # a cached answer is kept as it is sent: through `send`
         )
         try:
             o.http_status = o.upstream_status = response.status_code

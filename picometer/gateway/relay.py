@@ -50,13 +50,15 @@ class Relay:
         cost_of: CostOf | None = None,
         translation: Translation | None = None,
         hold: HeadHold | None = None,
+        direct: bool = False,
     ) -> None:
         """`cost_of`: set when the answer carries its cost in its body ([server].cost_in_body, OpenAI-shaped);
         `translation`: set when a substitute answers in another API than the client's; `hold`: the server's
-        hold on the response head (gateway.held_head), for a stream's head to be written before its first event."""
+        hold on the response head (gateway.held_head), for a stream's head to be written before its first event;
+        `direct`: `send` is the server's own, so a stream's chunks may be written past it (gateway.chunked)."""
         self.o, self._send, self._request_id = o, send, request_id
         self._finish, self._elapsed_ms = finish, elapsed_ms
-        self._cost_of, self._translation, self._hold = cost_of, translation, hold
+        self._cost_of, self._translation, self._hold, self._direct = cost_of, translation, hold, direct
 
     def _start(self, response: httpx.Response, extra: list[tuple[bytes, bytes]], started: bool = True) -> Message:
         """The response head; `started`: it goes to the client now (not held)."""

@@ -8,6 +8,7 @@ import re
 
 import httpx
 
+from picometer.gateway import chunked
 from picometer.gateway.cost_in_body import event_data_with_cost
 from picometer.gateway.inflow import TooLarge, Undecodable, dropped, pieces, raw_chunks, undecoded
 from picometer.gateway.relay import Relay
@@ -49,6 +50,7 @@ class StreamRelay(Relay):
         o.expects_terminal = expects_terminal and response.is_success
         held = b""  # bytes before the first whole event (bounded by the parser's event limit)
         send, skim = self._send, meter.skim  # the loop below runs for every chunk of every stream
+        put = chunked.NOT_DIRECT  # once the reply has started: its chunks written past the server's h11
         skimmed = parser if translator is None and isinstance(parser, SSEParser) else None
         skimming = False  # the reply has started and the parser holds nothing: a chunk may be skimmed
         # Once skimming has learnt the frame of the stream's text deltas, a chunk framed alike (the same event with
@@ -69,14 +71,16 @@ class StreamRelay(Relay):
                 if fast and chunk.startswith(pre) and chunk.endswith(post) and plain(chunk, lo, len(chunk) - hi):
                     end = len(chunk) - hi  # its text counted in characters, as the parser counts them
                     meter.text_chars += end - lo if chunk.isascii() else len(chunk[lo:end].decode("utf-8", "replace"))
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if not put(chunk):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     continue
                 if skimming and skim(chunk):
                     # Whole events of plain text (most of a stream): passed on as they came, nothing parsed.
                     if not fast and meter.frame is not None:
                         fast, (pre, post) = True, meter.frame
                         lo, hi = len(pre), len(post)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if not put(chunk):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     continue
                 if o.ttft_ms is None:  # the first chunk is never skimmed
                     self._first_byte()
@@ -93,7 +97,8 @@ class StreamRelay(Relay):
                     # The terminal event goes out, the call is recorded while the client reads it, and the body ends
                     # at once: nothing of the provider's after it reaches the client, nor does it wait for that.
                     if o.started_reply:
-                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                        if not put(out):
+                            await send({"type": "http.response.body", "body": out, "more_body": True})
                     else:
                         await self._begin(response, held + out)
                     self._after(meter)
@@ -107,7 +112,8 @@ class StreamRelay(Relay):
                         continue
                     out, held = held + out, b""
                     await self._begin(response, out)
-                elif out:
+                    put = chunked.writer(self._hold) if self._direct else put
+                elif out and not put(out):
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                 self._after(meter)
                 skimming = skimmed is not None and o.started_reply and skimmed.idle  # a skimmed chunk keeps it so

@@ -1,9 +1,12 @@
 """A whole answer too big to go to the client in one write gives its upstream connection back before it is sent:
-a slow client never holds one of the pool's connections while it takes its time over a big answer."""
+a slow client never holds one of the pool's connections while it takes its time over a big answer. A small one of a
+declared length is sent with its last byte, and the end of its body is read after: its connection serves again."""
 
 from __future__ import annotations
 
 import asyncio
+
+import httpx
 
 from picometer.asgi import Message
 from picometer.gateway.inflow import AnswersHeld
@@ -11,6 +14,7 @@ from picometer.gateway.relay import Relay
 from picometer.gateway.settle import Outcome
 from picometer.record import Record
 from tests.relayed import answer
+from tests.servers import GatewayServer, SimServer
 
 ANSWER = b'{"model": "gpt-4o-mini", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
 
@@ -35,3 +39,17 @@ def test_a_big_whole_answer_is_sent_after_its_connection_went_back() -> None:
     big = ANSWER[:-1] + b', "pad": "' + b"x" * 100_000 + b'"}'
     sent = relayed("application/json", [big[:40_000], big[40_000:]])
     assert sent[0] == ("http.response.start", True) and all(closed for _, closed in sent)
+
+
+def test_small_whole_answers_go_out_before_their_body_ends_and_their_connection_serves_again(
+    sim: SimServer, gateway: GatewayServer
+) -> None:
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        for _ in range(5):
+            r = client.post(f"{gateway.url}/openai/chat/completions", json=chat)
+            assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
+    pool = gateway.daemon.gateway.upstream.transport._pool
+    assert len(pool.connections) == 1 and pool.connections[0].is_idle(), "one connection, back in the pool"
+    records = gateway.records(5)
+    assert [(rec["status"], rec["output_tokens"] > 0) for rec in records] == [("ok", True)] * 5

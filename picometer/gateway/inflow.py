@@ -82,8 +82,9 @@ AFTER_TERMINAL = 65_536  # read past a stream's terminal event so its connection
 
 
 async def dropped(chunks: AsyncIterator[bytes]) -> None:
-    """What a provider sends after its stream's terminal event, read and dropped: a connection read to the end of
-    its body goes back to the pool. One that sends more, or breaks, is closed by the caller instead."""
+    """What a provider sends after its answer is whole (a stream's terminal event, a small answer's declared length),
+    read and dropped: a connection read to the end of its body goes back to the pool. One that sends more, or
+    breaks, is closed by the caller instead."""
     seen = 0
     try:
         async for chunk in chunks:

@@ -14,7 +14,16 @@ from picometer.asgi import Message, Send
 from picometer.gateway import forward
 from picometer.gateway.cost_in_body import pieces_with_cost
 from picometer.gateway.held_head import HeadHold
-from picometer.gateway.inflow import AnswersHeld, TooLarge, Undecodable, counted, pieces, raw_chunks, undecoded
+from picometer.gateway.inflow import (
+    AnswersHeld,
+    TooLarge,
+    Undecodable,
+    counted,
+    dropped,
+    pieces,
+    raw_chunks,
+    undecoded,
+)
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Finish, Outcome
 from picometer.gateway.translated import Translation
@@ -28,6 +37,12 @@ TRANSLATED_LIMIT = 8_000_000  # a chat answer translated to the client's API: fa
 # An answer this size goes to the client in one write (socket buffers hold it): its upstream connection can wait
 # until after that; a bigger one is given back first (closing a response costs a few turns of the event loop).
 SENT_AT_ONCE = 65_536
+
+
+def _declared(response: httpx.Response) -> int | None:
+    """The answer's declared length when it is small enough to be sent at once (SENT_AT_ONCE), else None."""
+    length = response.headers.get("content-length", "")
+    return int(length) if length.isdigit() and 0 < int(length) <= SENT_AT_ONCE else None
 
 
 CostOf = Callable[[Usage, str | None], float | None]  # (usage, the answer's model) -> USD, as the record prices it
@@ -97,6 +112,9 @@ class Relay:
         # A body as sent (most answers) is read raw and counted here: no generator of ours per answer.
         raw, size = undecoded(response), 0
         stream = aiter(raw_chunks(response)) if raw else pieces(response, limit)
+        # A small answer of a declared length is whole with its last byte: the body's end is read after the client
+        # has the answer (so its connection still goes back to the pool), not before.
+        whole_at = _declared(response) if raw else None
         try:
             async for piece in stream:
                 if raw:
@@ -113,6 +131,8 @@ class Relay:
                     return
                 taken += len(piece)
                 parts.append(piece)
+                if size == whole_at:
+                    break
         except httpx.HTTPError as e:
             raise self._bad(f"provider {provider!r} broke off its answer: {type(e).__name__}") from None
         except TooLarge:
@@ -128,6 +148,8 @@ class Relay:
         if taken > SENT_AT_ONCE:
             await response.aclose()
         await self._whole(response, provider, shape, strict, parts)
+        if whole_at is not None and size == whole_at:
+            await dropped(stream)  # the body's end (nothing more is expected): its connection serves again
 
     async def _whole(
         self, response: httpx.Response, provider: str, shape: str | None, strict: bool, parts: list[bytes]

@@ -12,6 +12,7 @@ from picometer.gateway.bounds import MAX_JSON_DEPTH, too_deep
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Facts
 from picometer.metering.endpoints import Endpoint
+from picometer.metering.json_value import loads
 
 
 class ClientGone(Exception):
@@ -80,7 +81,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise Refusal(400, "invalid_request_error", "the request body is empty; this endpoint needs a JSON object")
     try:
-        parsed = json.loads(body)
+        parsed = loads(body)
     except RecursionError:
         raise Refusal(400, "invalid_request_error", _TOO_DEEP) from None
     except UnicodeDecodeError:

@@ -4,7 +4,6 @@ crash can lose a reply, never its record."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import AsyncIterator, Callable
 
@@ -29,6 +28,7 @@ from picometer.gateway.settle import Finish, Outcome
 from picometer.gateway.translated import Translation
 from picometer.metering.answer import AnswerScan
 from picometer.metering.batch import BatchMeter
+from picometer.metering.json_value import loads
 from picometer.metering.usage import Usage, from_response
 from picometer.translate import Untranslatable
 
@@ -191,7 +191,7 @@ class Relay:
             return
         content = b"".join(parts)
         try:
-            parsed = json.loads(content)
+            parsed = loads(content)
         except ValueError:
             raise self._bad(
                 f"provider {provider!r} answered {status} with a body that is not JSON "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from picometer.metering.json_value import loads
 from picometer.metering.sse import SSEEvent
 from picometer.metering.usage import (
     MAX_OUTPUT_ITEMS,
@@ -71,7 +71,7 @@ class StreamMeter:
         if self._plain_text(event):
             return False
         try:
-            data = json.loads(event.data)
+            data = loads(event.data)
         except ValueError:
             return False
         if not isinstance(data, Mapping):

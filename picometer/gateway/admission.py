@@ -221,7 +221,7 @@ class Admission:
         stream = is_streaming(endpoint, fields)
         d.learn(model=model, stream=stream)
         # Before every policy: a workflow a rule gives the call brings its pause, caps and policies with it.
-        rule = self.rules.match(Call(route.rest, model, headers, body, endpoint.shape))
+        rule = self.rules.match(Call(route.rest, model, headers, body, endpoint.shape)) if self.rules.rules else None
         if rule is not None:
             d.learn(tags=(tags := rule.tag(tags, headers, cfg)))
             if rule.block:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from picometer.config import Config, RuleConfig
+from picometer.frozen import frozen
 from picometer.gateway.tags import UNTAGGED, Tags, clean_tag
 
 # Python's re has no timeout: a regex only ever sees this many characters (the end of the text, where the ask is).
@@ -27,7 +28,7 @@ _ANY_SHAPE = ("messages", "contents", "input", "prompt")
 _TEXT_PARTS = ("text", "input_text")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Call:
     """What a rule looks at: the canonical path below the provider, the model, lower-cased headers, the body."""
 

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 
 import httpx
 
+from picometer.frozen import frozen
+
 PIECE_BYTES = 65_536  # the most one decompression step may produce
 
 
@@ -50,12 +52,34 @@ def _decoder(encoding: str) -> zlib._Decompress | None:
     raise Undecodable(f"content-encoding {encoding!r}")
 
 
-def undecoded(response: httpx.Response) -> bool:
+@frozen
+class Framing:
+    """What an answer's head says of its body."""
+
+    content_type: str = ""
+    encoding: str = ""  # its content-encoding, as sent
+    length: int | None = None  # its declared content-length
+
+
+_FRAMING = {b"content-type": 0, b"content-encoding": 1, b"content-length": 2}
+
+
+def framing(headers: httpx.Headers) -> Framing:
+    """Read from the raw header pairs in one pass: httpx decodes every header on the first lookup and scans them
+    all on each, and a provider sends twenty or more (rate limits, ids, its CDN's). Repeated ones joined, as
+    httpx joins them."""
+    found: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+    for name, value in headers.raw:
+        at = _FRAMING.get(name.lower())
+        if at is not None:
+            found[at].append(value)
+    ctype, encoding, length = (b", ".join(values).decode("latin-1") for values in found)
+    return Framing(ctype, encoding, int(length) if length.isascii() and length.isdigit() else None)
+
+
+def undecoded(response: httpx.Response, head: Framing) -> bool:
     """The body is still to be read and comes as sent (no content encoding): its raw chunks are its pieces."""
-    return not response.is_stream_consumed and response.headers.get("content-encoding", "").strip().lower() in (
-        "",
-        "identity",
-    )
+    return not response.is_stream_consumed and head.encoding.strip().lower() in ("", "identity")
 
 
 def raw_chunks(response: httpx.Response) -> AsyncIterable[bytes]:

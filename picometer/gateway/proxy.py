@@ -21,7 +21,7 @@ from picometer.gateway.admission import Admission, Turned
 from picometer.gateway.body import ClientGone
 from picometer.gateway.cached import Capture, keeper, replay
 from picometer.gateway.cost_in_body import carries_cost
-from picometer.gateway.inflow import AnswersHeld
+from picometer.gateway.inflow import AnswersHeld, framing
 from picometer.gateway.refusals import Refusal, error_body, shape_for_refusal
 from picometer.gateway.relay import CostOf
 from picometer.gateway.settle import Admitted, Facts, Finish, Outcome, build_record, fallback_record, usage_cost
@@ -231,8 +231,8 @@ class Proxy:
         )
         try:
             o.http_status = o.upstream_status = response.status_code
-            content_type = response.headers.get("content-type", "")
-            if endpoint.shape is not None and is_stream(content_type, endpoint.shape):
+            head = framing(response.headers)
+            if endpoint.shape is not None and is_stream(head.content_type, endpoint.shape):
                 await relay.stream(
                     response,
                     endpoint.shape,
@@ -240,6 +240,7 @@ class Proxy:
                     req.hide_usage_chunk,
                     not endpoint.flat,
                     provider.max_response_bytes,
+                    head,
                 )
             elif endpoint.metered:
                 await relay.json(
@@ -249,6 +250,7 @@ class Proxy:
                     not endpoint.flat,
                     provider.max_response_bytes,
                     self.answers_held,
+                    head,
                 )
             elif endpoint.batch_results:
                 key = f"{req.route.provider}/{req.route.rest}"

@@ -15,10 +15,12 @@ from picometer.gateway.cost_in_body import pieces_with_cost
 from picometer.gateway.held_head import HeadHold
 from picometer.gateway.inflow import (
     AnswersHeld,
+    Framing,
     TooLarge,
     Undecodable,
     counted,
     dropped,
+    framing,
     pieces,
     raw_chunks,
     undecoded,
@@ -37,12 +39,6 @@ TRANSLATED_LIMIT = 8_000_000  # a chat answer translated to the client's API: fa
 # An answer this size goes to the client in one write (socket buffers hold it): its upstream connection can wait
 # until after that; a bigger one is given back first (closing a response costs a few turns of the event loop).
 SENT_AT_ONCE = 65_536
-
-
-def _declared(response: httpx.Response) -> int | None:
-    """The answer's declared length when it is small enough to be sent at once (SENT_AT_ONCE), else None."""
-    length = response.headers.get("content-length", "")
-    return int(length) if length.isdigit() and 0 < int(length) <= SENT_AT_ONCE else None
 
 
 CostOf = Callable[[Usage, str | None], float | None]  # (usage, the answer's model) -> USD, as the record prices it
@@ -100,21 +96,24 @@ class Relay:
         strict: bool,
         limit: int,
         held: AnswersHeld,
+        head: Framing | None = None,
     ) -> None:
         """A whole answer: read (at most `limit` bytes), metered, recorded, then sent with its cost in a header.
         `strict`: a success must be JSON (token endpoints); otherwise JSON is read when it is JSON. When the
-        answers held at once would pass `held.limit`, this one is passed on as it arrives instead."""
+        answers held at once would pass `held.limit`, this one is passed on as it arrives instead. `head`: the
+        answer's framing, when the caller read it already."""
+        head = head or framing(response.headers)
         parts: list[bytes] = []  # kept as they came: no growing buffer copied on every resize
         taken = 0
         if self._translation is not None:
             # A translated answer is read whole, then written anew: bounded by its own limit, not the shared pool.
             held, limit = AnswersHeld(sys.maxsize), min(limit, TRANSLATED_LIMIT)
         # A body as sent (most answers) is read raw and counted here: no generator of ours per answer.
-        raw, size = undecoded(response), 0
+        raw, size = undecoded(response, head), 0
         stream = aiter(raw_chunks(response)) if raw else pieces(response, limit)
         # A small answer of a declared length is whole with its last byte: the body's end is read after the client
         # has the answer (so its connection still goes back to the pool), not before.
-        whole_at = _declared(response) if raw else None
+        whole_at = head.length if raw and head.length and head.length <= SENT_AT_ONCE else None
         try:
             async for piece in stream:
                 if raw:
@@ -147,15 +146,14 @@ class Relay:
         # All of it read (`taken` bytes): one a slow client may take a while over gives its connection back first.
         if taken > SENT_AT_ONCE:
             await response.aclose()
-        await self._whole(response, provider, shape, strict, parts)
+        await self._whole(response, provider, shape, strict, parts, head.content_type)
         if whole_at is not None and size == whole_at:
             await dropped(stream)  # the body's end (nothing more is expected): its connection serves again
 
     async def _whole(
-        self, response: httpx.Response, provider: str, shape: str | None, strict: bool, parts: list[bytes]
+        self, response: httpx.Response, provider: str, shape: str | None, strict: bool, parts: list[bytes], ctype: str
     ) -> None:
         self._first_byte()
-        ctype = response.headers.get("content-type", "")
         if response.is_success and shape and (strict or "json" in ctype):
             self._read(provider, shape, strict, parts, response.status_code, ctype)
         if self._translation is not None:

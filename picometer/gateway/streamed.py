@@ -10,7 +10,16 @@ import httpx
 
 from picometer.gateway import chunked
 from picometer.gateway.cost_in_body import event_data_with_cost
-from picometer.gateway.inflow import TooLarge, Undecodable, dropped, pieces, raw_chunks, undecoded
+from picometer.gateway.inflow import (
+    Framing,
+    TooLarge,
+    Undecodable,
+    dropped,
+    framing,
+    pieces,
+    raw_chunks,
+    undecoded,
+)
 from picometer.gateway.relay import Relay
 from picometer.metering.ndjson import NDJSONParser
 from picometer.metering.sse import EventTooLarge, SSEEvent, SSEParser
@@ -31,6 +40,7 @@ class StreamRelay(Relay):
         hide_usage: bool,
         expects_terminal: bool,
         limit: int,
+        head: Framing | None = None,
     ) -> None:
         """Relay each chunk as it arrives, reading usage from the events on the way. The response starts with
         the first whole event, so a body that is no SSE stream at all (an endless line) still gets a 502; under
@@ -57,7 +67,7 @@ class StreamRelay(Relay):
         # other text, no quote or escape in it) is checked here, without a call: the bulk of every stream.
         fast, pre, post, lo, hi, plain = False, b"", b"", 0, 0, PLAIN_TEXT.fullmatch
         # A body as sent (most streams) is read raw and counted here: one layer less for every chunk.
-        raw, size = undecoded(response), 0
+        raw, size = undecoded(response, head or framing(response.headers)), 0
         chunks = aiter(raw_chunks(response)) if raw else pieces(response, limit)
         # Nothing follows these terminal events in their API: the client's stream ends with them, not when the
         # provider gets round to closing its body. Gemini's last chunk is only known by the end of the body.

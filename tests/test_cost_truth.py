@@ -1037,6 +1037,7 @@ def test_streamed_mini_tts_speech_is_charged_the_tokens_its_last_event_reports(
     assert body.count(b"speech.audio.delta") == 3 and b"speech.audio.done" in body
     [rec] = gw.records(1)
     assert (rec["endpoint"], rec["status"], rec["usage_source"]) == ("audio/speech", "ok", "provider")
+    assert rec["stream"] is True, "an answer that came as events is recorded as a stream"
     assert (rec["input_tokens"], rec["output_tokens"], rec["audio_output_tokens"]) == (14, 101, 101)
     # openai.com/api/pricing, gpt-4o-mini-tts: text input $0.60, audio output $12.00 per 1M tokens
     assert rec["cost_usd"] == pytest.approx((14 * 0.60 + 101 * 12.00) / 1e6, rel=1e-9)
@@ -1049,5 +1050,6 @@ def test_speech_is_charged_per_character_of_its_input(replay: ReplayServer, gw: 
     speech = sdk(gw).audio.speech.create(model="tts-1-hd", voice="alloy", input=text)
     assert speech.content.startswith(b"ID3")
     [rec] = gw.records(1)
+    assert rec["stream"] is False
     # openai.com/api/pricing, tts-1-hd: $30.00 per 1M characters
     assert rec["cost_usd"] == pytest.approx(len(text) * 30 / 1e6, rel=1e-9) and len(text) == 1060

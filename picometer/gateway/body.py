@@ -11,6 +11,7 @@ from picometer.asgi import Receive
 from picometer.gateway.bounds import MAX_JSON_DEPTH, too_deep
 from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Facts
+from picometer.metering.audio_prices import SPEECH
 from picometer.metering.endpoints import Endpoint
 from picometer.metering.json_value import loads
 
@@ -44,11 +45,14 @@ async def read_body(receive: Receive, limit: int, headers: dict[str, str]) -> by
 
 
 def is_streaming(endpoint: Endpoint, fields: Mapping[str, Any]) -> bool:
-    """Whether the answer will stream: Gemini says so in the path, Ollama streams unless told not to."""
+    """Whether the answer will stream: Gemini says so in the path, Ollama streams unless told not to, speech
+    comes as events when asked for them."""
     if endpoint.shape == "gemini":
         return endpoint.name == "streamGenerateContent"
     if endpoint.shape == "ollama" and endpoint.name in ("api/chat", "api/generate"):
         return fields.get("stream", True) is not False
+    if endpoint.name == SPEECH:
+        return fields.get("stream_format") == "sse"
     return fields.get("stream") is True or fields.get("stream") == "true"
 
 

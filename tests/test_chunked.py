@@ -68,7 +68,7 @@ def request(path: str, body: dict[str, Any], version: str = "1.1") -> bytes:
 def read_answer(s: socket.socket, client: h11.Connection) -> tuple[h11.Response, bytes]:
     """One whole answer on a kept-alive connection, through h11's client side (which checks the framing)."""
     head: h11.Response | None = None
-    body = b""
+    body = bytearray()
     while True:
         event = client.next_event()
         if event is h11.NEED_DATA:
@@ -79,7 +79,7 @@ def read_answer(s: socket.socket, client: h11.Connection) -> tuple[h11.Response,
             body += event.data
         elif isinstance(event, h11.EndOfMessage):
             assert head is not None
-            return head, body
+            return head, bytes(body)
         else:
             raise AssertionError(f"unexpected {event!r}")
 

@@ -19,6 +19,7 @@ import pytest
 
 from picometer.gateway import chunked
 from picometer.gateway.held_head import HeadHold
+from tests.oracle import independent_cost
 from tests.replay import ReplayServer, sse
 from tests.servers import GatewayServer, SimServer, gateway_config
 
@@ -56,6 +57,13 @@ def direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
     monkeypatch.setattr(chunked._Direct, "put", spy)
     return seen
+
+
+def assert_priced(rec: dict[str, Any], inp: int, out: int, *, stream: bool) -> None:
+    """An ok call's record: the provider's token counts, priced at gpt-4o-mini's list price."""
+    assert (rec["status"], rec["error_type"], rec["http_status"], rec["stream"]) == ("ok", None, 200, stream), rec
+    assert (rec["usage_source"], rec["input_tokens"], rec["output_tokens"]) == ("provider", inp, out)
+    assert rec["cost_usd"] == pytest.approx(independent_cost("gpt-4o-mini", "openai", {"input": inp, "output": out}))
 
 
 def request(path: str, body: dict[str, Any], version: str = "1.1") -> bytes:
@@ -115,9 +123,9 @@ def test_chunks_written_past_the_server_are_the_events_and_the_connection_serves
         again, answer = read_answer(s, client)
         assert again.status_code == 200 and json.loads(answer)["usage"]["total_tokens"] > 0
     first, second = gw.records(wait_for=2)
-    assert (first["status"], first["stream"], first["error_type"]) == ("ok", True, None)
-    assert (first["input_tokens"], first["output_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
-    assert second["status"] == "ok"
+    assert_priced(first, usage["prompt_tokens"], usage["completion_tokens"], stream=True)
+    then = json.loads(answer)["usage"]
+    assert_priced(second, then["prompt_tokens"], then["completion_tokens"], stream=False)
 
 
 def test_a_client_reading_slowly_gets_every_byte_in_order(
@@ -142,7 +150,7 @@ def test_a_client_reading_slowly_gets_every_byte_in_order(
     assert body == sse(events), "every byte, in order, each once"
     assert True in direct_writes and False in direct_writes, "written past the server, then through it while full"
     [rec] = gw.records(wait_for=1)
-    assert (rec["status"], rec["input_tokens"], rec["output_tokens"]) == ("ok", 12, 3000)
+    assert_priced(rec, 12, 3000, stream=True)
     assert rec["latency_ms"] >= 1000, "the stream waited for its client"
 
 
@@ -164,7 +172,7 @@ def test_an_http_1_0_client_gets_the_stream_without_chunk_framing(
     assert len(chunks) > 3 and chunks[-1]["usage"]["completion_tokens"] > 0
     assert not direct_writes, "nothing written past the server: its framing is not chunked"
     [rec] = gw.records(wait_for=1)
-    assert (rec["status"], rec["output_tokens"]) == ("ok", chunks[-1]["usage"]["completion_tokens"])
+    assert_priced(rec, chunks[-1]["usage"]["prompt_tokens"], chunks[-1]["usage"]["completion_tokens"], stream=True)
 
 
 # ---------------------------------------------------------------- the writer, over a real h11 connection

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from picometer.config import ProviderConfig, Secret
 from picometer.gateway.forward import upstream_headers
+from tests.oracle import independent_cost
 from tests.servers import GatewayServer, SimServer
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
@@ -152,3 +154,9 @@ def test_the_provider_gets_its_own_host_and_the_length_of_the_body_it_is_sent(
     listed = sim.sim.seen[-1]
     assert listed.method == "GET" and "content-length" not in listed.headers, "a GET carries no body, nor says so"
     assert listed.headers["host"] == f"{provider.host}:{provider.port}"
+    rec = next(rec for rec in gateway.records(2) if rec["endpoint"] == "chat/completions")
+    assert (rec["status"], rec["error_type"], rec["stream"], rec["usage_source"]) == ("ok", None, True, "provider")
+    tokens = {"input": rec["input_tokens"], "output": rec["output_tokens"]}
+    assert rec["output_tokens"] > 0 and rec["cost_usd"] == pytest.approx(
+        independent_cost("gpt-4o-mini", "openai", tokens)
+    )

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from picometer.asgi import Message
 from picometer.gateway.inflow import AnswersHeld
 from picometer.gateway.relay import Relay
 from picometer.gateway.settle import Outcome
 from picometer.record import Record
+from tests.oracle import independent_cost
 from tests.relayed import answer
 from tests.servers import GatewayServer, SimServer
 
@@ -45,11 +47,16 @@ def test_small_whole_answers_go_out_before_their_body_ends_and_their_connection_
     sim: SimServer, gateway: GatewayServer
 ) -> None:
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+    answers = []
     with httpx.Client(trust_env=False, timeout=10) as client:
         for _ in range(5):
             r = client.post(f"{gateway.url}/openai/chat/completions", json=chat)
             assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
+            answers.append((r.json()["usage"], float(r.headers["x-picometer-cost-usd"])))
     pool = gateway.daemon.gateway.upstream.transport._pool
     assert len(pool.connections) == 1 and pool.connections[0].is_idle(), "one connection, back in the pool"
-    records = gateway.records(5)
-    assert [(rec["status"], rec["output_tokens"] > 0) for rec in records] == [("ok", True)] * 5
+    for rec, (usage, cost) in zip(gateway.records(5), answers, strict=True):
+        assert (rec["status"], rec["error_type"], rec["usage_source"]) == ("ok", None, "provider")
+        assert (rec["input_tokens"], rec["output_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
+        tokens = {"input": usage["prompt_tokens"], "output": usage["completion_tokens"]}
+        assert rec["cost_usd"] == pytest.approx(independent_cost("gpt-4o-mini", "openai", tokens)) == cost

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
-from picometer.gateway.cost_in_body import answer_with_cost, event_data_with_cost
+from picometer.gateway.cost_in_body import _MAX_TRIES, _USAGE_KEY, answer_with_cost, event_data_with_cost
 from tests.replay import ReplayServer, sse
 from tests.sdks import chat_stream_with_usage, oa
 from tests.servers import Gateways, GatewayServer, SimServer, stream_post
@@ -332,12 +332,25 @@ def test_the_cost_lands_in_the_top_level_usage_only(
     answer = {**{k: v for k, v in before.items() if k != "usage"}, "usage": usage}
     answer.update({k: v for k, v in after.items() if k not in answer})
     data = json.dumps(answer, indent=indent, ensure_ascii=ascii_only).encode()
+    assume(len(_USAGE_KEY.findall(data)) <= _MAX_TRIES)  # past the bound: left alone (the test below)
     out = answer_with_cost(data, cost)
     assert out is not None
     assert json.loads(out) == {**answer, "usage": {**usage, "cost": cost}}
     if "cost" not in usage:  # added, every other byte kept
         added = (b", " if usage else b"") + b'"cost": ' + json.dumps(cost).encode()
         assert any(out[:p] + out[p + len(added) :] == data for p in range(len(data) + 1))
+
+
+def test_an_answer_with_more_usage_objects_than_the_bound_after_its_own_is_left_alone() -> None:
+    """Only the last _MAX_TRIES "usage" objects are tried (no API sends more): the splice's work stays bounded,
+    and an answer past it goes without usage.cost (its cost header still carries it)."""
+    nested: dict[str, Any] = {}
+    for _ in range(_MAX_TRIES):
+        nested = {"usage": nested}
+    within = json.dumps({"usage": {"prompt_tokens": 3, **nested["usage"]}}).encode()
+    assert answer_with_cost(within, 0.5) is not None
+    past = json.dumps({"usage": {"prompt_tokens": 3, **nested}}).encode()
+    assert len(_USAGE_KEY.findall(past)) == _MAX_TRIES + 1 and answer_with_cost(past, 0.5) is None
 
 
 @given(answer=st.dictionaries(_KEYS, _JSON, max_size=5), cost=_COST)

@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from picometer.simulator import SimSettings
+from tests.oracle import independent_cost
+from tests.replay import ReplayServer
 from tests.servers import GatewayServer, SimServer, gateway_config, stream_post
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}]}
@@ -231,3 +233,36 @@ def test_unmetered_routes_are_forwarded_and_logged_with_zero_usage(gateway: Gate
     assert a["endpoint"] == "models" and a["usage_source"] == "none" and a["status"] == "ok"
     assert b["endpoint"] == "messages/count_tokens" and b["cost_usd"] == 0.0 and b["model"] == MSG["model"]
     assert json.loads(gateway.daemon.usage_log.path.read_text().splitlines()[0])["request_id"]
+
+
+def test_a_provider_answer_nested_too_deep_is_a_clear_502_and_a_stream_event_so_is_left_unread(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    """JSON nested past Python's recursion (400 KB of brackets, under every size bound) is bad JSON: a whole answer
+    gets the 502 any unreadable answer gets, a stream event of it is passed on unread; never a 500."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+    usage = {"prompt_tokens": 9, "completion_tokens": 4}
+    with ReplayServer() as replay:
+        raw = gateway_config(sim.url, tmp_path)
+        raw["providers"]["replay"] = {"kind": "openai", "base_url": f"{replay.url}/v1"}
+        with GatewayServer(raw) as gw:
+            replay.answer_bytes(deep, b"application/json")
+            r = post(f"{gw.url}/replay/chat/completions", json=CHAT)
+            assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_bad_response", r.text
+            replay.answer_sse(
+                [
+                    {"model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": "hi"}}]},
+                    deep.decode(),
+                    {"model": "gpt-4o-mini", "choices": [], "usage": usage},
+                    "[DONE]",
+                ]
+            )
+            with stream_post(f"{gw.url}/replay/chat/completions", CHAT) as s:
+                body = s.read()
+            assert s.status_code == 200 and deep in body and body.endswith(b"data: [DONE]\n\n")
+            bad, streamed = gw.records(2)
+    assert (bad["status"], bad["error_type"], bad["http_status"]) == ("error", "bad_response", 502)
+    assert bad["usage_source"] == "estimated" and bad["input_tokens"] > 0, "the provider may have billed: estimate"
+    assert (streamed["status"], streamed["error_type"], streamed["usage_source"]) == ("ok", None, "provider")
+    assert (streamed["input_tokens"], streamed["output_tokens"]) == (9, 4)
+    assert streamed["cost_usd"] == pytest.approx(independent_cost("gpt-4o-mini", "openai", {"input": 9, "output": 4}))

@@ -1,5 +1,5 @@
 """metering.json_value.loads reads every request body, answer and stream event: for any input it gives what
-json.loads gives, the same value or the same error."""
+json.loads gives, the same value or the same error; JSON nested too deep is a ValueError, not a RecursionError."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from picometer.metering.json_value import loads
+from picometer.metering.json_value import TooDeep, loads
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -49,7 +49,12 @@ def test_anything_else_gives_json_loads_value_or_error(data: bytes | str) -> Non
     assert outcome(loads, data) == outcome(json.loads, data)
 
 
-def test_too_deep_raises_as_json_loads_does() -> None:
+def test_too_deep_is_bad_json_to_every_reader() -> None:
+    """json.loads raises RecursionError, which no reader of bad JSON expects; here it is a ValueError."""
     deep = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(RecursionError):
-        loads(deep)
+        json.loads(deep)
+    for data in (deep, deep.decode(), b" " + deep):
+        with pytest.raises(TooDeep):
+            loads(data)
+    assert issubclass(TooDeep, ValueError)

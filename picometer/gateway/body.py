@@ -13,7 +13,7 @@ from picometer.gateway.refusals import Refusal
 from picometer.gateway.settle import Facts
 from picometer.metering.audio_prices import SPEECH
 from picometer.metering.endpoints import Endpoint
-from picometer.metering.json_value import loads
+from picometer.metering.json_value import TooDeep, loads
 
 
 class ClientGone(Exception):
@@ -86,7 +86,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise Refusal(400, "invalid_request_error", "the request body is empty; this endpoint needs a JSON object")
     try:
         parsed = loads(body)
-    except RecursionError:
+    except TooDeep:
         raise Refusal(400, "invalid_request_error", _TOO_DEEP) from None
     except UnicodeDecodeError:
         raise Refusal(

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from picometer.metering.json_value import loads
+
 # The OpenAI-shaped answers that get it; images and audio are priced per call and carry no token usage.
 ENDPOINTS = frozenset({"chat/completions", "completions", "responses", "embeddings"})
 TAIL_BYTES = 262_144  # a whole answer's usage is looked for in its end (every API puts usage after the content)
@@ -49,7 +51,7 @@ def event_data_with_cost(data: str, path: Sequence[str], cost: float) -> str | N
     if not math.isfinite(cost):
         return None
     try:
-        parsed = json.loads(data)
+        parsed = loads(data)
     except ValueError:
         return None
     usage: Any = parsed

@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+
+from picometer.metering.json_value import loads
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 # 429s that no wait will cure: the account is out of money or quota.
@@ -50,7 +51,7 @@ def is_retryable_status(status: int, body: bytes = b"") -> bool:
 def is_quota(body: bytes) -> bool:
     """An OpenAI-style insufficient_quota (or a spend limit) rather than a rate limit."""
     try:
-        error = json.loads(body).get("error")
+        error = loads(body).get("error")
     except (ValueError, AttributeError):
         error = None
     if isinstance(error, dict):

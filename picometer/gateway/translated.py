@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from picometer.clock import Clock
 from picometer.gateway.settle import Admitted
+from picometer.metering.json_value import loads
 from picometer.translate import StreamTranslator, answer
 
 
@@ -35,7 +36,7 @@ class Translation:
     def whole(self, parts: list[bytes], status: int) -> list[bytes]:
         """A whole answer (or error) translated; raises Untranslatable when it holds what the client's API cannot."""
         try:
-            body = json.loads(b"".join(parts))
+            body = loads(b"".join(parts))
         except ValueError:
             body = {"error": {"message": f"the provider answered {status} with a body that is not JSON"}}
         if status >= 400 and not (isinstance(body, dict) and "error" in body):

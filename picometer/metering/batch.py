@@ -8,11 +8,11 @@ Each line is priced on its own (tiered prices apply per request, not to a batch'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from picometer.metering.json_value import loads
 from picometer.metering.tokens import TOKEN_FIELDS
 from picometer.metering.usage import Usage, from_response
 
@@ -82,7 +82,7 @@ class BatchMeter:
         if not line.strip():
             return
         try:
-            item = json.loads(line)
+            item = loads(line)
         except ValueError:
             self.unreadable += 1
             return

@@ -16,14 +16,22 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 _SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as json.decoder matches it
 
 
+class TooDeep(ValueError):
+    """JSON nested deeper than Python's recursion allows: bad JSON like any other to whoever reads it."""
+
+
 def loads(data: bytes | str) -> Any:
-    """json.loads(data), faster for UTF-8. RecursionError, as json.loads raises it, for values nested too deep."""
+    """json.loads(data), faster for UTF-8. A value nested too deep raises TooDeep, a ValueError, where json.loads
+    raises RecursionError: every reader that turns bad JSON away (a 400, a 502, an event left unread) does so."""
     try:
-        text = data.decode() if isinstance(data, bytes) else data
-        space = _SPACE.match(text)
-        value, end = _scan(text, space.end() if space else 0)
-    except (UnicodeDecodeError, StopIteration, ValueError):
-        return json.loads(data)
-    if end != len(text) and text[end:].strip(" \t\n\r"):
-        return json.loads(data)  # raises its "Extra data" error
-    return value
+        try:
+            text = data.decode() if isinstance(data, bytes) else data
+            space = _SPACE.match(text)
+            value, end = _scan(text, space.end() if space else 0)
+        except (UnicodeDecodeError, StopIteration, ValueError):
+            return json.loads(data)
+        if end != len(text) and text[end:].strip(" \t\n\r"):
+            return json.loads(data)  # raises its "Extra data" error
+        return value
+    except RecursionError:
+        raise TooDeep("JSON nested too deep to read") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from picometer.metering.json_value import loads
 from picometer.translate.untranslatable import Untranslatable
 
 MAX_TOOL_CALLS = 512  # tool calls in one streamed answer; more is not an answer a model gives
@@ -23,8 +24,8 @@ def anthropic_event(payload: dict[str, Any]) -> bytes:
 
 def payload(data: str) -> dict[str, Any]:
     try:
-        value = json.loads(data)
-    except (ValueError, RecursionError):
+        value = loads(data)
+    except ValueError:  # too deep included
         value = None
     if not isinstance(value, dict):
         raise Untranslatable("a stream event that is not a JSON object", "there is nothing to carry over")

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from picometer.metering.json_value import loads
 from picometer.translate.untranslatable import Untranslatable, count, number, obj, only, seq, text
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; an OpenAI call without one gets this many
@@ -278,7 +279,7 @@ def arguments(raw: Any, where: str) -> dict[str, Any]:
     if not text(raw, where).strip():
         return {}
     try:
-        value = json.loads(raw)
+        value = loads(raw)
     except ValueError:
         value = None
     if not isinstance(value, dict):
